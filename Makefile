@@ -1,0 +1,51 @@
+# The two commands of the README: `make serve` and `make test`. Everything else is a helper.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 0.0.0.0
+PORT ?= 8000
+export FLOWERS_MODEL_STORE ?= model_store
+
+.PHONY: serve test check train bench docker-smoke clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Installed markers: re-install only when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[openvino]'
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+## serve: install, train the default model if the store has none, serve on http://localhost:8000
+serve: $(VENV)/.installed
+	$(BIN)/python -m app.serve --train-if-empty --host $(HOST) --port $(PORT)
+
+## test: install the dev dependencies and run the whole test suite
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## check: lint, format check and type check
+check: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## train: train a new version (ARGS="--epochs 5 ...")
+train: $(VENV)/.installed
+	$(BIN)/python -m app.train $(ARGS)
+
+## bench: the benchmark harness (bench/README.md)
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m bench $(ARGS)
+
+## docker-smoke: build the image and test it with a real Docker engine
+docker-smoke:
+	scripts/docker-smoke.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,91 @@
+"""Settings: one pydantic-settings class, read from ``FLOWERS_*`` environment variables.
+
+Every field is documented here; the README's configuration table is checked against this class
+by ``tests/test_config.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.imaging import DEFAULT_MAX_PIXELS
+
+_PLACEHOLDER_TOKENS = frozenset(
+    {"changeme", "change-me", "secret", "token", "admin", "password", "example", "xxx"}
+)
+MIN_TOKEN_LENGTH = 16
+
+
+class Settings(BaseSettings):
+    """Service and training settings (env prefix ``FLOWERS_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="FLOWERS_", extra="ignore")
+
+    model_store: Path = Field(Path("model_store"), description="Folder of model versions.")
+    data_dir: Path | None = Field(
+        None,
+        description="Dataset folder (class sub-folders) for training, retraining and "
+        "/admin/dataset; unset: the TensorFlow flower_photos download.",
+    )
+    feature_cache: Path | None = Field(
+        None, description="Backbone feature cache; unset: <model_store>/.cache/features."
+    )
+    engine: Literal["auto", "tensorflow", "openvino"] = Field(
+        "auto", description="Inference engine; auto: OpenVINO on CPU when available."
+    )
+    max_batch_size: int = Field(16, ge=1, le=256, description="Largest batch the batcher forms.")
+    max_batch_delay_ms: float = Field(
+        4.0, ge=0, le=1000, description="Longest wait after a batch's first image before it runs."
+    )
+    queue_limit: int = Field(
+        256, ge=1, description="Images that may wait for the model; beyond it: 503 + Retry-After."
+    )
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="A request waiting longer for its predictions gets 504."
+    )
+    max_upload_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Largest accepted image file, in bytes (413)."
+    )
+    max_files_per_request: int = Field(16, ge=1, le=1024, description="Most images per request.")
+    max_image_pixels: int = Field(
+        DEFAULT_MAX_PIXELS, ge=1, description="Largest image (width x height) decoded (413)."
+    )
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token for /admin/*; unset: the admin API is disabled (403)."
+    )
+    poll_interval_s: float = Field(
+        5.0, ge=0, description="How often the store's active pointer is re-read; 0: never."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level."
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text, or json: one JSON object per line."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS (JSON list); empty: CORS off."
+    )
+    shutdown_drain_s: float = Field(
+        10.0, ge=0, description="On SIGTERM, how long queued images may take to finish."
+    )
+
+    @field_validator("admin_token")
+    @classmethod
+    def _refuse_placeholder_token(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is None or not token.get_secret_value():
+            return None
+        value = token.get_secret_value()
+        if value.lower() in _PLACEHOLDER_TOKENS or len(value) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"FLOWERS_ADMIN_TOKEN must be a real secret of at least {MIN_TOKEN_LENGTH} "
+                "characters (e.g. `openssl rand -hex 32`), not a placeholder"
+            )
+        return token
+
+    def feature_cache_dir(self, model_store: Path | None = None) -> Path:
+        """The feature cache folder: the setting, else ``.cache/features`` inside the store."""
+        return self.feature_cache or (model_store or self.model_store) / ".cache" / "features"

@@ -1,0 +1,199 @@
+"""Run a loaded model version on a batch, fast: one interface, two engines.
+
+- :class:`KerasEngine` calls the saved ``.keras`` model through a compiled function
+  (``tf.function`` with a fixed input signature on TensorFlow, ``jax.jit`` on JAX), never
+  ``model.predict`` per batch.  It is the engine for GPUs.
+- :class:`OpenVinoEngine` runs the OpenVINO IR exported when the version was published; on CPUs
+  it is the faster one (measured by ``bench/``), with bf16 inference where the CPU has it.
+
+Both pad a batch up to the next of a few fixed sizes (powers of two up to the max batch size)
+and slice the output, so no shape is ever compiled twice; ``warm_up`` runs every size once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final, Literal, Protocol
+
+import numpy as np
+
+from app.devices import DeviceInfo
+from app.imaging import IMAGE_SIZE
+from app.store import Version
+
+logger = logging.getLogger(__name__)
+
+OPENVINO_XML: Final = "openvino/model.xml"
+EngineKind = Literal["auto", "tensorflow", "openvino"]
+
+
+class EngineError(RuntimeError):
+    """A version cannot be loaded into the requested engine."""
+
+
+class Engine(Protocol):
+    name: str
+    version: int
+    classes: list[str]
+    batch_sizes: tuple[int, ...]
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """uint8 or float32 (N, 180, 180, 3) RGB 0..255 -> float32 (N, classes) probabilities."""
+        ...
+
+    def warm_up(self) -> None: ...
+
+
+def batch_sizes(max_batch_size: int) -> tuple[int, ...]:
+    """1, 2, 4, ... up to and including ``max_batch_size``."""
+    sizes = [1]
+    while sizes[-1] * 2 < max_batch_size:
+        sizes.append(sizes[-1] * 2)
+    if max_batch_size > 1:
+        sizes.append(max_batch_size)
+    return tuple(sizes)
+
+
+class _PaddedEngine:
+    """Shared padding, chunking and warm-up; subclasses provide ``_run`` on exact sizes."""
+
+    name = "abstract"
+
+    def __init__(self, version: Version, max_batch_size: int) -> None:
+        self.version = version.number
+        self.classes = version.classes
+        self.batch_sizes = batch_sizes(max_batch_size)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        if images.ndim != 4 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3):
+            raise ValueError(f"expected (N, {IMAGE_SIZE}, {IMAGE_SIZE}, 3), got {images.shape}")
+        largest = self.batch_sizes[-1]
+        parts = [
+            self._predict_padded(images[i : i + largest]) for i in range(0, len(images), largest)
+        ]
+        if not parts:
+            return np.zeros((0, len(self.classes)), np.float32)
+        return np.concatenate(parts)
+
+    def _predict_padded(self, images: np.ndarray) -> np.ndarray:
+        count = len(images)
+        size = next(s for s in self.batch_sizes if s >= count)
+        batch = np.zeros((size, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32)
+        batch[:count] = images
+        return np.asarray(self._run(batch), dtype=np.float32)[:count]
+
+    def warm_up(self) -> None:
+        for size in self.batch_sizes:
+            self._run(np.zeros((size, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32))
+
+
+class KerasEngine(_PaddedEngine):
+    """The saved Keras model behind a compiled call, on the configured device."""
+
+    name = "tensorflow"
+
+    def __init__(self, version: Version, max_batch_size: int, device: DeviceInfo) -> None:
+        super().__init__(version, max_batch_size)
+        from app import model as models
+        from app.devices import device_scope
+
+        self.device = device
+        with device_scope(device):
+            self.model = models.load(version.model_path)
+        self.name = "tensorflow" if device.backend == "tensorflow" else device.backend
+        self._call = _compiled_call(self.model, device)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return self._call(batch)
+
+
+def _compiled_call(model: Any, device: DeviceInfo) -> Callable[[np.ndarray], np.ndarray]:
+    if device.backend == "jax":
+        import jax
+
+        jitted = jax.jit(lambda x: model(x, training=False))
+        return lambda batch: np.asarray(jitted(batch))
+    import tensorflow as tf
+
+    from app.devices import device_scope
+
+    signature = [tf.TensorSpec((None, IMAGE_SIZE, IMAGE_SIZE, 3), tf.float32)]
+
+    def infer(batch: Any) -> Any:
+        return model(batch, training=False)
+
+    serve = tf.function(infer, input_signature=signature)
+
+    def call(batch: np.ndarray) -> np.ndarray:
+        with device_scope(device):
+            return np.asarray(serve(tf.constant(batch)))
+
+    return call
+
+
+class OpenVinoEngine(_PaddedEngine):
+    """The version's exported OpenVINO IR, compiled for the CPU."""
+
+    name = "openvino"
+
+    def __init__(self, version: Version, max_batch_size: int, threads: int | None = None) -> None:
+        super().__init__(version, max_batch_size)
+        xml = version.path / OPENVINO_XML
+        if not xml.is_file():
+            raise EngineError(f"version {version.number} has no OpenVINO artifact ({xml})")
+        self.precision, self._compiled = compile_openvino(xml, threads)
+        self._local = threading.local()
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self._compiled.create_infer_request()
+        return np.array(request.infer({0: batch})[0])
+
+
+def openvino_available() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def compile_openvino(xml: Path, threads: int | None = None) -> tuple[str, Any]:
+    """Compile an IR for the CPU: bf16 where the CPU supports it, else f32."""
+    import openvino
+
+    core = openvino.Core()
+    capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    precision = "bf16" if "BF16" in capabilities else "f32"
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    return precision, core.compile_model(str(xml), "CPU", config)
+
+
+def choose_kind(kind: EngineKind, version: Version, device: DeviceInfo) -> str:
+    """``auto``: OpenVINO on CPU when installed and the version carries its artifact."""
+    if kind != "auto":
+        return kind
+    has_ir = (version.path / OPENVINO_XML).is_file()
+    if device.kind == "CPU" and has_ir and openvino_available():
+        return "openvino"
+    return "tensorflow"
+
+
+def load_engine(
+    version: Version, kind: EngineKind, device: DeviceInfo, max_batch_size: int
+) -> Engine:
+    """Load a version into the chosen engine (not yet warmed up)."""
+    chosen = choose_kind(kind, version, device)
+    logger.info("loading version %d into the %s engine on %s", version.number, chosen, device.name)
+    if chosen == "openvino":
+        return OpenVinoEngine(version, max_batch_size)
+    return KerasEngine(version, max_batch_size, device)

@@ -1,0 +1,81 @@
+"""Validation metrics (accuracy, per-class precision/recall/F1, confusion matrix) and the plots
+published with each version (``history.png``, ``confusion.png``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def classification_report(
+    labels: np.ndarray, predicted: np.ndarray, class_names: list[str]
+) -> dict[str, Any]:
+    """Accuracy, per-class precision/recall/F1/support and the confusion matrix (rows = truth)."""
+    n = len(class_names)
+    confusion = np.zeros((n, n), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    per_class = {}
+    for index, name in enumerate(class_names):
+        true_positive = int(confusion[index, index])
+        predicted_count = int(confusion[:, index].sum())
+        support = int(confusion[index, :].sum())
+        precision = true_positive / predicted_count if predicted_count else 0.0
+        recall = true_positive / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = {
+            "precision": round(precision, 4),
+            "recall": round(recall, 4),
+            "f1": round(f1, 4),
+            "support": support,
+        }
+    accuracy = float(np.trace(confusion) / confusion.sum()) if confusion.sum() else 0.0
+    return {"accuracy": accuracy, "per_class": per_class, "confusion_matrix": confusion.tolist()}
+
+
+def plot_history(history: dict[str, list[float]], path: Path) -> None:
+    """Training and validation accuracy and loss per epoch, as in the original tutorial."""
+    pyplot = _pyplot()
+    figure, (left, right) = pyplot.subplots(1, 2, figsize=(10, 4))
+    for axis, metric in ((left, "accuracy"), (right, "loss")):
+        for prefix, label in (("", "training"), ("val_", "validation")):
+            values = history.get(prefix + metric, [])
+            axis.plot(range(1, len(values) + 1), values, marker="o", label=f"{label} {metric}")
+        axis.set_xlabel("epoch")
+        axis.set_title(metric.capitalize())
+        axis.legend()
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    pyplot.close(figure)
+
+
+def plot_confusion(confusion: list[list[int]], class_names: list[str], path: Path) -> None:
+    pyplot = _pyplot()
+    matrix = np.asarray(confusion)
+    figure, axis = pyplot.subplots(figsize=(1.2 * len(class_names) + 2, 1.1 * len(class_names) + 1))
+    axis.imshow(matrix, cmap="Blues")
+    ticks = range(len(class_names))
+    axis.set_xticks(ticks, class_names, rotation=45, ha="right")
+    axis.set_yticks(ticks, class_names)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (row, column), count in np.ndenumerate(matrix):
+        color = "white" if count > threshold else "black"
+        axis.text(column, row, str(count), ha="center", va="center", color=color)
+    axis.set_title("Validation confusion matrix")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    pyplot.close(figure)
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never a display
+    from matplotlib import pyplot
+
+    return pyplot

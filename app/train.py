@@ -1,0 +1,219 @@
+"""``python -m app.train``: fine-tune an ImageNet ResNet-50 on flower photos (or any folder of class
+sub-folders) and publish the result as a new version in the model store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from app import dataset as datasets
+from app.config import Settings
+from app.dataset import DatasetError, DatasetUnavailable
+from app.progress import Reporter
+from app.store import StoreError
+from app.weights import WeightsUnavailable
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+def build_parser(settings: Settings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m app.train",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--data-dir",
+        type=Path,
+        default=settings.data_dir,
+        help="folder of class sub-folders of images (env FLOWERS_DATA_DIR); "
+        "unset: download the TensorFlow flower_photos dataset",
+    )
+    data.add_argument(
+        "--validation-split",
+        type=float,
+        default=0.2,
+        help="fraction of each class held out for validation (stratified)",
+    )
+    data.add_argument(
+        "--seed",
+        type=int,
+        default=123,
+        help="seed of the split, the head's initialisation and shuffling",
+    )
+    recipe = parser.add_argument_group("recipe")
+    recipe.add_argument(
+        "--epochs", type=int, default=10, help="epochs of head training on cached backbone features"
+    )
+    recipe.add_argument(
+        "--fine-tune-epochs",
+        type=int,
+        default=0,
+        help="epochs of end-to-end fine-tuning with conv5 unfrozen (0: skip)",
+    )
+    recipe.add_argument("--learning-rate", type=float, default=1e-3, help="Adam, head phase")
+    recipe.add_argument(
+        "--fine-tune-learning-rate", type=float, default=1e-5, help="Adam, fine-tuning phase"
+    )
+    recipe.add_argument("--batch-size", type=int, default=32, help="training batch size")
+    recipe.add_argument(
+        "--dropout",
+        type=float,
+        default=0.5,
+        help="dropout between the head's two Dense layers (0: the tutorial's head)",
+    )
+    recipe.add_argument(
+        "--weights",
+        default="imagenet",
+        help="backbone weights: imagenet (env RESNET50_WEIGHTS points at a local "
+        "file), none (random, for tests), or a path to a Keras .h5 file",
+    )
+    recipe.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="train with the mixed_float16 policy (GPUs); the output stays float32",
+    )
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--model-store",
+        type=Path,
+        default=settings.model_store,
+        help="the model store folder (env FLOWERS_MODEL_STORE)",
+    )
+    output.add_argument(
+        "--feature-cache",
+        type=Path,
+        default=None,
+        help="backbone feature cache (env FLOWERS_FEATURE_CACHE); "
+        "default: <model-store>/.cache/features",
+    )
+    output.add_argument(
+        "--activate",
+        choices=("always", "never", "if_better"),
+        default="always",
+        help="make the new version the active one: always, never, or if its "
+        "validation accuracy is at least the active version's on the same split",
+    )
+    output.add_argument(
+        "--no-activate",
+        dest="activate",
+        action="store_const",
+        const="never",
+        help="publish without activating (same as --activate never)",
+    )
+    output.add_argument(
+        "--no-openvino",
+        dest="export_openvino",
+        action="store_false",
+        help="do not export the OpenVINO artifact with the version",
+    )
+    output.add_argument(
+        "--progress-file",
+        type=Path,
+        default=None,
+        help="append machine-readable progress events (JSON lines) to this file",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    args = build_parser(settings).parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    reporter = Reporter(events_path=args.progress_file)
+    try:
+        return _run(args, settings, reporter)
+    except KeyboardInterrupt:
+        reporter.event("failed", error="interrupted")
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except _USER_ERRORS as error:
+        reporter.event("failed", error=str(error))
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # Unwind normally so the staging folder is removed: a cancelled run publishes nothing.
+    raise SystemExit(EXIT_TERMINATED)
+
+
+def _run(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:
+    _validate(args)
+    started = time.monotonic()
+    timings: dict[str, float] = {}
+    reporter.phase("scan", "listing and hashing the dataset images")
+    scan_started = time.monotonic()
+    data = datasets.scan(args.data_dir or datasets.default_data_dir())
+    timings["scan"] = round(time.monotonic() - scan_started, 2)
+    reporter.line(
+        f"  {len(data.samples)} images in {len(data.class_names)} classes: {data.counts()}"
+    )
+    # Heavy imports (TensorFlow) only once the data is known to be usable: bad input fails fast.
+    from app import publishing, summary, training
+    from app.store import ModelStore
+
+    config = training.TrainConfig(
+        model_store=args.model_store,
+        feature_cache=args.feature_cache or settings.feature_cache_dir(args.model_store),
+        data_dir=data.root,
+        epochs=args.epochs,
+        fine_tune_epochs=args.fine_tune_epochs,
+        learning_rate=args.learning_rate,
+        fine_tune_learning_rate=args.fine_tune_learning_rate,
+        batch_size=args.batch_size,
+        validation_split=args.validation_split,
+        seed=args.seed,
+        weights=args.weights,
+        dropout=args.dropout,
+        activate=args.activate,
+        mixed_precision=args.mixed_precision,
+        export_openvino=args.export_openvino,
+    )
+    trained = training.train(config, data, reporter, timings)
+    with training.timed(timings, "publish"):
+        version, activation = publishing.publish(trained, ModelStore(config.model_store), reporter)
+    timings["total"] = round(time.monotonic() - started, 2)
+    reporter.event(
+        "succeeded",
+        version=version.number,
+        activated=activation.activate,
+        reason=activation.reason,
+        val_accuracy=version.metadata["metrics"]["val_accuracy"],
+    )
+    reporter.line(summary.render(trained, version, activation))
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> None:
+    checks = (
+        (args.epochs >= 1, "--epochs must be at least 1"),
+        (args.fine_tune_epochs >= 0, "--fine-tune-epochs must be 0 or more"),
+        (0 < args.validation_split < 1, "--validation-split must be between 0 and 1"),
+        (args.learning_rate > 0 and args.fine_tune_learning_rate > 0, "learning rates must be > 0"),
+        (args.batch_size >= 1, "--batch-size must be at least 1"),
+        (0 <= args.dropout < 1, "--dropout must be in [0, 1)"),
+    )
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+
+
+class UsageError(ValueError):
+    """A command-line value out of range."""
+
+
+_USER_ERRORS = (UsageError, DatasetError, DatasetUnavailable, WeightsUnavailable, StoreError)
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from app.store import ACTIVE_FILE, METADATA_FILE, MODEL_FILE, ModelStore, StoreError
+
+
+def _stage(store: ModelStore, folder: Path, classes: list[str] | None = None) -> dict[str, object]:
+    (folder / MODEL_FILE).write_bytes(b"model bytes")
+    return {"classes": classes or ["a", "b"], "metrics": {"val_accuracy": 0.5}}
+
+
+def _publish(store: ModelStore, classes: list[str] | None = None) -> int:
+    with store.staging() as folder:
+        return store.publish(folder, _stage(store, folder, classes)).number
+
+
+def test_versions_are_numbered_from_one(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    assert [_publish(store), _publish(store), _publish(store)] == [1, 2, 3]
+    assert [v.number for v in store.versions()] == [1, 2, 3]
+
+
+def test_published_metadata_names_its_version(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    number = _publish(store, ["x", "y", "z"])
+    metadata = json.loads((tmp_path / str(number) / METADATA_FILE).read_text())
+    assert metadata["version"] == number
+    assert metadata["classes"] == ["x", "y", "z"]
+
+
+def test_empty_store_has_no_active_version(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "missing")
+    assert store.versions() == []
+    assert store.active() is None
+
+
+def test_without_a_pointer_the_latest_version_is_active(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    _publish(store)
+    _publish(store)
+    active = store.active()
+    assert active is not None and active.number == 2
+    assert store.active_number() is None
+
+
+def test_set_active_moves_the_pointer(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    _publish(store)
+    _publish(store)
+    store.set_active(1)
+    assert (tmp_path / ACTIVE_FILE).read_text() == "1\n"
+    active = store.active()
+    assert active is not None and active.number == 1
+
+
+def test_set_active_refuses_a_missing_version(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    _publish(store)
+    with pytest.raises(StoreError, match="does not exist"):
+        store.set_active(7)
+    assert store.active_number() is None
+
+
+def test_a_crash_before_publish_leaves_no_visible_version(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+
+    def crash_while_writing() -> None:
+        with store.staging() as folder:
+            _stage(store, folder)
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        crash_while_writing()
+    assert store.versions() == []
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_a_killed_publisher_leaves_only_a_hidden_staging_folder(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    staging = tmp_path / ".staging-999-deadbeef"  # what kill -9 mid-write leaves behind
+    staging.mkdir()
+    (staging / MODEL_FILE).write_bytes(b"half")
+    assert store.versions() == []
+    assert _publish(store) == 1
+
+
+def test_stale_staging_folders_are_removed(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    stale = tmp_path / ".staging-1-old"
+    stale.mkdir()
+    old = time.time() - 7 * 3600
+    os.utime(stale, (old, old))
+    fresh = tmp_path / ".staging-2-new"
+    fresh.mkdir()
+    store.remove_stale_staging()
+    assert not stale.exists()
+    assert fresh.exists()
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda p: (p / MODEL_FILE).unlink(), "model.keras is missing"),
+        (lambda p: (p / METADATA_FILE).unlink(), "metadata.json is missing"),
+        (lambda p: (p / METADATA_FILE).write_text("{not json"), "unreadable"),
+        (lambda p: (p / METADATA_FILE).write_text('{"version": 1}'), "lists no classes"),
+        (lambda p: (p / METADATA_FILE).write_text('{"version": 9, "classes": ["a"]}'), "names"),
+    ],
+)
+def test_incomplete_versions_are_skipped_and_explained(
+    tmp_path: Path, damage: object, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = ModelStore(tmp_path)
+    _publish(store)
+    _publish(store)
+    damage(tmp_path / "1")  # type: ignore[operator]
+    assert [v.number for v in store.versions()] == [2]
+    assert reason in caplog.text
+    with pytest.raises(StoreError, match=reason.split()[0]):
+        store.get(1)
+
+
+def test_publish_skips_numbers_taken_by_another_publisher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = ModelStore(tmp_path)
+    with store.staging() as folder:
+        metadata = _stage(store, folder)
+        taken = tmp_path / "1"  # another publisher renamed its version in after we listed
+        taken.mkdir()
+        (taken / "x").write_text("theirs")
+        listings = iter([[], [1]])
+        monkeypatch.setattr(store, "_version_numbers", lambda: next(listings))
+        assert store.publish(folder, metadata).number == 2
+    assert (taken / "x").read_text() == "theirs"
+
+
+def test_a_garbled_active_pointer_is_an_error(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    _publish(store)
+    (tmp_path / ACTIVE_FILE).write_text("banana")
+    with pytest.raises(StoreError, match="banana"):
+        store.active()
+
+
+def test_non_version_folders_are_ignored(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    _publish(store)
+    for name in (".cache", "jobs", "007", "tmp"):
+        (tmp_path / name).mkdir()
+    assert [v.number for v in store.versions()] == [1]

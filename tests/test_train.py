@@ -1,0 +1,196 @@
+"""The training CLI end to end on tiny generated data (random backbone weights), and its errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app import imaging
+from app.store import ModelStore
+from tests.conftest import REPO, write_class_folders
+
+FAST = ["--weights", "none", "--epochs", "2", "--batch-size", "8"]
+
+
+def _train_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.train", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    root = tmp_path_factory.mktemp("train")
+    data = write_class_folders(root / "data", {"cats": 6, "dogs": 5, "owls": 5})
+    (data / "dogs" / "broken.jpg").write_text("not an image")
+    events = root / "events.jsonl"
+    result = _train_cli(
+        "--data-dir",
+        str(data),
+        "--model-store",
+        str(root / "store"),
+        *FAST,
+        "--progress-file",
+        str(events),
+    )
+    assert result.returncode == 0, result.stderr
+    return root / "store", events, result.stdout + result.stderr
+
+
+def test_training_publishes_an_active_loadable_version(
+    trained_store: tuple[Path, Path, str],
+) -> None:
+    store_root, _, _ = trained_store
+    store = ModelStore(store_root)
+    active = store.active()
+    assert active is not None and active.number == 1
+    model = store.load(1)  # keras.saving.load_model(..., safe_mode=True)
+    image = imaging.preprocess((next((store_root.parent / "data" / "cats").iterdir())).read_bytes())
+    probabilities = np.asarray(model(image[None].astype(np.float32)))
+    assert probabilities.shape == (1, 3)
+    assert probabilities.dtype == np.float32
+    assert abs(float(probabilities.sum()) - 1.0) < 1e-5
+
+
+def test_the_version_folder_holds_model_metadata_and_plots(
+    trained_store: tuple[Path, Path, str],
+) -> None:
+    folder = trained_store[0] / "1"
+    for name in ("model.keras", "metadata.json", "history.png", "confusion.png"):
+        assert (folder / name).stat().st_size > 0, name
+    assert (folder / "history.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_metadata_describes_the_run(trained_store: tuple[Path, Path, str]) -> None:
+    metadata = json.loads((trained_store[0] / "1" / "metadata.json").read_text())
+    assert metadata["version"] == 1
+    assert metadata["classes"] == ["cats", "dogs", "owls"]
+    assert 0.0 <= metadata["metrics"]["val_accuracy"] <= 1.0
+    assert set(metadata["metrics"]["per_class"]["owls"]) == {"precision", "recall", "f1", "support"}
+    assert np.asarray(metadata["metrics"]["confusion_matrix"]).shape == (3, 3)
+    assert metadata["input"] == {"shape": [180, 180, 3], "dtype": "float32", "values": "RGB 0..255"}
+    assert metadata["preprocessing_version"] == imaging.PREPROCESSING_VERSION
+    assert metadata["training"]["epochs"] == 2 and metadata["training"]["seed"] == 123
+    assert len(metadata["training"]["history"]["val_accuracy"]) == 2
+    assert metadata["dataset"]["counts"] == {"cats": 6, "dogs": 6, "owls": 5}
+    assert len(metadata["dataset"]["skipped"]) == 1
+    assert len(metadata["dataset"]["content_hash"]) == 16
+    assert metadata["backbone"]["weights"] == "none"
+    assert {"weights", "features", "train_head", "evaluate"} <= set(metadata["timings_s"])
+    assert {"python", "keras", "tensorflow", "numpy", "pillow"} <= set(metadata["libraries"])
+    assert metadata["created_at"].endswith("+00:00")
+
+
+def test_output_has_epoch_lines_skip_warning_and_summary(
+    trained_store: tuple[Path, Path, str],
+) -> None:
+    output = trained_store[2]
+    assert "head epoch 1/2" in output and "head epoch 2/2" in output
+    assert "broken.jpg" in output
+    assert "version published    1 (active)" in output
+    for heading in ("precision", "recall", "phase", "total"):
+        assert heading in output
+
+
+def test_progress_events_are_machine_readable(trained_store: tuple[Path, Path, str]) -> None:
+    events = [json.loads(line) for line in trained_store[1].read_text().splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "phase" and kinds[-1] == "succeeded"
+    assert {"phase", "progress", "epoch"} <= set(kinds)
+    assert events[-1]["version"] == 1
+    epochs = [e for e in events if e["event"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+
+
+def test_second_run_reuses_the_feature_cache(trained_store: tuple[Path, Path, str]) -> None:
+    store_root, _, _ = trained_store
+    result = _train_cli(
+        "--data-dir",
+        str(store_root.parent / "data"),
+        "--model-store",
+        str(store_root),
+        *FAST,
+        "--no-activate",
+        "--no-openvino",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "0 computed, 16 from the cache" in result.stderr + result.stdout
+    assert ModelStore(store_root).active_number() == 1  # --no-activate
+    assert [v.number for v in ModelStore(store_root).versions()] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        ({}, "does not exist"),
+        ({"only": 3}, "at least 2"),
+        ({"a": 3, "empty": 0}, "holds no images"),
+    ],
+)
+def test_bad_dataset_folders_exit_2_with_one_line(
+    tmp_path: Path, layout: dict[str, int], message: str
+) -> None:
+    data = tmp_path / "data"
+    if layout:
+        write_class_folders(data, {k: v for k, v in layout.items() if v})
+        for name in layout:
+            (data / name).mkdir(exist_ok=True)
+    result = _train_cli("--data-dir", str(data), "--model-store", str(tmp_path / "store"), *FAST)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error:") and message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "store").exists()
+
+
+def test_a_class_with_only_unreadable_images_exits_2(tmp_path: Path) -> None:
+    data = write_class_folders(tmp_path / "data", {"a": 3, "b": 3})
+    for path in (data / "b").iterdir():
+        path.write_text("garbage")
+    result = _train_cli("--data-dir", str(data), "--model-store", str(tmp_path / "s"), *FAST)
+    assert result.returncode == 2
+    assert "no readable images in class folder(s): b" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_out_of_range_options_exit_2(tmp_path: Path) -> None:
+    result = _train_cli("--validation-split", "1.5", "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "validation-split" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_help_documents_every_option() -> None:
+    result = _train_cli("--help")
+    assert result.returncode == 0
+    for option in (
+        "--data-dir",
+        "--epochs",
+        "--fine-tune-epochs",
+        "--seed",
+        "--validation-split",
+        "--model-store",
+        "--weights",
+        "--activate",
+        "--no-activate",
+        "--learning-rate",
+        "--batch-size",
+        "--dropout",
+        "--feature-cache",
+        "--progress-file",
+        "--mixed-precision",
+        "--no-openvino",
+        "FLOWERS_MODEL_STORE",
+        "FLOWERS_DATA_DIR",
+        "RESNET50_WEIGHTS",
+    ):
+        assert option in result.stdout, option
