@@ -6,21 +6,20 @@
 - :class:`OpenVinoEngine` runs the OpenVINO IR exported when the version was published; on CPUs
   it is the faster one (measured by ``bench/``), with bf16 inference where the CPU has it.
 
-Both pad a batch up to the next of a few fixed sizes (powers of two up to the max batch size)
-and slice the output, so no shape is ever compiled twice; ``warm_up`` runs every size once.
+Both pad a batch up to the next of a few fixed sizes (see :func:`batch_sizes`) and slice the
+output, so only those shapes ever run; ``warm_up`` runs every size once at load time.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
 import numpy as np
 
-from app.devices import DeviceInfo
+from app.devices import DeviceInfo, device_scope
 from app.imaging import IMAGE_SIZE
 from app.store import Version
 
@@ -48,13 +47,14 @@ class Engine(Protocol):
 
 
 def batch_sizes(max_batch_size: int) -> tuple[int, ...]:
-    """1, 2, 4, ... up to and including ``max_batch_size``."""
-    sizes = [1]
-    while sizes[-1] * 2 < max_batch_size:
-        sizes.append(sizes[-1] * 2)
-    if max_batch_size > 1:
-        sizes.append(max_batch_size)
-    return tuple(sizes)
+    """The padded sizes: 1, 2, 3, 4, then powers of two and their midpoints (6, 8, 12, 16, 24,
+    ...), and ``max_batch_size`` itself; padding never wastes more than a third of a batch."""
+    candidates = {1, 2, 3, 4, max_batch_size}
+    power = 4
+    while power < max_batch_size:
+        candidates.update({power + power // 2, power * 2})
+        power *= 2
+    return tuple(sorted(size for size in candidates if size <= max_batch_size))
 
 
 class _PaddedEngine:
@@ -101,40 +101,37 @@ class KerasEngine(_PaddedEngine):
     def __init__(self, version: Version, max_batch_size: int, device: DeviceInfo) -> None:
         super().__init__(version, max_batch_size)
         from app import model as models
-        from app.devices import device_scope
 
         self.device = device
         with device_scope(device):
             self.model = models.load(version.model_path)
         self.name = "tensorflow" if device.backend == "tensorflow" else device.backend
-        self._call = _compiled_call(self.model, device)
+        self._compiled = _compile(self.model, device)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        return self._call(batch)
+        if self.device.backend == "jax":
+            return np.asarray(self._compiled(batch))
+        with device_scope(self.device):
+            return np.asarray(self._compiled(batch))
+
+    def tracing_count(self) -> int:
+        """How many times the compiled call was traced (1 on TensorFlow: no retracing)."""
+        count: int = self._compiled.experimental_get_tracing_count()
+        return count
 
 
-def _compiled_call(model: Any, device: DeviceInfo) -> Callable[[np.ndarray], np.ndarray]:
-    if device.backend == "jax":
-        import jax
-
-        jitted = jax.jit(lambda x: model(x, training=False))
-        return lambda batch: np.asarray(jitted(batch))
-    import tensorflow as tf
-
-    from app.devices import device_scope
-
-    signature = [tf.TensorSpec((None, IMAGE_SIZE, IMAGE_SIZE, 3), tf.float32)]
-
+def _compile(model: Any, device: DeviceInfo) -> Any:
     def infer(batch: Any) -> Any:
         return model(batch, training=False)
 
-    serve = tf.function(infer, input_signature=signature)
+    if device.backend == "jax":
+        import jax
 
-    def call(batch: np.ndarray) -> np.ndarray:
-        with device_scope(device):
-            return np.asarray(serve(tf.constant(batch)))
+        return jax.jit(infer)
+    import tensorflow as tf
 
-    return call
+    signature = [tf.TensorSpec((None, IMAGE_SIZE, IMAGE_SIZE, 3), tf.float32)]
+    return tf.function(infer, input_signature=signature)
 
 
 class OpenVinoEngine(_PaddedEngine):

@@ -88,7 +88,9 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     except UnidentifiedImageError:
         raise _unidentified(data) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageTooLarge(f"the image is too large to decode: {error}") from None
+        raise ImageTooLarge(
+            f"the image is too large to decode ({error}); the limit is {max_pixels:,} pixels"
+        ) from None
     except (OSError, ValueError, SyntaxError, EOFError, KeyError, IndexError, TypeError) as error:
         raise CorruptImage(f"the image header is corrupt: {error}") from None
     if image.format not in _OPENED_FORMATS:

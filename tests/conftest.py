@@ -38,3 +38,44 @@ def flowers_dev() -> Path:
     if not FLOWERS_DEV.is_dir():
         pytest.skip(f"the real flower photos are not at {FLOWERS_DEV}")
     return FLOWERS_DEV
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def flowers_store(flowers_dev: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding one real model: ImageNet ResNet-50 + head trained on the dev photos.
+
+    Trained once per session with the real CLI (features cached under the store, ~2 minutes on
+    2 cores); the tests that need a real flower model share it.
+    """
+    import subprocess
+    import sys
+
+    store = tmp_path_factory.mktemp("flowers") / "store"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app.train",
+            "--data-dir",
+            str(flowers_dev),
+            "--model-store",
+            str(store),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if result.returncode != 0:
+        if "could not obtain the ImageNet ResNet-50 weights" in result.stderr:
+            pytest.skip(f"no ImageNet weights here: {result.stderr.strip()}")
+        raise AssertionError(f"training failed:\n{result.stdout}\n{result.stderr}")
+    return store

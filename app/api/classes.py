@@ -1,0 +1,42 @@
+"""GET /classes and GET /model: what the serving model knows."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.api.deps import ServiceDep
+from app.api.errors import responses
+from app.api.schemas import BatchingInfo, ClassesResponse, ModelResponse
+
+router = APIRouter(tags=["model"])
+
+
+@router.get("/classes", response_model=ClassesResponse, responses=responses(503))
+async def classes(service: ServiceDep) -> ClassesResponse:
+    """The class names, in the model's output order."""
+    model = service.models.require()
+    return ClassesResponse(model_version=str(model.number), classes=model.classes)
+
+
+@router.get("/model", response_model=ModelResponse, responses=responses(503))
+async def model_info(service: ServiceDep) -> ModelResponse:
+    """The serving version's metadata, the engine and device, and the batching settings."""
+    model = service.models.require()
+    metadata = model.version.metadata
+    settings = service.settings
+    return ModelResponse(
+        version=str(model.number),
+        classes=model.classes,
+        val_accuracy=metadata.get("metrics", {}).get("val_accuracy"),
+        created_at=metadata.get("created_at"),
+        loaded_at=model.loaded_at,
+        engine=model.engine.name,
+        device=model.device.name,
+        batching=BatchingInfo(
+            max_batch_size=settings.max_batch_size,
+            max_batch_delay_ms=settings.max_batch_delay_ms,
+            queue_limit=settings.queue_limit,
+            batch_sizes=list(model.engine.batch_sizes),
+        ),
+        metadata=metadata,
+    )

@@ -1,0 +1,89 @@
+"""One pure-ASGI middleware for what every request needs: a request id (``X-Request-ID``, the
+client's if it is sane, else a new one), security headers, per-route metrics and an access log.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Final
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app import logs
+from app.metrics import Metrics
+
+access_log = logging.getLogger("app.access")
+
+_SANE_ID: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_DOCS_PREFIXES: Final = ("/docs", "/redoc", "/openapi.json")
+_SECURITY_HEADERS: Final = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+]
+_API_CSP: Final = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        token = logs.request_id.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), *_headers(scope, request_id)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            self._observe(scope, status, time.perf_counter() - started)
+            logs.request_id.reset(token)
+
+    def _observe(self, scope: Scope, status: int, seconds: float) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        labels = {"route": template, "method": scope["method"], "status": str(status)}
+        self.metrics.requests.labels(**labels).inc()
+        self.metrics.latency.labels(**labels).observe(seconds)
+        access_log.info(
+            "%s %s %d %.1fms",
+            scope["method"],
+            template,
+            status,
+            seconds * 1000,
+            extra={"fields": {"route": template, "status": status, "ms": round(seconds * 1000, 1)}},
+        )
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            candidate: str = value.decode("latin-1")
+            if _SANE_ID.match(candidate):
+                return candidate
+    return uuid.uuid4().hex
+
+
+def _headers(scope: Scope, request_id: str) -> list[tuple[bytes, bytes]]:
+    headers = [(b"x-request-id", request_id.encode("latin-1")), *_SECURITY_HEADERS]
+    if not scope["path"].startswith(_DOCS_PREFIXES):  # Swagger UI needs its scripts and styles
+        headers.append(_API_CSP)
+    return headers

@@ -1,0 +1,67 @@
+"""POST /predict: uploaded images in, softmax probabilities and the predicted class out."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from app.api import uploads
+from app.api.deps import ServiceDep
+from app.api.errors import responses
+from app.api.schemas import Prediction, PredictResponse
+
+router = APIRouter(tags=["inference"])
+
+_MULTIPART_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                    },
+                },
+                "encoding": {
+                    "file": {"contentType": "image/*"},
+                    "files": {"contentType": "image/*"},
+                },
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/predict",
+    response_model=PredictResponse,
+    responses=responses(400, 413, 415, 422, 500, 503, 504),
+    openapi_extra=_MULTIPART_BODY,
+)
+async def predict(
+    request: Request,
+    service: ServiceDep,
+    top_k: Annotated[
+        int | None, Query(ge=1, le=1000, description="Return only the k most probable classes")
+    ] = None,
+) -> PredictResponse:
+    """Classify one or more images sent as multipart file parts named `file` or `files`."""
+    service.models.require()  # no model: 503 before reading the body
+    settings = service.settings
+    limits = uploads.UploadLimits(settings.max_upload_bytes, settings.max_files_per_request)
+    started = await uploads.receive_images(
+        request.headers.get("content-type"),
+        request.headers.get("content-length"),
+        request.stream(),
+        limits,
+        lambda name, data: (name, service.predictor.decode_later(name, data)),
+    )
+    names = [name for name, _ in started]
+    result = await service.predictor.classify(names, [future for _, future in started], top_k)
+    return PredictResponse(
+        model_version=str(result.model_version),
+        predictions=[Prediction(**vars(p)) for p in result.predictions],
+    )

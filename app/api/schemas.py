@@ -1,0 +1,66 @@
+"""Response models: the API contract, as it appears in the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Prediction(BaseModel):
+    filename: str = Field(examples=["rose.jpg"])
+    class_name: str = Field(examples=["roses"])
+    confidence: float = Field(ge=0, le=1, examples=[0.97])
+    probabilities: dict[str, float] = Field(
+        description="Softmax outputs keyed by class name (all classes, or the top_k most probable)",
+        examples=[
+            {"daisy": 0.001, "dandelion": 0.002, "roses": 0.97, "sunflowers": 0.007, "tulips": 0.02}
+        ],
+    )
+
+
+class PredictResponse(BaseModel):
+    model_version: str = Field(
+        description="The version that computed every prediction", examples=["3"]
+    )
+    predictions: list[Prediction] = Field(
+        description="One entry per uploaded image, in upload order"
+    )
+
+
+class ClassesResponse(BaseModel):
+    model_version: str = Field(examples=["3"])
+    classes: list[str] = Field(examples=[["daisy", "dandelion", "roses", "sunflowers", "tulips"]])
+
+
+class BatchingInfo(BaseModel):
+    max_batch_size: int
+    max_batch_delay_ms: float
+    queue_limit: int
+    batch_sizes: list[int] = Field(description="The padded sizes the engine runs (all warmed up)")
+
+
+class ModelResponse(BaseModel):
+    version: str
+    classes: list[str]
+    val_accuracy: float | None
+    created_at: str | None
+    loaded_at: str
+    engine: str
+    device: str
+    batching: BatchingInfo
+    metadata: dict[str, Any] = Field(
+        description="The version's metadata.json (metrics, training, dataset)"
+    )
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+    model_version: str | None = None
+
+
+class Error(BaseModel):
+    detail: str = Field(
+        examples=["rose.svg: SVG images are not accepted; send JPEG, PNG, WEBP, GIF, BMP, TIFF"]
+    )
+    request_id: str | None = Field(None, description="Also in the X-Request-ID response header")

@@ -1,0 +1,201 @@
+"""Stream a multipart/form-data upload, enforcing every limit as the bytes arrive.
+
+Nothing is buffered beyond one file part (at most ``max_file_bytes``): an oversized part, too
+many parts, an oversized body or malformed multipart is refused as soon as it shows, without
+reading the rest.  Each completed image part is handed to ``on_image`` right away, so decoding
+starts while later parts are still uploading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+T = TypeVar("T")
+
+IMAGE_FIELDS = frozenset({"file", "files"})
+MAX_TEXT_FIELD_BYTES = 64 * 1024
+MAX_PART_HEADER_BYTES = 4096
+MAX_PART_HEADERS = 8
+_MULTIPART_OVERHEAD = 64 * 1024
+
+
+class UploadError(ValueError):
+    """The request body is not an acceptable upload."""
+
+
+class NotMultipart(UploadError):
+    """The request is not multipart/form-data (415)."""
+
+
+class MalformedUpload(UploadError):
+    """The multipart body cannot be parsed (400)."""
+
+
+class UploadTooLarge(UploadError):
+    """A part or the whole body is over its byte limit (413)."""
+
+
+class TooManyFiles(UploadError):
+    """More image parts than allowed per request (413)."""
+
+
+class MissingImage(UploadError):
+    """No image part in the form, or a part that is not a file (422)."""
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_file_bytes: int
+    max_files: int
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.max_files * self.max_file_bytes + _MULTIPART_OVERHEAD
+
+
+@dataclass
+class _Part:
+    name: str = ""
+    filename: str | None = None
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+
+class _FormCollector(Generic[T]):
+    """Callbacks for python-multipart's streaming parser."""
+
+    def __init__(self, limits: UploadLimits, on_image: Callable[[str, bytes], T]) -> None:
+        self.limits = limits
+        self.on_image = on_image
+        self.results: list[T] = []
+        self.part = _Part()
+        self.header_field = b""
+        self.header_value = b""
+        self.headers: dict[bytes, bytes] = {}
+        self.text_bytes = 0
+        self.ended = False
+
+    def callbacks(self) -> dict[str, Callable[..., None]]:
+        return {
+            "on_part_begin": self.part_begin,
+            "on_header_field": self.header_field_data,
+            "on_header_value": self.header_value_data,
+            "on_header_end": self.header_end,
+            "on_headers_finished": self.headers_finished,
+            "on_part_data": self.part_data,
+            "on_part_end": self.part_end,
+            "on_end": self.end,
+        }
+
+    def part_begin(self) -> None:
+        self.part = _Part()
+        self.headers = {}
+
+    def header_field_data(self, data: bytes, start: int, end: int) -> None:
+        self.header_field += data[start:end]
+
+    def header_value_data(self, data: bytes, start: int, end: int) -> None:
+        self.header_value += data[start:end]
+
+    def header_end(self) -> None:
+        self.headers[self.header_field.strip().lower()] = self.header_value.strip()
+        self.header_field = self.header_value = b""
+
+    def headers_finished(self) -> None:
+        disposition, options = parse_options_header(self.headers.get(b"content-disposition"))
+        if disposition != b"form-data" or b"name" not in options:
+            raise MalformedUpload("a multipart part has no Content-Disposition: form-data; name=")
+        self.part.name = options[b"name"].decode("utf-8", errors="replace")
+        filename = options.get(b"filename")
+        self.part.filename = filename.decode("utf-8", errors="replace") if filename else None
+        if self.is_image_part() and len(self.results) >= self.limits.max_files:
+            raise TooManyFiles(f"at most {self.limits.max_files} images per request")
+        if self.is_image_part() and not self.part.filename:
+            raise MissingImage(
+                f"the part {self.part.name!r} has no filename: send images as file uploads "
+                f"(e.g. curl -F '{self.part.name}=@rose.jpg')"
+            )
+
+    def is_image_part(self) -> bool:
+        return self.part.name in IMAGE_FIELDS
+
+    def part_data(self, data: bytes, start: int, end: int) -> None:
+        self.part.size += end - start
+        if self.is_image_part():
+            if self.part.size > self.limits.max_file_bytes:
+                raise UploadTooLarge(
+                    f"{self.part.filename}: the file is over the "
+                    f"{self.limits.max_file_bytes:,}-byte limit"
+                )
+            self.part.chunks.append(data[start:end])
+            return
+        self.text_bytes += end - start  # other fields are read past, within a small budget
+        if self.text_bytes > MAX_TEXT_FIELD_BYTES:
+            raise UploadTooLarge(f"non-file form fields are over {MAX_TEXT_FIELD_BYTES:,} bytes")
+
+    def end(self) -> None:
+        self.ended = True
+
+    def part_end(self) -> None:
+        if self.is_image_part():
+            data = b"".join(self.part.chunks)
+            self.part.chunks.clear()
+            self.results.append(self.on_image(self.part.filename or "", data))
+
+
+def boundary_of(content_type: str | None) -> bytes:
+    """The multipart boundary, or NotMultipart/MalformedUpload."""
+    media_type, options = parse_options_header(content_type)
+    if media_type != b"multipart/form-data":
+        shown = media_type.decode("latin-1") or "none"
+        raise NotMultipart(
+            f"send images as multipart/form-data (file parts named 'file' or 'files'), not {shown}"
+        )
+    boundary = options.get(b"boundary")
+    if not boundary:
+        raise MalformedUpload("the multipart/form-data content type has no boundary")
+    return boundary
+
+
+async def receive_images(
+    content_type: str | None,
+    content_length: str | None,
+    body: AsyncIterator[bytes],
+    limits: UploadLimits,
+    on_image: Callable[[str, bytes], T],
+) -> list[T]:
+    """Parse the body; return ``on_image(filename, bytes)`` for each image part, in order."""
+    boundary = boundary_of(content_type)
+    if (
+        content_length
+        and content_length.isdecimal()
+        and int(content_length) > limits.max_body_bytes
+    ):
+        raise UploadTooLarge(f"the request body is over {limits.max_body_bytes:,} bytes")
+    collector = _FormCollector(limits, on_image)
+    parser = MultipartParser(
+        boundary,
+        collector.callbacks(),  # type: ignore[arg-type]
+        max_header_count=MAX_PART_HEADERS,
+        max_header_size=MAX_PART_HEADER_BYTES,
+    )
+    received = 0
+    try:
+        async for chunk in body:
+            received += len(chunk)
+            if received > limits.max_body_bytes:
+                raise UploadTooLarge(f"the request body is over {limits.max_body_bytes:,} bytes")
+            parser.write(chunk)
+        parser.finalize()
+    except MultipartParseError as error:
+        raise MalformedUpload(f"malformed multipart body: {error}") from None
+    if not collector.ended:
+        raise MalformedUpload("the multipart body ended before its closing boundary")
+    if not collector.results:
+        raise MissingImage("no image in the form: add file parts named 'file' or 'files'")
+    return collector.results

@@ -1,0 +1,200 @@
+"""The dynamic batcher: concurrent requests' images gathered into one model call.
+
+One asyncio queue of single images (a request with 5 files contributes 5 items), each item
+carrying its own future.  A batch closes when it holds ``max_batch_size`` images or when
+``max_batch_delay`` has passed since its first image was queued, whichever comes first.  The
+model runs in one dedicated inference thread, so the event loop keeps accepting, decoding and
+queueing while a batch computes.  If a batch fails, every waiter in it gets the error and the
+batcher carries on.  On shutdown, queued items are finished (up to a drain deadline) or failed:
+never left hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+Tag = TypeVar("Tag")
+
+
+class BatcherError(RuntimeError):
+    """Base class of what a waiter can receive instead of a result."""
+
+
+class Overloaded(BatcherError):
+    """The queue is full: the request is refused at once (503 + Retry-After)."""
+
+
+class TimedOut(BatcherError):
+    """The request waited longer than its timeout (504)."""
+
+
+class BatchFailed(BatcherError):
+    """The model call for the batch raised (500)."""
+
+
+class ShuttingDown(BatcherError):
+    """The batcher stopped before the item ran (503)."""
+
+
+@dataclass(frozen=True)
+class BatchOutput(Generic[Tag]):
+    """What the model function returns for a batch: one row per image, and who computed them."""
+
+    probabilities: np.ndarray
+    tag: Tag  # e.g. the model version that ran this batch
+
+
+@dataclass(frozen=True)
+class Result(Generic[Tag]):
+    probabilities: np.ndarray
+    tag: Tag
+
+
+@dataclass
+class _Item(Generic[Tag]):
+    image: np.ndarray
+    future: asyncio.Future[Result[Tag]]
+    queued_at: float
+
+
+class BatchObserver:
+    """Metrics hooks; the default does nothing."""
+
+    def queue_depth(self, depth: int) -> None: ...
+
+    def batch_done(self, size: int, seconds: float) -> None: ...
+
+
+class Batcher(Generic[Tag]):
+    def __init__(
+        self,
+        run_batch: Callable[[np.ndarray], BatchOutput[Tag]],
+        max_batch_size: int,
+        max_delay_s: float,
+        queue_limit: int,
+        observer: BatchObserver | None = None,
+    ) -> None:
+        self._run_batch = run_batch
+        self.max_batch_size = max_batch_size
+        self.max_delay_s = max_delay_s
+        self.queue_limit = queue_limit
+        self._observer = observer or BatchObserver()
+        self._queue: asyncio.Queue[_Item[Tag]] = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self._worker: asyncio.Task[None] | None = None
+        self._in_flight: list[_Item[Tag]] = []
+        self._idle = asyncio.Event()  # set while nothing is queued or running
+        self._idle.set()
+        self._accepting = False
+
+    @property
+    def depth(self) -> int:
+        """Images waiting in the queue (not counting the batch that is running)."""
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        self._accepting = True
+        self._worker = asyncio.get_running_loop().create_task(self._work(), name="batcher")
+
+    async def predict(self, images: Sequence[np.ndarray], timeout_s: float) -> list[Result[Tag]]:
+        """Queue the images (all or none) and wait for their rows, in order."""
+        if not self._accepting:
+            raise ShuttingDown("the server is shutting down")
+        if self.depth + len(images) > self.queue_limit:
+            raise Overloaded(
+                f"the server is at capacity ({self.depth} images queued, limit {self.queue_limit})"
+            )
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        items = [_Item(image, loop.create_future(), now) for image in images]
+        for item in items:
+            self._queue.put_nowait(item)
+        self._idle.clear()
+        self._observer.queue_depth(self.depth)
+        try:
+            async with asyncio.timeout(timeout_s):
+                return list(await asyncio.gather(*(item.future for item in items)))
+        except TimeoutError:
+            raise TimedOut(f"no prediction within the {timeout_s:g}s request timeout") from None
+        finally:
+            for item in items:
+                item.future.cancel()  # no-op when done; otherwise the worker skips it
+
+    async def _work(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            self._in_flight = [item for item in batch if not item.future.done()]
+            if self._in_flight:
+                await self._run(self._in_flight)
+            self._in_flight = []
+            if self._queue.empty():
+                self._idle.set()
+
+    async def _next_batch(self) -> list[_Item[Tag]]:
+        first = await self._queue.get()
+        batch = [first]
+        deadline = first.queued_at + self.max_delay_s
+        while len(batch) < self.max_batch_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                batch.extend(self._take_ready(self.max_batch_size - len(batch)))
+                break
+            try:
+                async with asyncio.timeout(remaining):
+                    batch.append(await self._queue.get())
+            except TimeoutError:
+                break
+        self._observer.queue_depth(self.depth)
+        return batch
+
+    def _take_ready(self, limit: int) -> list[_Item[Tag]]:
+        ready: list[_Item[Tag]] = []
+        while len(ready) < limit and not self._queue.empty():
+            ready.append(self._queue.get_nowait())
+        return ready
+
+    async def _run(self, batch: list[_Item[Tag]]) -> None:
+        images = np.stack([item.image for item in batch])
+        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        try:
+            output = await loop.run_in_executor(self._executor, self._run_batch, images)
+        except Exception as error:  # every waiter must hear about it; the batcher goes on
+            logger.exception("inference failed for a batch of %d images", len(batch))
+            _fail(batch, BatchFailed(f"inference failed: {type(error).__name__}: {error}"))
+            return
+        self._observer.batch_done(len(batch), time.monotonic() - started)
+        for row, item in enumerate(batch):
+            if not item.future.done():
+                item.future.set_result(Result(output.probabilities[row], output.tag))
+
+    async def stop(self, drain_s: float) -> None:
+        """Stop accepting; let queued images finish for up to ``drain_s``; fail the rest."""
+        self._accepting = False
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(drain_s):
+                await self._idle.wait()
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        stopped = ShuttingDown("the server shut down before this image ran")
+        _fail([*self._in_flight, *self._take_ready(self.depth)], stopped)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _fail(batch: Sequence[_Item[Tag]], error: BatcherError) -> None:
+    for item in batch:
+        if not item.future.done():
+            item.future.set_exception(error)

@@ -1,0 +1,107 @@
+"""The app factory: build the pieces in the lifespan and wire the routers; no logic here.
+
+``uvicorn app.main:app`` serves ``create_app()`` with settings from the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app import logs
+from app.api import classes, errors, health, predict
+from app.api.middleware import RequestContextMiddleware
+from app.batching import Batcher
+from app.config import Settings
+from app.metrics import Metrics
+from app.prediction import Predictor
+from app.service import Service
+from app.store import ModelStore
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, configure_logging: bool = False) -> FastAPI:
+    settings = settings or Settings()
+    if configure_logging:
+        logs.configure(settings.log_level, settings.log_format)
+    metrics = Metrics()
+    app = FastAPI(
+        title="Flower classifier",
+        version="1.0",
+        summary="ResNet-50 flower classification with dynamic batching and hot-swapped versions",
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    errors.install(app, metrics)
+    for router in (predict.router, classes.router, health.router):
+        app.include_router(router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"]
+        )
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    service = _build_service(settings, app.state.metrics)
+    service.batcher.start()
+    app.state.service = service
+    # Load and warm up in the background: liveness answers at once, readiness once warmed up.
+    loading = asyncio.create_task(_load_model(service), name="load-model")
+    try:
+        yield
+    finally:
+        loading.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await loading
+        await service.batcher.stop(settings.shutdown_drain_s)
+        service.predictor.close()
+
+
+def _build_service(settings: Settings, metrics: Metrics) -> Service:
+    from app.devices import configure_devices  # imports TensorFlow: here, never at import time
+    from app.serving import ModelManager
+
+    device = configure_devices()
+    logger.info("inference device: %s (%s backend)", device.name, device.backend)
+    store = ModelStore(settings.model_store)
+    models = ModelManager(store, device, settings.engine, settings.max_batch_size)
+    models.on_loaded.append(
+        lambda loaded: metrics.model_loaded(loaded.number, loaded.engine.name, device.name)
+    )
+    batcher = Batcher(
+        models.run_batch,
+        max_batch_size=settings.max_batch_size,
+        max_delay_s=settings.max_batch_delay_ms / 1000,
+        queue_limit=settings.queue_limit,
+        observer=metrics,
+    )
+    predictor = Predictor(batcher, models, settings.max_image_pixels, settings.request_timeout_s)
+    return Service(settings, store, metrics, models, batcher, predictor)
+
+
+async def _load_model(service: Service) -> None:
+    try:
+        await service.models.load_active()
+    except Exception:
+        logger.exception("the active model could not be loaded; the server is not ready")
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn app.main:app` looks the app up here; building it lazily keeps `import app.main`
+    # free of side effects (settings, logging) for tests and tools.
+    if name != "app":
+        raise AttributeError(name)
+    application = create_app(configure_logging=True)
+    globals()["app"] = application
+    return application

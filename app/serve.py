@@ -1,0 +1,90 @@
+"""``flowers-serve`` / ``python -m app.serve``: uvicorn with production settings for this app.
+
+One worker per process (the model and the batch queue live in it; scale with processes or
+containers).  ``--train-if-empty`` first trains the default model when the store has none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from typing import Final
+
+from app.config import Settings
+from app.store import ModelStore
+
+# Uvicorn timeouts (documented in the README): idle keep-alive connections are closed after
+# KEEP_ALIVE_S; on SIGTERM, in-flight requests get shutdown_drain_s + GRACE_S to finish.
+KEEP_ALIVE_S: Final = 5
+GRACE_S: Final = 5
+MAX_CONNECTIONS: Final = 2048
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowers-serve", description=__doc__)
+    parser.add_argument("--host", default="0.0.0.0", help="interface to listen on")  # noqa: S104
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on")
+    parser.add_argument(
+        "--train-if-empty",
+        action="store_true",
+        help="train the default model first when the model store holds no version",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    if args.train_if_empty and ModelStore(settings.model_store).latest() is None:
+        print(f"No model in {settings.model_store}: training the default flower model first.")
+        code = subprocess.run([sys.executable, "-m", "app.train"], check=False).returncode
+        if code != 0:
+            return code
+    import uvicorn
+
+    threading.Thread(target=_announce_when_ready, args=(args.port,), daemon=True).start()
+    uvicorn.run(
+        "app.main:app",
+        host=args.host,
+        port=args.port,
+        workers=1,
+        access_log=False,  # app.access logs each request with its id
+        log_config=None,  # app.logs configures logging from the settings
+        timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_graceful_shutdown=int(settings.shutdown_drain_s + GRACE_S),
+        limit_concurrency=MAX_CONNECTIONS,
+    )
+    return 0
+
+
+def _announce_when_ready(port: int, timeout_s: float = 600) -> None:
+    url = f"http://127.0.0.1:{port}/health/ready"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        time.sleep(0.5)
+    else:
+        return
+    base = f"http://localhost:{port}"
+    print(
+        f"\nThe flower classifier is ready at {base}\n"
+        f"  curl -F file=@rose.jpg {base}/predict\n"
+        f"  curl {base}/classes\n"
+        f"  API docs: {base}/docs\n",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

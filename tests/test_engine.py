@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app import engine as engines
+from app.devices import DeviceInfo, configure_devices
+from app.store import ModelStore
+from tests import imagefactory as make
+from tests.modelfactory import publish_tiny
+
+CPU = DeviceInfo(kind="CPU", name="CPU", backend="tensorflow")
+GPU = DeviceInfo(kind="GPU", name="GPU:0 (test)", backend="tensorflow")
+
+
+@pytest.fixture(scope="module")
+def versions(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelStore, int, int]:
+    store = ModelStore(tmp_path_factory.mktemp("engine"))
+    plain = publish_tiny(store, ["a", "b", "c"], seed=1)
+    with_ir = publish_tiny(store, ["a", "b", "c"], seed=1, openvino=True)
+    return store, plain.number, with_ir.number
+
+
+def _images(count: int) -> np.ndarray:
+    from app.imaging import preprocess
+
+    return np.stack([preprocess(make.jpeg(seed=i)) for i in range(count)])
+
+
+@pytest.mark.parametrize(
+    ("maximum", "sizes"),
+    [
+        (1, (1,)),
+        (4, (1, 2, 3, 4)),
+        (10, (1, 2, 3, 4, 6, 8, 10)),
+        (32, (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)),
+    ],
+)
+def test_padded_sizes_waste_at_most_a_third(maximum: int, sizes: tuple[int, ...]) -> None:
+    assert engines.batch_sizes(maximum) == sizes
+    for count in range(1, maximum + 1):
+        padded = next(s for s in sizes if s >= count)
+        assert padded - count <= padded / 3 + 1e-9
+
+
+def test_keras_engine_pads_slices_and_never_retraces(versions: tuple[ModelStore, int, int]) -> None:
+    store, plain, _ = versions
+    engine = engines.KerasEngine(store.get(plain), max_batch_size=8, device=configure_devices())
+    run_sizes: list[int] = []
+    original = engine._run
+    engine._run = lambda batch: (run_sizes.append(len(batch)), original(batch))[1]  # type: ignore[method-assign]
+    engine.warm_up()
+    assert run_sizes == [1, 2, 3, 4, 6, 8]
+    run_sizes.clear()
+    for count in (1, 5, 7, 8, 11):
+        assert engine.predict(_images(count)).shape == (count, 3)
+    assert run_sizes == [1, 6, 8, 8, 8, 3]
+    assert engine.tracing_count() == 1
+
+
+def test_padding_does_not_change_a_rows_answer(versions: tuple[ModelStore, int, int]) -> None:
+    store, plain, _ = versions
+    engine = engines.KerasEngine(store.get(plain), max_batch_size=8, device=configure_devices())
+    images = _images(5)
+    together = engine.predict(images)
+    alone = np.concatenate([engine.predict(images[i : i + 1]) for i in range(5)])
+    assert np.allclose(together, alone, atol=1e-6)
+
+
+def test_openvino_engine_agrees_with_keras(versions: tuple[ModelStore, int, int]) -> None:
+    store, _, with_ir = versions
+    version = store.get(with_ir)
+    keras_engine = engines.KerasEngine(version, 8, configure_devices())
+    openvino_engine = engines.OpenVinoEngine(version, 8)
+    openvino_engine.warm_up()
+    images = _images(7)
+    assert np.allclose(openvino_engine.predict(images), keras_engine.predict(images), atol=1e-5)
+
+
+def test_openvino_engine_needs_the_artifact(versions: tuple[ModelStore, int, int]) -> None:
+    store, plain, _ = versions
+    with pytest.raises(engines.EngineError, match="no OpenVINO artifact"):
+        engines.OpenVinoEngine(store.get(plain), 8)
+
+
+def test_auto_picks_openvino_on_cpu_with_the_artifact_only(
+    versions: tuple[ModelStore, int, int],
+) -> None:
+    store, plain, with_ir = versions
+    assert engines.choose_kind("auto", store.get(with_ir), CPU) == "openvino"
+    assert engines.choose_kind("auto", store.get(plain), CPU) == "tensorflow"
+    assert engines.choose_kind("auto", store.get(with_ir), GPU) == "tensorflow"
+    assert engines.choose_kind("tensorflow", store.get(with_ir), CPU) == "tensorflow"
+
+
+def test_wrong_input_shapes_are_refused(versions: tuple[ModelStore, int, int]) -> None:
+    store, plain, _ = versions
+    engine = engines.KerasEngine(store.get(plain), 4, configure_devices())
+    with pytest.raises(ValueError, match="expected"):
+        engine.predict(np.zeros((2, 100, 100, 3), np.uint8))
+
+
+def test_empty_batches_return_no_rows(
+    versions: tuple[ModelStore, int, int], tmp_path: Path
+) -> None:
+    store, plain, _ = versions
+    engine = engines.KerasEngine(store.get(plain), 4, configure_devices())
+    assert engine.predict(np.zeros((0, 180, 180, 3), np.uint8)).shape == (0, 3)
