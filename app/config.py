@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         None, description="Bearer token for /admin/*; unset: the admin API is disabled (403)."
     )
+    retrain_weights: str = Field(
+        "imagenet",
+        description="Backbone weights for retrain jobs: imagenet, none, or a .h5 path.",
+    )
     poll_interval_s: float = Field(
         5.0, ge=0, description="How often the store's active pointer is re-read; 0: never."
     )

@@ -80,6 +80,12 @@ def preprocess(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         image.close()
 
 
+def image_format(data: bytes) -> str:
+    """The accepted format of bytes that :func:`preprocess` accepts (JPEG, PNG, ...)."""
+    with _open(data, max_pixels=2**62) as image:
+        return str(image.format)
+
+
 def _open(data: bytes, max_pixels: int) -> Image.Image:
     if not data:
         raise CorruptImage("the file is empty")

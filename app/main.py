@@ -9,15 +9,20 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import logs
-from app.api import classes, errors, health, predict
+from app.api import admin, classes, errors, health, predict
+from app.api.auth import require_admin
 from app.api.middleware import RequestContextMiddleware
 from app.batching import Batcher
 from app.config import Settings
+from app.jobs import JobRunner
+from app.labelling import DatasetWriter
 from app.metrics import Metrics
 from app.prediction import Predictor
 from app.service import Service
@@ -42,6 +47,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Fa
     errors.install(app, metrics)
     for router in (predict.router, classes.router, health.router):
         app.include_router(router)
+    app.include_router(admin.router, prefix="/admin", dependencies=[Depends(require_admin)])
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"]
@@ -54,16 +60,19 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Fa
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     service = _build_service(settings, app.state.metrics)
+    service.jobs.recover()
     service.batcher.start()
     app.state.service = service
-    # Load and warm up in the background: liveness answers at once, readiness once warmed up.
-    loading = asyncio.create_task(_load_model(service), name="load-model")
+    # Load and warm up in the background: liveness answers at once, readiness once warmed up;
+    # then follow the store's active pointer (other replicas, the CLI).
+    background = asyncio.create_task(_load_then_follow(service), name="model-loader")
     try:
         yield
     finally:
-        loading.cancel()
+        background.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
-            await loading
+            await background
+        await service.jobs.close()
         await service.batcher.stop(settings.shutdown_drain_s)
         service.predictor.close()
 
@@ -87,14 +96,46 @@ def _build_service(settings: Settings, metrics: Metrics) -> Service:
         observer=metrics,
     )
     predictor = Predictor(batcher, models, settings.max_image_pixels, settings.request_timeout_s)
-    return Service(settings, store, metrics, models, batcher, predictor)
+    jobs = JobRunner(store.root / "jobs", partial(retrain_arguments, settings), models.after_job)
+    writer = (
+        DatasetWriter(settings.data_dir, settings.max_image_pixels) if settings.data_dir else None
+    )
+    return Service(settings, store, metrics, models, batcher, predictor, jobs, writer)
 
 
-async def _load_model(service: Service) -> None:
+def retrain_arguments(settings: Settings, params: dict[str, Any]) -> list[str]:
+    """The train CLI's arguments for a retrain job with ``params`` (see RetrainRequest)."""
+    arguments = [
+        "--model-store",
+        str(settings.model_store),
+        "--weights",
+        settings.retrain_weights,
+        "--epochs",
+        str(params["epochs"]),
+        "--fine-tune-epochs",
+        str(params["fine_tune_epochs"]),
+        "--learning-rate",
+        str(params["learning_rate"]),
+        "--validation-split",
+        str(params["validation_split"]),
+        "--seed",
+        str(params["seed"]),
+        "--activate",
+        params["activate"],
+    ]
+    if settings.data_dir is not None:
+        arguments += ["--data-dir", str(settings.data_dir)]
+    if settings.feature_cache is not None:
+        arguments += ["--feature-cache", str(settings.feature_cache)]
+    return arguments
+
+
+async def _load_then_follow(service: Service) -> None:
     try:
         await service.models.load_active()
     except Exception:
         logger.exception("the active model could not be loaded; the server is not ready")
+    await service.models.follow_store(service.settings.poll_interval_s)
 
 
 def __getattr__(name: str) -> FastAPI:

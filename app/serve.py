@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+from types import FrameType
 from typing import Final
 
 from app.config import Settings
@@ -48,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     threading.Thread(target=_announce_when_ready, args=(args.port,), daemon=True).start()
+    # uvicorn stops gracefully on SIGTERM/SIGINT (no new connections, requests and the batch
+    # queue drained), then re-raises the signal into the handler that was installed before it.
+    # Installing a no-op here turns that into a clean exit with status 0.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _stopped)
     uvicorn.run(
         "app.main:app",
         host=args.host,
@@ -60,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         limit_concurrency=MAX_CONNECTIONS,
     )
     return 0
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    """The graceful shutdown already happened; nothing is left to do."""
 
 
 def _announce_when_ready(port: int, timeout_s: float = 600) -> None:

@@ -19,7 +19,8 @@ import numpy as np
 from app.batching import BatchOutput
 from app.devices import DeviceInfo
 from app.engine import Engine, EngineKind, load_engine
-from app.store import ModelStore, StoreError, Version
+from app.jobs import Job
+from app.store import ModelStore, StoreError, Version, VersionNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,50 @@ class ModelManager:
                 callback(loaded)
             return loaded
 
+    async def follow_store(self, interval_s: float) -> None:
+        """Poll the active pointer; hot-swap when another replica or the CLI moves it."""
+        if interval_s <= 0:
+            return
+        failed: int | None = None  # a version that would not load is not retried every poll
+        while True:
+            await asyncio.sleep(interval_s)
+            wanted = await asyncio.to_thread(self._wanted_number)
+            current = self.current.number if self.current else None
+            if wanted is None or wanted in (current, failed):
+                continue
+            try:
+                await self.switch_to(wanted)
+                failed = None
+            except (ModelLoadError, VersionNotFound) as error:
+                failed = wanted
+                logger.error(
+                    "the store points at version %d, which cannot serve: %s", wanted, error
+                )
+
+    def _wanted_number(self) -> int | None:
+        try:
+            number = self.store.active_number()
+        except StoreError as error:
+            logger.error("cannot read the active pointer: %s", error)
+            return None
+        if number is None:
+            latest = self.store.latest()
+            return latest.number if latest else None
+        return number
+
+    async def after_job(self, job: Job) -> None:
+        """A retrain job succeeded: serve its version now if it was activated."""
+        result = job.result or {}
+        if not result.get("activated"):
+            return
+        try:
+            await self.switch_to(int(result["version"]))
+        except (ModelLoadError, VersionNotFound) as error:
+            result["serving_error"] = str(error)
+
     def _load(self, number: int) -> LoadedModel:
+        if not (self.store.root / str(number)).is_dir():
+            raise VersionNotFound(f"version {number} does not exist in {self.store.root}")
         try:
             version = self.store.get(number)
             engine = load_engine(version, self.engine_kind, self.device, self.max_batch_size)

@@ -41,6 +41,10 @@ class StoreError(RuntimeError):
     """A store operation failed (missing version, unreadable files, bad pointer)."""
 
 
+class VersionNotFound(StoreError):
+    """No folder for this version number."""
+
+
 @dataclass(frozen=True)
 class Version:
     """A complete version in the store."""
@@ -84,7 +88,7 @@ class ModelStore:
         """The complete version ``number``, or StoreError saying why it is not usable."""
         path = self.root / str(number)
         if not path.is_dir():
-            raise StoreError(f"version {number} does not exist in {self.root}")
+            raise VersionNotFound(f"version {number} does not exist in {self.root}")
         metadata = _read_metadata(path)
         if metadata.get("version") != number:
             raise StoreError(f"{path / METADATA_FILE} names version {metadata.get('version')!r}")

@@ -5,7 +5,9 @@ sub-folders) and publish the result as a new version in the model store.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
+import os
 import signal
 import sys
 import time
@@ -20,6 +22,7 @@ from app.store import StoreError
 from app.weights import WeightsUnavailable
 
 EXIT_USAGE = 2
+PR_SET_PDEATHSIG = 1
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
@@ -122,6 +125,18 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         default=None,
         help="append machine-readable progress events (JSON lines) to this file",
     )
+    process = parser.add_argument_group("process (used by the server's retrain jobs)")
+    process.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="lower this process's CPU priority by N (serving keeps precedence)",
+    )
+    process.add_argument(
+        "--die-with-parent",
+        action="store_true",
+        help="exit (SIGTERM) when the parent process dies (Linux)",
+    )
     return parser
 
 
@@ -130,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     args = build_parser(settings).parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
+    _set_process_options(args)
     reporter = Reporter(events_path=args.progress_file)
     try:
         return _run(args, settings, reporter)
@@ -141,6 +157,20 @@ def main(argv: list[str] | None = None) -> int:
         reporter.event("failed", error=str(error))
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as error:  # unexpected: report it, then let the traceback reach the log
+        reporter.event("failed", error=f"{type(error).__name__}: {error}")
+        raise
+
+
+def _set_process_options(args: argparse.Namespace) -> None:
+    if args.nice:
+        os.nice(args.nice)
+    if args.die_with_parent and sys.platform == "linux":
+        parent = os.getppid()
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            raise SystemExit(EXIT_TERMINATED)
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:

@@ -79,3 +79,21 @@ def flowers_store(flowers_dev: Path, tmp_path_factory: pytest.TempPathFactory) -
             pytest.skip(f"no ImageNet weights here: {result.stderr.strip()}")
         raise AssertionError(f"training failed:\n{result.stdout}\n{result.stderr}")
     return store
+
+
+def write_colour_dataset(root: Path, per_class: int = 6) -> Path:
+    """Noisy solid-colour JPEGs in blue/green/red folders: trivially separable by mean colour."""
+    import numpy as np
+    from PIL import Image
+
+    from tests.modelfactory import COLOURS
+
+    rng = np.random.default_rng(7)
+    for name, colour in COLOURS.items():
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = np.clip(np.array(colour) + rng.normal(0, 25, (40, 48, 3)), 0, 255)
+            image = Image.fromarray(pixels.astype(np.uint8))
+            image.save(folder / f"{name}_{i}.jpg", quality=90)
+    return root

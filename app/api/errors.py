@@ -14,35 +14,54 @@ from fastapi.responses import JSONResponse
 
 from app import imaging
 from app.api import uploads
+from app.api.auth import AdminDisabled, Unauthorized
 from app.api.schemas import Error
 from app.batching import BatchFailed, Overloaded, ShuttingDown, TimedOut
+from app.jobs import JobConflict, JobNotFound
+from app.labelling import DatasetNotConfigured, InvalidClassName
 from app.metrics import Metrics
 from app.prediction import ImageRejected
 from app.serving import ModelLoadError, NoModel
+from app.store import VersionNotFound
 
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_S: Final = "1"
 
-# exception type -> (status, metrics reason, retry-after?)
-_STATUS: Final[dict[type[Exception], tuple[int, str, bool]]] = {
-    imaging.CorruptImage: (400, "corrupt_image", False),
-    imaging.ImageTooLarge: (413, "image_too_large", False),
-    imaging.UnsupportedImage: (415, "unsupported_image", False),
-    uploads.MalformedUpload: (400, "malformed_upload", False),
-    uploads.UploadTooLarge: (413, "upload_too_large", False),
-    uploads.TooManyFiles: (413, "too_many_files", False),
-    uploads.NotMultipart: (415, "not_multipart", False),
-    uploads.MissingImage: (422, "missing_image", False),
-    NoModel: (503, "not_ready", True),
-    Overloaded: (503, "overloaded", True),
-    ShuttingDown: (503, "shutting_down", True),
-    TimedOut: (504, "timeout", False),
-    BatchFailed: (500, "inference_failed", False),
-    ModelLoadError: (409, "model_load_failed", False),
+_RETRY: Final = {"Retry-After": RETRY_AFTER_S}
+_BEARER: Final = {"WWW-Authenticate": "Bearer"}
+
+# exception type -> (status, metrics reason, extra response headers)
+_STATUS: Final[dict[type[Exception], tuple[int, str, dict[str, str]]]] = {
+    imaging.CorruptImage: (400, "corrupt_image", {}),
+    imaging.ImageTooLarge: (413, "image_too_large", {}),
+    imaging.UnsupportedImage: (415, "unsupported_image", {}),
+    uploads.MalformedUpload: (400, "malformed_upload", {}),
+    uploads.UploadTooLarge: (413, "upload_too_large", {}),
+    uploads.TooManyFiles: (413, "too_many_files", {}),
+    uploads.NotMultipart: (415, "not_multipart", {}),
+    uploads.MissingImage: (422, "missing_image", {}),
+    Unauthorized: (401, "unauthorized", _BEARER),
+    AdminDisabled: (403, "admin_disabled", {}),
+    VersionNotFound: (404, "not_found", {}),
+    JobNotFound: (404, "not_found", {}),
+    JobConflict: (409, "conflict", {}),
+    ModelLoadError: (409, "model_load_failed", {}),
+    DatasetNotConfigured: (409, "no_dataset", {}),
+    InvalidClassName: (422, "invalid_class_name", {}),
+    NoModel: (503, "not_ready", _RETRY),
+    Overloaded: (503, "overloaded", _RETRY),
+    ShuttingDown: (503, "shutting_down", _RETRY),
+    TimedOut: (504, "timeout", {}),
+    BatchFailed: (500, "inference_failed", {}),
 }
 
 DESCRIPTIONS: Final = {
+    401: "Missing or wrong admin token (send Authorization: Bearer <token>)",
+    403: "The admin API is disabled: set FLOWERS_ADMIN_TOKEN to enable it",
+    404: "No such job or model version",
+    409: "Conflict: a job is already running, the job is not running, the version cannot be "
+    "loaded, or no dataset folder is configured",
     400: "Not a decodable image (e.g. a text file named .jpg, a truncated JPEG, zero bytes), "
     "or a malformed multipart body",
     413: "A file over the upload limit, an image over the pixel limit (decompression bomb), "
@@ -61,30 +80,31 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": Error, "description": DESCRIPTIONS[status]} for status in statuses}
 
 
-def classify(error: Exception) -> tuple[int, str, bool]:
+def classify(error: Exception) -> tuple[int, str, dict[str, str]]:
     cause = error.error if isinstance(error, ImageRejected) else error
     for kind in type(cause).__mro__:
         if kind in _STATUS:
             return _STATUS[kind]
-    return 500, "internal", False
+    return 500, "internal", {}
 
 
-def error_response(request: Request, status: int, detail: str, retry: bool = False) -> JSONResponse:
+def error_response(
+    request: Request, status: int, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     request_id = getattr(request.state, "request_id", None)
-    headers = {"Retry-After": RETRY_AFTER_S} if retry else None
     body = Error(detail=detail, request_id=request_id).model_dump()
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(body, status_code=status, headers=headers or None)
 
 
 def install(app: FastAPI, metrics: Metrics) -> None:
     """Register one handler for every mapped error type."""
 
     async def handle(request: Request, error: Exception) -> JSONResponse:
-        status, reason, retry = classify(error)
+        status, reason, headers = classify(error)
         metrics.rejected.labels(reason=reason).inc()
         if status >= 500 and status not in (503, 504):
             logger.error("request failed: %s", error)
-        return error_response(request, status, str(error), retry)
+        return error_response(request, status, str(error), headers)
 
     for kind in (*_STATUS, ImageRejected):
         app.add_exception_handler(kind, handle)

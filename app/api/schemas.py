@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Prediction(BaseModel):
@@ -64,3 +64,73 @@ class Error(BaseModel):
         examples=["rose.svg: SVG images are not accepted; send JPEG, PNG, WEBP, GIF, BMP, TIFF"]
     )
     request_id: str | None = Field(None, description="Also in the X-Request-ID response header")
+
+
+class RetrainRequest(BaseModel):
+    """Parameters of a retrain job; every number is bounded, unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(10, ge=1, le=200)
+    fine_tune_epochs: int = Field(0, ge=0, le=50)
+    learning_rate: float = Field(1e-3, gt=0, le=1)
+    validation_split: float = Field(0.2, ge=0.05, le=0.5)
+    seed: int = Field(123, ge=0, le=2**31 - 1)
+    activate: Literal["always", "never", "if_better"] = "if_better"
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status_url: str
+
+
+class VersionSummary(BaseModel):
+    version: str
+    created_at: str | None
+    classes: list[str]
+    val_accuracy: float | None
+    size_bytes: int
+    active: bool = Field(description="The store's active pointer names this version")
+    serving: bool = Field(description="This server is serving this version now")
+
+
+class ModelList(BaseModel):
+    active: str | None
+    serving: str | None
+    versions: list[VersionSummary]
+
+
+class ClassCount(BaseModel):
+    name: str
+    images: int
+    bytes: int
+
+
+class DatasetSummary(BaseModel):
+    root: str
+    classes: list[ClassCount]
+    total_images: int
+    total_bytes: int
+
+
+class StoredImage(BaseModel):
+    filename: str
+    stored_as: str
+
+
+class DuplicateImage(BaseModel):
+    filename: str
+    existing: str = Field(description="The class/file that already holds the same bytes")
+
+
+class RejectedImage(BaseModel):
+    filename: str
+    status: int
+    reason: str
+
+
+class DatasetAddResult(BaseModel):
+    class_name: str
+    stored: list[StoredImage]
+    duplicates: list[DuplicateImage]
+    rejected: list[RejectedImage]

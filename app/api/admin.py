@@ -1,0 +1,185 @@
+"""/admin: retrain jobs, model versions (activate, roll back) and labelled images.
+
+Guarded once, where the router is included (``dependencies=[Depends(require_admin)]``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Path, Request, status
+
+from app import imaging
+from app.api import uploads
+from app.api.deps import ServiceDep
+from app.api.errors import classify, responses
+from app.api.schemas import (
+    ClassCount,
+    DatasetAddResult,
+    DatasetSummary,
+    DuplicateImage,
+    JobAccepted,
+    ModelList,
+    RejectedImage,
+    RetrainRequest,
+    StoredImage,
+    VersionSummary,
+)
+from app.jobs import Job
+from app.labelling import CLASS_NAME, DatasetWriter
+from app.service import Service
+
+router = APIRouter(tags=["admin"], responses=responses(401, 403))
+
+ClassName = Annotated[
+    str, Path(pattern=CLASS_NAME.pattern, description="Letters, digits, _ and -; 1-64 characters")
+]
+JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{1,64}$")]
+
+
+@router.post(
+    "/retrain",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobAccepted,
+    responses=responses(409, 422),
+)
+async def retrain(
+    service: ServiceDep, params: Annotated[RetrainRequest | None, Body()] = None
+) -> JobAccepted:
+    """Start a training job on the server's dataset folder; poll its status_url."""
+    job = await service.jobs.start((params or RetrainRequest()).model_dump())
+    return JobAccepted(job_id=job.id, status_url=f"/admin/jobs/{job.id}")
+
+
+@router.get("/jobs", response_model=list[Job])
+async def list_jobs(service: ServiceDep) -> list[Job]:
+    """Every job, newest first."""
+    return await asyncio.to_thread(service.jobs.all)
+
+
+@router.get("/jobs/{job_id}", response_model=Job, responses=responses(404))
+async def get_job(service: ServiceDep, job_id: JobId) -> Job:
+    """A job's state, progress, timings, result or error, and the last lines of its log."""
+    return await asyncio.to_thread(service.jobs.get, job_id)
+
+
+@router.delete("/jobs/{job_id}", response_model=Job, responses=responses(404, 409))
+async def cancel_job(service: ServiceDep, job_id: JobId) -> Job:
+    """Cancel a running job: its trainer is stopped and publishes nothing."""
+    return await service.jobs.cancel(job_id)
+
+
+@router.get("/models", response_model=ModelList)
+async def list_models(service: ServiceDep) -> ModelList:
+    """Every complete version, with which is active in the store and which this server serves."""
+    return await asyncio.to_thread(_model_list, service)
+
+
+@router.post("/models/{version}/activate", response_model=ModelList, responses=responses(404, 409))
+async def activate(service: ServiceDep, version: Annotated[int, Path(ge=1)]) -> ModelList:
+    """Load and warm up a version beside the serving one, swap it in, and point the store at it."""
+    await service.models.switch_to(version)
+    await asyncio.to_thread(service.store.set_active, version)
+    return await asyncio.to_thread(_model_list, service)
+
+
+def _model_list(service: Service) -> ModelList:
+    store = service.store
+    try:
+        active = store.active_number()
+    except Exception:  # a garbled pointer is shown as "none", not an error of this listing
+        active = None
+    serving = service.models.current.number if service.models.current else None
+    versions = [
+        VersionSummary(
+            version=str(v.number),
+            created_at=v.metadata.get("created_at"),
+            classes=v.classes,
+            val_accuracy=v.metadata.get("metrics", {}).get("val_accuracy"),
+            size_bytes=store.size_bytes(v),
+            active=v.number == active,
+            serving=v.number == serving,
+        )
+        for v in store.versions()
+    ]
+    return ModelList(
+        active=str(active) if active else None,
+        serving=str(serving) if serving else None,
+        versions=versions,
+    )
+
+
+@router.get("/dataset", response_model=DatasetSummary, responses=responses(409))
+async def dataset_summary(service: ServiceDep) -> DatasetSummary:
+    """Class names with image counts and sizes in the server's dataset folder."""
+    writer = service.dataset()
+    classes = [ClassCount(**vars(c)) for c in await asyncio.to_thread(writer.summary)]
+    return DatasetSummary(
+        root=str(writer.root),
+        classes=classes,
+        total_images=sum(c.images for c in classes),
+        total_bytes=sum(c.bytes for c in classes),
+    )
+
+
+@router.post(
+    "/dataset/{class_name}",
+    response_model=DatasetAddResult,
+    responses=responses(400, 409, 413, 415, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "files": {
+                                "type": "array",
+                                "items": {"type": "string", "format": "binary"},
+                            },
+                        },
+                    },
+                }
+            },
+        }
+    },
+)
+async def add_images(
+    request: Request, service: ServiceDep, class_name: ClassName
+) -> DatasetAddResult:
+    """Add labelled images to a class (created if new); duplicates and bad files are reported."""
+    writer = service.dataset()  # 409 before reading the body when no folder is configured
+    settings = service.settings
+    limits = uploads.UploadLimits(settings.max_upload_bytes, settings.max_files_per_request)
+    uploaded = await uploads.receive_images(
+        request.headers.get("content-type"),
+        request.headers.get("content-length"),
+        request.stream(),
+        limits,
+        lambda name, data: (name, data),
+    )
+    # One file after the other, in upload order, so duplicates within a request are reported
+    # against the first copy.
+    return await asyncio.to_thread(_add_all, writer, class_name, uploaded)
+
+
+def _add_all(
+    writer: DatasetWriter, class_name: str, uploaded: list[tuple[str, bytes]]
+) -> DatasetAddResult:
+    result = DatasetAddResult(class_name=class_name, stored=[], duplicates=[], rejected=[])
+    for filename, data in uploaded:
+        try:
+            outcome = writer.add(class_name, data)
+        except imaging.ImageError as error:
+            code, _, _ = classify(error)
+            result.rejected.append(RejectedImage(filename=filename, status=code, reason=str(error)))
+            continue
+        if outcome.stored_as is not None:
+            result.stored.append(StoredImage(filename=filename, stored_as=outcome.stored_as))
+        else:
+            result.duplicates.append(
+                DuplicateImage(filename=filename, existing=outcome.duplicate_of or "")
+            )
+    return result
