@@ -2,7 +2,8 @@
 
 One asyncio queue of single images (a request with 5 files contributes 5 items), each item
 carrying its own future.  A batch closes when it holds ``max_batch_size`` images or when
-``max_batch_delay`` has passed since its first image was queued, whichever comes first.  The
+``max_batch_delay`` has passed since its first image was queued, whichever comes first; it
+closes at once when nothing else is queued or on its way (see :meth:`Batcher.arriving`).  The
 model runs in one dedicated inference thread, so the event loop keeps accepting, decoding and
 queueing while a batch computes.  If a batch fails, every waiter in it gets the error and the
 batcher carries on.  On shutdown, queued items are finished (up to a drain deadline) or failed:
@@ -15,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -96,6 +97,7 @@ class Batcher(Generic[Tag]):
         self._in_flight: list[_Item[Tag]] = []
         self._idle = asyncio.Event()  # set while nothing is queued or running
         self._idle.set()
+        self._arriving = 0  # requests whose images are still uploading or decoding
         self._accepting = False
 
     @property
@@ -103,18 +105,39 @@ class Batcher(Generic[Tag]):
         """Images waiting in the queue (not counting the batch that is running)."""
         return self._queue.qsize()
 
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Mark a request whose images will be queued soon (they are uploading or decoding).
+
+        A batch waits for more images (up to the delay) only while such requests exist: an
+        idle server runs a lone image at once instead of sitting out the delay.
+        """
+        self._arriving += 1
+        try:
+            yield
+        finally:
+            self._arriving -= 1
+
     def start(self) -> None:
         self._accepting = True
         self._worker = asyncio.get_running_loop().create_task(self._work(), name="batcher")
 
-    async def predict(self, images: Sequence[np.ndarray], timeout_s: float) -> list[Result[Tag]]:
-        """Queue the images (all or none) and wait for their rows, in order."""
+    def ensure_room(self, images: int = 1) -> None:
+        """Raise Overloaded (or ShuttingDown) unless ``images`` more fit in the queue now.
+
+        Called before a request's body is read too, so an overloaded server refuses at once
+        instead of spending CPU on uploads it would refuse anyway.
+        """
         if not self._accepting:
             raise ShuttingDown("the server is shutting down")
-        if self.depth + len(images) > self.queue_limit:
+        if self.depth + images > self.queue_limit:
             raise Overloaded(
                 f"the server is at capacity ({self.depth} images queued, limit {self.queue_limit})"
             )
+
+    async def predict(self, images: Sequence[np.ndarray], timeout_s: float) -> list[Result[Tag]]:
+        """Queue the images (all or none) and wait for their rows, in order."""
+        self.ensure_room(len(images))
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         items = [_Item(image, loop.create_future(), now) for image in images]
@@ -147,7 +170,7 @@ class Batcher(Generic[Tag]):
         deadline = first.queued_at + self.max_delay_s
         while len(batch) < self.max_batch_size:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or (self._queue.empty() and not self._arriving):
                 batch.extend(self._take_ready(self.max_batch_size - len(batch)))
                 break
             try:

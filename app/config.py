@@ -6,6 +6,7 @@ by ``tests/test_config.py``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -93,3 +94,23 @@ class Settings(BaseSettings):
     def feature_cache_dir(self, model_store: Path | None = None) -> Path:
         """The feature cache folder: the setting, else ``.cache/features`` inside the store."""
         return self.feature_cache or (model_store or self.model_store) / ".cache" / "features"
+
+
+def documented_settings() -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) for every setting, in declaration order."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        shown = "unset" if default is None else json.dumps(default, default=str).strip('"')
+        rows.append((f"FLOWERS_{name.upper()}", shown, field.description or ""))
+    return rows
+
+
+def markdown_table() -> str:
+    lines = ["| Environment variable | Default | Meaning |", "|---|---|---|"]
+    lines += [f"| `{env}` | `{default}` | {text} |" for env, default, text in documented_settings()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,20 @@ def download_flower_photos() -> Path:
         ) from None
     nested = extracted / "flower_photos"
     return nested if nested.is_dir() else extracted
+
+
+def has_classes(root: Path) -> bool:
+    """Whether ``root`` holds at least one (non-hidden) class folder."""
+    return root.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir())
+
+
+def seed_with_flower_photos(target: Path) -> Path:
+    """Fill an empty dataset folder with the flower_photos classes (downloaded, cached)."""
+    source = download_flower_photos()
+    target.mkdir(parents=True, exist_ok=True)
+    for class_dir in sorted(p for p in source.iterdir() if p.is_dir()):
+        shutil.copytree(class_dir, target / class_dir.name, dirs_exist_ok=True)
+    return target
 
 
 def scan(root: Path, hash_files: bool = True) -> Dataset:

@@ -196,6 +196,7 @@ class JobRunner:
             job.result = reader.succeeded
             await self._on_success(job)  # the job is done once its version serves
             job.state = JobState.SUCCEEDED
+            job.progress.update(phase="done", fraction=1.0)
         else:
             job.state = JobState.FAILED
             job.error = reader.failure or f"the trainer exited with status {code}"

@@ -66,18 +66,18 @@ class Predictor:
         except imaging.ImageError as error:
             raise ImageRejected(filename, error) from None
 
-    async def classify(
-        self,
-        filenames: Sequence[str],
-        decoding: Sequence[asyncio.Future[np.ndarray]],
-        top_k: int | None = None,
-    ) -> Predictions:
-        """Wait for the decodes (the first bad file fails the request), then classify."""
+    async def decoded(self, decoding: Sequence[asyncio.Future[np.ndarray]]) -> list[np.ndarray]:
+        """Wait for every decode; the first bad file fails the request (the rest are dropped)."""
         try:
-            images = list(await asyncio.gather(*decoding))
+            return list(await asyncio.gather(*decoding))
         finally:
             for future in decoding:
                 future.cancel()
+
+    async def classify(
+        self, filenames: Sequence[str], images: list[np.ndarray], top_k: int | None = None
+    ) -> Predictions:
+        """Batch the images with everyone else's; every one answered by the same version."""
         results = await self._consistent_results(images)
         model = results[0].tag
         return Predictions(
@@ -109,12 +109,13 @@ class Predictor:
 def _prediction(
     filename: str, probabilities: np.ndarray, classes: list[str], top_k: int | None
 ) -> Prediction:
-    order = np.argsort(-probabilities, kind="stable")
-    shown = order[:top_k] if top_k else range(len(classes))  # all: in the model's class order
-    best = int(order[0])
+    values: list[float] = probabilities.tolist()  # plain floats: cheaper than numpy for ~5
+    ranked = sorted(range(len(values)), key=lambda i: -values[i])
+    shown = ranked[:top_k] if top_k else range(len(values))  # all: in the model's class order
+    best = ranked[0]
     return Prediction(
         filename=filename,
         class_name=classes[best],
-        confidence=float(probabilities[best]),
-        probabilities={classes[int(i)]: float(probabilities[int(i)]) for i in shown},
+        confidence=values[best],
+        probabilities={classes[i]: values[i] for i in shown},
     )

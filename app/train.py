@@ -42,6 +42,12 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         "unset: download the TensorFlow flower_photos dataset",
     )
     data.add_argument(
+        "--seed-dataset",
+        action="store_true",
+        help="when --data-dir is missing or has no class folders, fill it with the "
+        "flower_photos dataset first (Docker's first run)",
+    )
+    data.add_argument(
         "--validation-split",
         type=float,
         default=0.2,
@@ -184,7 +190,11 @@ def _run(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> in
     timings: dict[str, float] = {}
     reporter.phase("scan", "listing and hashing the dataset images")
     scan_started = time.monotonic()
-    data = datasets.scan(args.data_dir or datasets.default_data_dir())
+    root = args.data_dir or datasets.default_data_dir()
+    if args.seed_dataset and not datasets.has_classes(root):
+        reporter.line(f"  {root} is empty: copying the flower_photos dataset into it")
+        datasets.seed_with_flower_photos(root)
+    data = datasets.scan(root)
     timings["scan"] = round(time.monotonic() - scan_started, 2)
     reporter.line(
         f"  {len(data.samples)} images in {len(data.class_names)} classes: {data.counts()}"

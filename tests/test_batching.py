@@ -66,12 +66,49 @@ def test_a_request_with_many_images_keeps_their_order() -> None:
     asyncio.run(scenario())
 
 
-def test_a_lone_image_waits_at_most_the_batch_delay() -> None:
+def test_a_lone_image_runs_at_once_when_nothing_else_is_on_its_way() -> None:
+    async def scenario() -> None:
+        batcher = await _with_batcher(FakeModel(), max_delay_s=5)
+        started = time.monotonic()
+        await batcher.predict([_image(1)], 10)
+        waited = time.monotonic() - started
+        await batcher.stop(1)
+        assert waited < 1.0
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_waits_up_to_the_delay_for_requests_still_arriving() -> None:
+    async def scenario() -> None:
+        model = FakeModel()
+        batcher = await _with_batcher(model, max_delay_s=0.3)
+
+        async def late_request() -> None:
+            with batcher.arriving():  # still uploading/decoding
+                await asyncio.sleep(0.1)
+            await batcher.predict([_image(2)], 5)
+
+        started = time.monotonic()
+        late = asyncio.create_task(late_request())
+        await asyncio.sleep(0.01)
+        first = await batcher.predict([_image(1)], 5)
+        waited = time.monotonic() - started
+        await late
+        await batcher.stop(1)
+        assert first[0].probabilities[0] == 1
+        assert model.batches == [2]  # the late image joined the waiting one
+        assert 0.08 <= waited < 2.0
+
+    asyncio.run(scenario())
+
+
+def test_the_delay_bounds_the_wait_for_arriving_requests() -> None:
     async def scenario() -> None:
         batcher = await _with_batcher(FakeModel(), max_delay_s=0.2)
-        started = time.monotonic()
-        await batcher.predict([_image(1)], 5)
-        waited = time.monotonic() - started
+        with batcher.arriving():  # e.g. a slow upload that will not finish soon
+            started = time.monotonic()
+            await batcher.predict([_image(1)], 5)
+            waited = time.monotonic() - started
         await batcher.stop(1)
         assert 0.15 <= waited < 2.0
 

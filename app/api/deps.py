@@ -11,14 +11,16 @@ from app.service import Service
 from app.serving import NoModel
 
 
-def get_service(request: Request) -> Service:
+# async on purpose: FastAPI would run plain functions in its thread pool, a thread hop on
+# every request.
+async def get_service(request: Request) -> Service:
     service: Service | None = getattr(request.app.state, "service", None)
     if service is None:
         raise NoModel("the server is still starting")
     return service
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

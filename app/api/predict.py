@@ -49,18 +49,21 @@ async def predict(
     ] = None,
 ) -> PredictResponse:
     """Classify one or more images sent as multipart file parts named `file` or `files`."""
-    service.models.require()  # no model: 503 before reading the body
+    service.models.require()  # no model, or no room in the queue: 503 before reading the body
+    service.batcher.ensure_room()
     settings = service.settings
     limits = uploads.UploadLimits(settings.max_upload_bytes, settings.max_files_per_request)
-    started = await uploads.receive_images(
-        request.headers.get("content-type"),
-        request.headers.get("content-length"),
-        request.stream(),
-        limits,
-        lambda name, data: (name, service.predictor.decode_later(name, data)),
-    )
-    names = [name for name, _ in started]
-    result = await service.predictor.classify(names, [future for _, future in started], top_k)
+    predictor = service.predictor
+    with service.batcher.arriving():
+        started = await uploads.receive_images(
+            request.headers.get("content-type"),
+            request.headers.get("content-length"),
+            request.stream(),
+            limits,
+            lambda name, data: (name, predictor.decode_later(name, data)),
+        )
+        images = await predictor.decoded([future for _, future in started])
+    result = await predictor.classify([name for name, _ in started], images, top_k)
     return PredictResponse(
         model_version=str(result.model_version),
         predictions=[Prediction(**vars(p)) for p in result.predictions],

@@ -1,0 +1,220 @@
+"""``python -m bench`` (``make bench``): raw engine throughput and the real service under load, in
+one run on one machine, so the ratios between them mean something."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import load, raw, report, server
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_PHOTOS = REPO.parent / "shared" / "datasets" / "flower_photos_dev"
+QUEUE_LIMIT = 256
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    ints = lambda text: [int(x) for x in text.split(",")]  # noqa: E731
+    parser.add_argument(
+        "--store", type=Path, default=Path(os.environ.get("FLOWERS_MODEL_STORE", "model_store"))
+    )
+    parser.add_argument(
+        "--photos", type=Path, default=DEFAULT_PHOTOS, help="folder of class folders of photos"
+    )
+    parser.add_argument(
+        "--engines", default="openvino,tensorflow", help="engines to measure, comma-separated"
+    )
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per load level")
+    parser.add_argument("--concurrency", type=ints, default=[1, 4, 16, 64])
+    parser.add_argument("--images-per-request", type=ints, default=[1, 8])
+    parser.add_argument(
+        "--batch-sizes", type=ints, default=[1, 4, 8, 16, 32], help="raw engine batch sizes"
+    )
+    parser.add_argument(
+        "--max-batch-size", type=int, default=None, help="server setting (default: its own)"
+    )
+    parser.add_argument("--max-batch-delay-ms", type=float, default=None, help="server setting")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per load level")
+    parser.add_argument("--raw-seconds", type=float, default=3.0, help="seconds per raw batch size")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a few seconds: keeps the harness working"
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.duration, args.concurrency, args.images_per_request = 1.0, [1, 4], [1]
+        args.batch_sizes, args.rounds, args.raw_seconds = [1, 4], 1, 0.3
+    return args
+
+
+def photos(folder: Path) -> list[Path]:
+    found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not found:
+        raise SystemExit(f"no photos under {folder}")
+    return found[:256]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    from app.imaging import preprocess
+
+    chosen = photos(args.photos)
+    images = np.stack([preprocess(p.read_bytes()) for p in chosen[:64]])
+    started = time.time()
+    record: dict[str, Any] = {
+        "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {_cpu_model()}",
+        "duration_s": args.duration,
+        "rounds": args.rounds,
+        "queue_limit": QUEUE_LIMIT,
+        "engines": [],
+    }
+    for engine in args.engines.split(","):
+        print(f"== engine {engine}", flush=True)
+        entry = _measure_engine(args, engine, chosen, images)
+        entry["ratios"] = report.ratios(entry, QUEUE_LIMIT)
+        record["engines"].append(entry)
+    record["total_s"] = round(time.time() - started, 1)
+    print("\n" + report.write(record, args.out))
+    print(
+        f"written: {args.out / 'latest.json'}, {args.out / 'latest.md'}, {args.out / 'latest.png'}"
+    )
+    return 0
+
+
+def _measure_engine(
+    args: argparse.Namespace, kind: str, chosen: list[Path], images: np.ndarray
+) -> dict[str, Any]:
+    from app.store import ModelStore
+
+    engine = raw.load(ModelStore(args.store), kind, max(args.batch_sizes))
+    sweep = []
+    for size in args.batch_sizes:
+        sweep.append(raw.measure(engine, images, size, args.raw_seconds))
+        r = sweep[-1]
+        rate = f"{r['ms_per_batch']:8.1f} ms {r['images_per_s']:7.1f} img/s"
+        print(f"  raw {engine.name} batch {size:>3}: {rate}", flush=True)
+    best = max(sweep, key=lambda r: r["images_per_s"])["batch_size"]
+    tuned: dict[str, str] = {"engine": kind, "queue_limit": str(QUEUE_LIMIT)}
+    if args.max_batch_size:
+        tuned["max_batch_size"] = str(args.max_batch_size)
+    if args.max_batch_delay_ms is not None:
+        tuned["max_batch_delay_ms"] = str(args.max_batch_delay_ms)
+    plain = {**tuned, "max_batch_size": "1", "max_batch_delay_ms": "0"}
+    levels: dict[str, list[dict[str, Any]]] = {"batching": [], "no_batching": []}
+    with contextlib.ExitStack() as stack:
+        # Both servers run side by side and take turns, with raw-engine measurements in between:
+        # speed drifts on shared machines, and interleaving keeps each comparison fair.
+        bases = {
+            "batching": stack.enter_context(server.serving(args.store, tuned)),
+            "no_batching": stack.enter_context(server.serving(args.store, plain)),
+        }
+        for mode, base in bases.items():
+            print(f"  server ({mode}, {server.engine_of(base)} engine) at {base}", flush=True)
+        for per_request in args.images_per_request:
+            bodies = load.multipart_bodies(chosen, per_request, 64)
+            for base in bases.values():
+                asyncio.run(load.run(base, bodies, 4, per_request, min(2.0, args.duration)))
+            for concurrency in args.concurrency:
+                modes = ["batching", "no_batching"] if per_request == 1 else ["batching"]
+                measured = _interleaved(
+                    args, engine, images, best, bases, modes, bodies, concurrency, per_request
+                )
+                for mode in modes:
+                    levels[mode].append(measured[mode])
+    return {"name": engine.name, "raw": sweep, "best_raw_batch_size": best, "service": levels}
+
+
+def _interleaved(
+    args: argparse.Namespace,
+    engine: Any,
+    images: np.ndarray,
+    best: int,
+    bases: dict[str, str],
+    modes: list[str],
+    bodies: list[tuple[bytes, str]],
+    concurrency: int,
+    per_request: int,
+) -> dict[str, dict[str, Any]]:
+    segment_s = args.duration / args.rounds
+    segments: dict[str, list[tuple[load.LoadResult, float, float]]] = {m: [] for m in modes}
+    raw_best: list[float] = []
+    raw_one: list[float] = []
+    for _ in range(args.rounds):
+        raw_best.append(raw.measure(engine, images, best, segment_s / 2)["images_per_s"])
+        if concurrency == 1 and per_request == 1:
+            raw_one.append(raw.measure(engine, images, 1, segment_s / 2)["ms_per_batch"])
+        for mode in modes:
+            before = server.batch_counters(bases[mode])
+            result = asyncio.run(load.run(bases[mode], bodies, concurrency, per_request, segment_s))
+            after = server.batch_counters(bases[mode])
+            segments[mode].append((result, after[0] - before[0], after[1] - before[1]))
+    out = {}
+    for mode in modes:
+        level = _merge(segments[mode], concurrency, per_request)
+        level["raw_best_alongside_images_per_s"] = round(statistics.median(raw_best), 2)
+        if raw_one:
+            level["raw_batch1_alongside_ms"] = round(statistics.median(raw_one), 2)
+        print(
+            f"    {mode:<11} c={concurrency:<3} {per_request} img/req: "
+            f"{level['images_per_s']:7.1f} img/s "
+            f"(raw alongside {level['raw_best_alongside_images_per_s']:.1f}) "
+            f"p50 {level['p50_ms']:7.1f} ms p99 {level['p99_ms']:7.1f} ms "
+            f"batch {level['mean_batch_size']:5.1f} errors {level['errors'] or 0}",
+            flush=True,
+        )
+        out[mode] = level
+    return out
+
+
+def _merge(
+    segments: list[tuple[load.LoadResult, float, float]], concurrency: int, per_request: int
+) -> dict[str, Any]:
+    seconds = sum(r.seconds for r, _, _ in segments)
+    requests = sum(r.requests for r, _, _ in segments)
+    latencies = np.array([ms for r, _, _ in segments for ms in r.latencies_ms])
+    errors: dict[str, int] = {}
+    for result, _, _ in segments:
+        for key, count in result.errors.items():
+            errors[key] = errors.get(key, 0) + count
+    images_batched = sum(i for _, i, _ in segments)
+    calls = sum(c for _, _, c in segments)
+    percentile = lambda q: round(float(np.percentile(latencies, q)), 1) if len(latencies) else None  # noqa: E731
+    return {
+        "concurrency": concurrency,
+        "images_per_request": per_request,
+        "images_per_s": round(requests * per_request / seconds, 2),
+        "requests_per_s": round(requests / seconds, 2),
+        "p50_ms": percentile(50),
+        "p95_ms": percentile(95),
+        "p99_ms": percentile(99),
+        "mean_batch_size": round(images_batched / calls, 2) if calls else 0.0,
+        "errors": errors,
+        "retry_after_on_503": all(r.retry_after_on_503 for r, _, _ in segments),
+        "requests": requests,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,180 @@
+"""Benchmark outputs: the JSON record, a markdown table with the target ratios, and a PNG plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+TARGET_SERVICE_VS_RAW = 0.85
+TARGET_BATCHING_GAIN = 1.3
+TARGET_P50_SLACK_MS = 10.0
+
+
+def ratios(engine: dict[str, Any], queue_limit: int) -> dict[str, Any]:
+    """The issue's targets for one engine, each against raw numbers measured alongside."""
+    batching = {
+        (lvl["concurrency"], lvl["images_per_request"]): lvl
+        for lvl in engine["service"]["batching"]
+    }
+    plain = {
+        (lvl["concurrency"], lvl["images_per_request"]): lvl
+        for lvl in engine["service"]["no_batching"]
+    }
+    c16, c16_plain, c1 = batching.get((16, 1)), plain.get((16, 1)), batching.get((1, 1))
+    out: dict[str, Any] = {
+        "best_raw_images_per_s": max(r["images_per_s"] for r in engine["raw"]),
+        "best_raw_batch_size": engine["best_raw_batch_size"],
+    }
+    if c16:
+        out["service_c16_vs_raw"] = round(
+            c16["images_per_s"] / c16["raw_best_alongside_images_per_s"], 3
+        )
+    if c16 and c16_plain:
+        out["batching_vs_none_c16"] = round(c16["images_per_s"] / c16_plain["images_per_s"], 3)
+    if c1 and "raw_batch1_alongside_ms" in c1:
+        out["p50_c1_minus_raw_batch1_ms"] = round(c1["p50_ms"] - c1["raw_batch1_alongside_ms"], 2)
+    levels = [*batching.values(), *plain.values()]
+    within = [
+        lvl for lvl in levels if lvl["concurrency"] * lvl["images_per_request"] <= queue_limit
+    ]
+    beyond = [lvl for lvl in levels if lvl["concurrency"] * lvl["images_per_request"] > queue_limit]
+    out["errors_within_queue_bound"] = sum(sum(lvl["errors"].values()) for lvl in within)
+    out["beyond_bound_only_503_with_retry_after"] = all(
+        set(lvl["errors"]) <= {"503"} and lvl["retry_after_on_503"] for lvl in beyond
+    )
+    out["targets_met"] = {
+        "service >= 0.85 x raw": out.get("service_c16_vs_raw", 0) >= TARGET_SERVICE_VS_RAW,
+        "batching >= 1.3 x none": out.get("batching_vs_none_c16", 0) >= TARGET_BATCHING_GAIN,
+        "p50 c1 <= raw b1 + 10 ms": out.get("p50_c1_minus_raw_batch1_ms", 1e9)
+        <= TARGET_P50_SLACK_MS,
+        "no errors up to the queue bound": out["errors_within_queue_bound"] == 0,
+        "beyond it only 503 + Retry-After": out["beyond_bound_only_503_with_retry_after"],
+    }
+    return out
+
+
+_SERVICE_COLUMNS = (
+    "| server | conc. | img/req | img/s | raw img/s alongside | req/s "
+    "| p50 ms | p95 ms | p99 ms | mean batch | errors |"
+)
+
+
+def markdown(record: dict[str, Any]) -> str:
+    lines = [
+        f"Machine: {record['machine']}  ",
+        f"Run: {record['started_at']}, {record['duration_s']} s per load level "
+        f"({record['rounds']} interleaved rounds)",
+        "",
+    ]
+    for engine in record["engines"]:
+        lines += [f"### Engine: {engine['name']}", "", "| raw batch size | ms / batch | img/s |"]
+        lines.append("|---:|---:|---:|")
+        for r in engine["raw"]:
+            lines.append(
+                f"| {r['batch_size']} | {r['ms_per_batch']:.1f} | {r['images_per_s']:.1f} |"
+            )
+        lines += ["", _SERVICE_COLUMNS, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for mode in ("batching", "no_batching"):
+            lines += [_service_row(mode, level) for level in engine["service"][mode]]
+        lines += ["", *_ratio_lines(engine["ratios"]), ""]
+    return "\n".join(lines)
+
+
+def _service_row(mode: str, level: dict[str, Any]) -> str:
+    errors = ", ".join(f"{k}: {v}" for k, v in level["errors"].items()) or "0"
+    cells = [
+        mode.replace("_", " "),
+        str(level["concurrency"]),
+        str(level["images_per_request"]),
+        f"{level['images_per_s']:.1f}",
+        f"{level['raw_best_alongside_images_per_s']:.1f}",
+        f"{level['requests_per_s']:.1f}",
+        f"{level['p50_ms']:.0f}",
+        f"{level['p95_ms']:.0f}",
+        f"{level['p99_ms']:.0f}",
+        f"{level['mean_batch_size']:.1f}",
+        errors,
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _ratio_lines(r: dict[str, Any]) -> list[str]:
+    return [
+        f"- service (c=16, 1 img/req) / raw engine at its best batch size "
+        f"({r['best_raw_batch_size']}), measured alongside: **{r.get('service_c16_vs_raw')}** "
+        "(target >= 0.85)",
+        f"- batching / no batching at c=16: **{r.get('batching_vs_none_c16')}** (target >= 1.3)",
+        f"- p50 at c=1 minus raw batch-1 latency measured alongside: "
+        f"**{r.get('p50_c1_minus_raw_batch1_ms')} ms** (target <= 10 ms)",
+        f"- errors up to the queue bound: **{r['errors_within_queue_bound']}**; beyond it only "
+        f"503 + Retry-After: **{r['beyond_bound_only_503_with_retry_after']}**",
+    ]
+
+
+def plot(record: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    engines = record["engines"]
+    figure, axes = pyplot.subplots(len(engines), 2, figsize=(12, 4.2 * len(engines)), squeeze=False)
+    for row, engine in enumerate(engines):
+        left, right = axes[row]
+        for mode, ipr, style in (
+            ("batching", 1, "o-"),
+            ("batching", 8, "s-"),
+            ("no_batching", 1, "x--"),
+        ):
+            levels = [lvl for lvl in engine["service"][mode] if lvl["images_per_request"] == ipr]
+            if levels:
+                left.plot(
+                    [lvl["concurrency"] for lvl in levels],
+                    [lvl["images_per_s"] for lvl in levels],
+                    style,
+                    label=f"{mode.replace('_', ' ')}, {ipr} img/req",
+                )
+        left.axhline(
+            engine["ratios"]["best_raw_images_per_s"],
+            color="grey",
+            linestyle=":",
+            label="best raw engine",
+        )
+        left.set(
+            xscale="log",
+            xlabel="concurrent clients",
+            ylabel="images / s",
+            title=f"{engine['name']}: throughput",
+        )
+        left.legend(fontsize=8)
+        levels = [lvl for lvl in engine["service"]["batching"] if lvl["images_per_request"] == 1]
+        for q in ("p50", "p95", "p99"):
+            right.plot(
+                [lvl["concurrency"] for lvl in levels],
+                [lvl[f"{q}_ms"] for lvl in levels],
+                "o-",
+                label=q,
+            )
+        right.set(
+            xscale="log",
+            yscale="log",
+            xlabel="concurrent clients",
+            ylabel="latency (ms)",
+            title=f"{engine['name']}: latency, batching, 1 img/req",
+        )
+        right.legend(fontsize=8)
+        for axis in (left, right):
+            axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    pyplot.close(figure)
+
+
+def write(record: dict[str, Any], folder: Path) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "latest.json").write_text(json.dumps(record, indent=2) + "\n")
+    table = markdown(record)
+    (folder / "latest.md").write_text(table + "\n")
+    plot(record, folder / "latest.png")
+    return table

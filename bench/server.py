@@ -1,0 +1,78 @@
+"""The real server for a benchmark: ``python -m app.serve`` in a subprocess, plus /metrics reads."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2 as httpx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serving(store: Path, settings: dict[str, str]) -> Iterator[str]:
+    """Start the server with FLOWERS_* ``settings``; yield its base URL once it is ready."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "FLOWERS_MODEL_STORE": str(store),
+        "FLOWERS_LOG_LEVEL": "warning",
+        "FLOWERS_POLL_INTERVAL_S": "0",
+        **{f"FLOWERS_{k.upper()}": v for k, v in settings.items()},
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base, process)
+        yield base
+    finally:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.communicate(timeout=60)
+
+
+def _wait_ready(base: str, process: subprocess.Popen[str], timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"the server exited: {process.stderr.read() if process.stderr else ''}"
+            )
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{base}/health/ready", timeout=2).status_code == 200:
+                return
+        time.sleep(0.3)
+    raise TimeoutError("the server never became ready")
+
+
+def batch_counters(base: str) -> tuple[float, float]:
+    """(images batched, model calls) so far, from the server's Prometheus histogram."""
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    total = re.search(r"^flowers_batch_size_sum ([0-9.e+]+)$", text, re.M)
+    count = re.search(r"^flowers_batch_size_count ([0-9.e+]+)$", text, re.M)
+    return (float(total.group(1)) if total else 0.0, float(count.group(1)) if count else 0.0)
+
+
+def engine_of(base: str) -> str:
+    return str(httpx.get(f"{base}/model", timeout=10).json()["engine"])

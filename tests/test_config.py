@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.config import Settings, documented_settings, markdown_table
+from tests.conftest import REPO
+
+
+def test_settings_come_from_flowers_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWERS_MODEL_STORE", "/srv/store")
+    monkeypatch.setenv("FLOWERS_MAX_BATCH_SIZE", "8")
+    monkeypatch.setenv("FLOWERS_CORS_ORIGINS", '["https://example.com"]')
+    settings = Settings()
+    assert settings.model_store == Path("/srv/store")
+    assert settings.max_batch_size == 8
+    assert settings.cors_origins == ["https://example.com"]
+
+
+@pytest.mark.parametrize("bad", ["changeme", "secret", "too-short"])
+def test_placeholder_or_short_admin_tokens_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="FLOWERS_ADMIN_TOKEN"):
+        Settings(admin_token=bad)
+
+
+def test_an_empty_admin_token_means_disabled() -> None:
+    assert Settings(admin_token="").admin_token is None
+
+
+def test_out_of_range_values_are_refused() -> None:
+    with pytest.raises(ValueError, match="max_batch_size"):
+        Settings(max_batch_size=0)
+
+
+def test_feature_cache_defaults_to_the_store() -> None:
+    assert Settings(model_store=Path("s")).feature_cache_dir() == Path("s/.cache/features")
+    assert Settings(feature_cache=Path("/c")).feature_cache_dir() == Path("/c")
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert markdown_table() in readme, "regenerate the table with: python -m app.config"
+    assert len(documented_settings()) == len(Settings.model_fields)
+    assert all(description for _, _, description in documented_settings())
