@@ -39,7 +39,7 @@ RUN update-ca-certificates \
     && useradd --system --uid 10001 --create-home --home-dir /srv flowers \
     && mkdir -p /srv/model_store /srv/data \
     && chown -R flowers:flowers /srv
-COPY --from=builder /opt/venv /opt/venv
+# Metadata first, the big venv copy last: every instruction after it would snapshot it again.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     KERAS_HOME=/srv/.keras \
@@ -56,3 +56,4 @@ STOPSIGNAL SIGTERM
 # Exec form: SIGTERM reaches uvicorn, which drains requests and the batch queue, then exits 0.
 # One worker per container: the model and the batch queue live in the process.
 CMD ["flowers-serve", "--host", "0.0.0.0", "--port", "8000"]
+COPY --from=builder /opt/venv /opt/venv

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Largest accepted image file, in bytes (413)."
     )
+    upload_timeout_s: float = Field(
+        15.0, gt=0, description="Longest pause between two chunks of an upload; slower: 408."
+    )
     max_files_per_request: int = Field(16, ge=1, le=1024, description="Most images per request.")
     max_image_pixels: int = Field(
         DEFAULT_MAX_PIXELS, ge=1, description="Largest image (width x height) decoded (413)."

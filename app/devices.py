@@ -55,6 +55,10 @@ def _replay(text: str) -> None:
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+# JAX (KERAS_BACKEND=jax) grabs 75% of the GPU's memory in each process by default; like
+# TensorFlow's memory growth, allocate on demand so a server, a retrain job and another replica
+# can share one GPU (seen on an H200: a second JAX process never loaded its model otherwise).
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 with _native_stderr_to_log():
     import keras
 

@@ -21,6 +21,7 @@ recorded in each model version's metadata.
 from __future__ import annotations
 
 import io
+import struct
 from typing import Final
 
 import numpy as np
@@ -33,6 +34,22 @@ BACKGROUND: Final = (255, 255, 255)
 ACCEPTED_FORMATS: Final = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 # Pillow reports multi-picture JPEGs (common from phone cameras) as MPO.
 _OPENED_FORMATS: Final = frozenset({*ACCEPTED_FORMATS, "MPO"})
+
+# What Pillow's decoders raise on malformed input (found by tests/test_fuzz_imaging.py).
+# UserWarning is there because Pillow warns about corrupt metadata, and an application that
+# turns warnings into errors must still get a typed CorruptImage.
+_DECODER_ERRORS: Final = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    KeyError,
+    IndexError,
+    TypeError,
+    ZeroDivisionError,
+    struct.error,
+    UserWarning,
+)
 
 # Formats that are real images we choose not to decode: 415, not 400.
 _UNSUPPORTED_SIGNATURES: Final = (
@@ -97,7 +114,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         raise ImageTooLarge(
             f"the image is too large to decode ({error}); the limit is {max_pixels:,} pixels"
         ) from None
-    except (OSError, ValueError, SyntaxError, EOFError, KeyError, IndexError, TypeError) as error:
+    except _DECODER_ERRORS as error:
         raise CorruptImage(f"the image header is corrupt: {error}") from None
     if image.format not in _OPENED_FORMATS:
         image.close()
@@ -157,7 +174,7 @@ def _to_model_input(image: Image.Image) -> np.ndarray:
         image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageTooLarge(f"the image is too large to decode: {error}") from None
-    except (OSError, ValueError, SyntaxError, EOFError, KeyError, IndexError, TypeError) as error:
+    except _DECODER_ERRORS as error:
         raise CorruptImage(f"the image data is corrupt or truncated: {error}") from None
     oriented = _apply_exif_orientation(image)
     rgb = _to_rgb(oriented)
@@ -171,7 +188,7 @@ def _to_model_input(image: Image.Image) -> np.ndarray:
 def _apply_exif_orientation(image: Image.Image) -> Image.Image:
     try:
         oriented = ImageOps.exif_transpose(image)
-    except (OSError, ValueError, SyntaxError, KeyError, IndexError, TypeError, ZeroDivisionError):
+    except _DECODER_ERRORS:
         # Unreadable EXIF is treated as "no orientation": the pixels themselves are fine.
         return image
     return oriented if oriented is not None else image

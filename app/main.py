@@ -14,9 +14,10 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 
 from app import logs
-from app.api import admin, classes, errors, health, predict
+from app.api import admin, classes, errors, health, predict, uploads
 from app.api.auth import require_admin
 from app.api.middleware import RequestContextMiddleware
 from app.batching import Batcher
@@ -48,12 +49,23 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Fa
     for router in (predict.router, classes.router, health.router):
         app.include_router(router)
     app.include_router(admin.router, prefix="/admin", dependencies=[Depends(require_admin)])
+    _document_upload_limit(app, settings.max_files_per_request)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"]
         )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app
+
+
+def _document_upload_limit(app: FastAPI, max_files: int) -> None:
+    """Put this app's file-count limit into its OpenAPI upload bodies (a fresh dict per app)."""
+    for route in app.routes:
+        if isinstance(route, APIRoute) and route.path in (
+            "/predict",
+            "/admin/dataset/{class_name}",
+        ):
+            route.openapi_extra = uploads.multipart_images_body(max_files)
 
 
 @contextlib.asynccontextmanager

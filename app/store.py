@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -129,7 +130,7 @@ class ModelStore:
         """A private folder inside the store to write a version into; removed unless published."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.remove_stale_staging()
-        folder = self.root / f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        folder = self.root / f"{STAGING_PREFIX}{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         folder.mkdir()
         try:
             yield folder
@@ -156,13 +157,15 @@ class ModelStore:
             return self.get(number)
 
     def remove_stale_staging(self, max_age_s: float = STALE_STAGING_S) -> None:
-        """Remove staging folders left by crashed publishers (old enough to be nobody's)."""
+        """Remove staging folders left by crashed publishers: at once when the publisher was a
+        process of this host that is gone, else when old enough to be nobody's (a store may be
+        shared by replicas on other hosts, whose process ids mean nothing here)."""
         if not self.root.is_dir():
             return
         now = time.time()
         for entry in self.root.glob(f"{STAGING_PREFIX}*"):
             with contextlib.suppress(OSError):
-                if now - entry.stat().st_mtime > max_age_s:
+                if _dead_local_publisher(entry.name) or now - entry.stat().st_mtime > max_age_s:
                     shutil.rmtree(entry)
 
     def load(self, number: int) -> Any:
@@ -173,6 +176,23 @@ class ModelStore:
 
     def size_bytes(self, version: Version) -> int:
         return sum(file.stat().st_size for file in version.path.rglob("*") if file.is_file())
+
+
+_HOST: Final = socket.gethostname().replace("-", "_") or "host"
+
+
+def _dead_local_publisher(name: str) -> bool:
+    """``.staging-<host>-<pid>-<random>`` of this host whose process no longer runs."""
+    parts = name.removeprefix(STAGING_PREFIX).split("-")
+    if len(parts) != 3 or parts[0] != _HOST or not parts[1].isdecimal():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
 
 
 def _read_metadata(path: Path) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import numpy as np
 from app import dataset as datasets
 from app import evaluation, weights
 from app import model as models
-from app.devices import keras
+from app.devices import configure_devices, keras
 from app.features import FeatureCache, featurize
 from app.progress import Reporter
 
@@ -78,6 +78,8 @@ def train(
     config: TrainConfig, data: datasets.Dataset, reporter: Reporter, timings: dict[str, float]
 ) -> TrainedModel:
     """Run every phase after the scan, up to (not including) publishing."""
+    device = configure_devices()  # GPU memory growth; the CPU otherwise
+    reporter.line(f"  training on {device.name} ({device.backend})")
     keras.utils.set_random_seed(config.seed)  # also fixes random backbone weights (weights=none)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")

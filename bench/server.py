@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-
-import httpx2 as httpx
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,8 +60,8 @@ def _wait_ready(base: str, process: subprocess.Popen[str], timeout_s: float = 30
             raise RuntimeError(
                 f"the server exited: {process.stderr.read() if process.stderr else ''}"
             )
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{base}/health/ready", timeout=2).status_code == 200:
+        with contextlib.suppress(OSError):
+            if _get(f"{base}/health/ready", timeout=2)[0] == 200:
                 return
         time.sleep(0.3)
     raise TimeoutError("the server never became ready")
@@ -68,11 +69,20 @@ def _wait_ready(base: str, process: subprocess.Popen[str], timeout_s: float = 30
 
 def batch_counters(base: str) -> tuple[float, float]:
     """(images batched, model calls) so far, from the server's Prometheus histogram."""
-    text = httpx.get(f"{base}/metrics", timeout=10).text
+    text = _get(f"{base}/metrics")[1]
     total = re.search(r"^flowers_batch_size_sum ([0-9.e+]+)$", text, re.M)
     count = re.search(r"^flowers_batch_size_count ([0-9.e+]+)$", text, re.M)
     return (float(total.group(1)) if total else 0.0, float(count.group(1)) if count else 0.0)
 
 
 def engine_of(base: str) -> str:
-    return str(httpx.get(f"{base}/model", timeout=10).json()["engine"])
+    return str(json.loads(_get(f"{base}/model")[1])["engine"])
+
+
+def _get(url: str, timeout: float = 10) -> tuple[int, str]:
+    """(status, body) of a GET on the local server (stdlib only: runs where httpx is absent)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()

@@ -136,7 +136,7 @@ export FLOWERS_IMAGE_TAG=$IMAGE_TAG
 if env -u FLOWERS_ADMIN_TOKEN docker-compose config -q 2>"$work/compose.err"; then
     echo "compose accepted a missing FLOWERS_ADMIN_TOKEN" >&2; exit 1
 fi
-grep -o "set FLOWERS_ADMIN_TOKEN[^\"]*" "$work/compose.err" | head -1
+grep -o "set FLOWERS_ADMIN_TOKEN to a secret of 16+ characters" "$work/compose.err" | head -1
 export FLOWERS_ADMIN_TOKEN=$TOKEN
 docker-compose config -q
 docker-compose -f docker-compose.yml -f docker-compose.gpu.yml config -q

@@ -97,3 +97,13 @@ def write_colour_dataset(root: Path, per_class: int = 6) -> Path:
             image = Image.fromarray(pixels.astype(np.uint8))
             image.save(folder / f"{name}_{i}.jpg", quality=90)
     return root
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`long` tests (soak, long fuzzing) run only when asked for: `pytest -m long`."""
+    if "long" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="long profile: run with `pytest -m long`")
+    for item in items:
+        if "long" in item.keywords:
+            item.add_marker(skip)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,49 +13,22 @@ import pytest
 
 from app import imaging
 from app.store import ModelStore
-from tests.conftest import REPO, free_port
+from tests.servers import running_server
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def server(flowers_store: Path) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "FLOWERS_MODEL_STORE": str(flowers_store), "FLOWERS_ENGINE": "tensorflow"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(base, process)
-        yield base
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=60)
-        # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status reports it.
-        assert process.returncode in (0, -signal.SIGTERM), output
-        assert "Application shutdown complete" in output
-
-
-def _wait_ready(base: str, process: subprocess.Popen[str], timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(
-                f"the server exited: {process.stdout.read() if process.stdout else ''}"
-            )
-        try:
-            if httpx.get(f"{base}/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError("the server never became ready")
+    env = {"FLOWERS_MODEL_STORE": str(flowers_store), "FLOWERS_ENGINE": "tensorflow"}
+    uvicorn = [sys.executable, "-m", "uvicorn", "app.main:app"]  # the README's command
+    with running_server(env, command=uvicorn, capture=True, stop=False) as server:
+        yield server.base
+        server.process.terminate()
+        output, _ = server.process.communicate(timeout=60)
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status reports it.
+    assert server.process.returncode in (0, -signal.SIGTERM), output
+    assert "Application shutdown complete" in output
 
 
 def _photos(flowers_dev: Path, per_class: int) -> list[tuple[str, Path]]:

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -155,3 +157,19 @@ def test_non_version_folders_are_ignored(tmp_path: Path) -> None:
     for name in (".cache", "jobs", "007", "tmp"):
         (tmp_path / name).mkdir()
     assert [v.number for v in store.versions()] == [1]
+
+
+def test_staging_of_a_dead_local_publisher_is_removed_at_once(tmp_path: Path) -> None:
+    from app import store as store_module
+
+    store = ModelStore(tmp_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    mine = tmp_path / f".staging-{store_module._HOST}-{dead.pid}-abcdef12"
+    alive = tmp_path / f".staging-{store_module._HOST}-{os.getpid()}-abcdef12"
+    elsewhere = tmp_path / f".staging-otherhost-{dead.pid}-abcdef12"
+    for folder in (mine, alive, elsewhere):
+        folder.mkdir()
+    store.remove_stale_staging()
+    assert not mine.exists()
+    assert alive.exists() and elsewhere.exists()

@@ -42,7 +42,7 @@ JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{1,64}$")]
     "/retrain",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobAccepted,
-    responses=responses(409, 422),
+    responses=responses(409, descriptions={400: "The body is not valid JSON"}),
 )
 async def retrain(
     service: ServiceDep, params: Annotated[RetrainRequest | None, Body()] = None
@@ -126,25 +126,8 @@ async def dataset_summary(service: ServiceDep) -> DatasetSummary:
 @router.post(
     "/dataset/{class_name}",
     response_model=DatasetAddResult,
-    responses=responses(400, 409, 413, 415, 422),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            "files": {
-                                "type": "array",
-                                "items": {"type": "string", "format": "binary"},
-                            },
-                        },
-                    },
-                }
-            },
-        }
-    },
+    responses=responses(400, 408, 409, 413, 415),
+    openapi_extra=uploads.multipart_images_body(),
 )
 async def add_images(
     request: Request, service: ServiceDep, class_name: ClassName
@@ -152,7 +135,9 @@ async def add_images(
     """Add labelled images to a class (created if new); duplicates and bad files are reported."""
     writer = service.dataset()  # 409 before reading the body when no folder is configured
     settings = service.settings
-    limits = uploads.UploadLimits(settings.max_upload_bytes, settings.max_files_per_request)
+    limits = uploads.UploadLimits(
+        settings.max_upload_bytes, settings.max_files_per_request, settings.upload_timeout_s
+    )
     uploaded = await uploads.receive_images(
         request.headers.get("content-type"),
         request.headers.get("content-length"),

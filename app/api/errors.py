@@ -1,7 +1,8 @@
 """Every domain error mapped to its HTTP status, in one place.
 
-Bodies are ``{"detail": "...", "request_id": "..."}``; overload and not-ready answers carry
-``Retry-After``.  The OpenAPI ``responses`` of each route are built from the same table.
+Bodies are ``{"detail": "...", "request_id": "..."}`` (422s keep FastAPI's validation-error
+shape, ``{"detail": [{"msg": ...}]}``); overload and not-ready answers carry ``Retry-After``.
+The OpenAPI ``responses`` of each route are built from the same table.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ import logging
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app import imaging
 from app.api import uploads
@@ -38,6 +42,7 @@ _STATUS: Final[dict[type[Exception], tuple[int, str, dict[str, str]]]] = {
     imaging.UnsupportedImage: (415, "unsupported_image", {}),
     uploads.MalformedUpload: (400, "malformed_upload", {}),
     uploads.UploadTooLarge: (413, "upload_too_large", {}),
+    uploads.UploadStalled: (408, "upload_stalled", {"Connection": "close"}),
     uploads.TooManyFiles: (413, "too_many_files", {}),
     uploads.NotMultipart: (415, "not_multipart", {}),
     uploads.MissingImage: (422, "missing_image", {}),
@@ -60,6 +65,7 @@ DESCRIPTIONS: Final = {
     401: "Missing or wrong admin token (send Authorization: Bearer <token>)",
     403: "The admin API is disabled: set FLOWERS_ADMIN_TOKEN to enable it",
     404: "No such job or model version",
+    408: "The upload stalled: no body bytes for longer than the upload timeout",
     409: "Conflict: a job is already running, the job is not running, the version cannot be "
     "loaded, or no dataset folder is configured",
     400: "Not a decodable image (e.g. a text file named .jpg, a truncated JPEG, zero bytes), "
@@ -68,16 +74,18 @@ DESCRIPTIONS: Final = {
     "or more files than allowed per request",
     415: "A well-formed file of a format that is not accepted (SVG, PDF, HEIC, ...), "
     "or a request that is not multipart/form-data",
-    422: "No image part in the form, a part without a filename, or an invalid parameter",
     500: "Inference failed for the batch this request was in",
     503: "No model is loaded yet, or the server is at capacity (see Retry-After)",
     504: "The request waited longer than the request timeout",
 }
 
 
-def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def responses(
+    *statuses: int, descriptions: dict[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for a route, from the same descriptions the handlers use."""
-    return {status: {"model": Error, "description": DESCRIPTIONS[status]} for status in statuses}
+    described = {status: DESCRIPTIONS[status] for status in statuses} | (descriptions or {})
+    return {status: {"model": Error, "description": text} for status, text in described.items()}
 
 
 def classify(error: Exception) -> tuple[int, str, dict[str, str]]:
@@ -89,10 +97,20 @@ def classify(error: Exception) -> tuple[int, str, dict[str, str]]:
 
 
 def error_response(
-    request: Request, status: int, detail: str, headers: dict[str, str] | None = None
+    request: Request,
+    status: int,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    reason: str = "error",
 ) -> JSONResponse:
     request_id = getattr(request.state, "request_id", None)
-    body = Error(detail=detail, request_id=request_id).model_dump()
+    if status == 422:  # the shape of FastAPI's own validation errors: one schema for every 422
+        body = {
+            "detail": [{"type": reason, "loc": ["body"], "msg": detail, "input": None}],
+            "request_id": request_id,
+        }
+    else:
+        body = Error(detail=detail, request_id=request_id).model_dump()
     return JSONResponse(body, status_code=status, headers=headers or None)
 
 
@@ -104,7 +122,35 @@ def install(app: FastAPI, metrics: Metrics) -> None:
         metrics.rejected.labels(reason=reason).inc()
         if status >= 500 and status not in (503, 504):
             logger.error("request failed: %s", error)
-        return error_response(request, status, str(error), headers)
+        return error_response(request, status, str(error), headers, reason)
 
     for kind in (*_STATUS, ImageRejected):
         app.add_exception_handler(kind, handle)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    """Starlette's HTTP errors, with a complete ``Allow`` header on 405.
+
+    Starlette answers 405 from the first route whose path matches, so ``Allow`` would list only
+    that route's methods (GET for /admin/jobs/{id}, missing DELETE).
+    """
+    assert isinstance(error, StarletteHTTPException)
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return await http_exception_handler(
+        request, StarletteHTTPException(error.status_code, error.detail, headers)
+    )
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    candidates = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+    return [
+        method
+        for method in candidates
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.routes
+        )
+    ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
@@ -13,33 +13,12 @@ from app.api.schemas import Prediction, PredictResponse
 
 router = APIRouter(tags=["inference"])
 
-_MULTIPART_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "file": {"type": "string", "format": "binary"},
-                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                    },
-                },
-                "encoding": {
-                    "file": {"contentType": "image/*"},
-                    "files": {"contentType": "image/*"},
-                },
-            }
-        },
-    }
-}
-
 
 @router.post(
     "/predict",
     response_model=PredictResponse,
-    responses=responses(400, 413, 415, 422, 500, 503, 504),
-    openapi_extra=_MULTIPART_BODY,
+    responses=responses(400, 408, 413, 415, 500, 503, 504),
+    openapi_extra=uploads.multipart_images_body(),
 )
 async def predict(
     request: Request,
@@ -52,7 +31,9 @@ async def predict(
     service.models.require()  # no model, or no room in the queue: 503 before reading the body
     service.batcher.ensure_room()
     settings = service.settings
-    limits = uploads.UploadLimits(settings.max_upload_bytes, settings.max_files_per_request)
+    limits = uploads.UploadLimits(
+        settings.max_upload_bytes, settings.max_files_per_request, settings.upload_timeout_s
+    )
     predictor = service.predictor
     with service.batcher.arriving():
         started = await uploads.receive_images(

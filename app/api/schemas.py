@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Prediction(BaseModel):
@@ -77,6 +77,17 @@ class RetrainRequest(BaseModel):
     validation_split: float = Field(0.2, ge=0.05, le=0.5)
     seed: int = Field(123, ge=0, le=2**31 - 1)
     activate: Literal["always", "never", "if_better"] = "if_better"
+
+    @field_validator(
+        "epochs", "fine_tune_epochs", "learning_rate", "validation_split", "seed", mode="before"
+    )
+    @classmethod
+    def _json_numbers_only(cls, value: object) -> object:
+        # JSON Schema's numbers: `false` is not a seed and "10" is not a number of epochs, though
+        # pydantic's lax mode would convert them (10.0 stays acceptable for an integer).
+        if isinstance(value, bool | str):
+            raise ValueError("must be a JSON number")
+        return value
 
 
 class JobAccepted(BaseModel):

@@ -8,9 +8,10 @@ starts while later parts are still uploading.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -44,6 +45,10 @@ class TooManyFiles(UploadError):
     """More image parts than allowed per request (413)."""
 
 
+class UploadStalled(UploadError):
+    """The client stopped sending the body (408)."""
+
+
 class MissingImage(UploadError):
     """No image part in the form, or a part that is not a file (422)."""
 
@@ -52,6 +57,7 @@ class MissingImage(UploadError):
 class UploadLimits:
     max_file_bytes: int
     max_files: int
+    idle_timeout_s: float = 15.0
 
     @property
     def max_body_bytes(self) -> int:
@@ -148,6 +154,47 @@ class _FormCollector(Generic[T]):
             self.results.append(self.on_image(self.part.filename or "", data))
 
 
+def multipart_images_body(max_files: int | None = None) -> dict[str, Any]:
+    """The OpenAPI request body for image uploads: 1 to ``max_files`` parts named file/files.
+
+    An empty ``files`` array encodes as no part at all, so the count lives in the ``anyOf``.
+    """
+    files = {"type": "array", "items": {"type": "string", "format": "binary"}}
+    alone: dict[str, Any] = {
+        "required": ["files"],
+        "properties": {"file": False, "files": {"minItems": 1}},
+    }
+    with_file: dict[str, Any] = {"required": ["file"]}
+    if max_files is not None:
+        alone["properties"]["files"]["maxItems"] = max_files
+        with_file["properties"] = {"files": {"maxItems": max_files - 1}}
+    schema = {
+        "type": "object",
+        "properties": {"file": {"type": "string", "format": "binary"}, "files": files},
+        "anyOf": [with_file, alone],
+    }
+    encoding = {name: {"contentType": "image/*"} for name in IMAGE_FIELDS}
+    content = {"multipart/form-data": {"schema": schema, "encoding": encoding}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+async def _with_idle_timeout(body: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
+    """The body's chunks; UploadStalled when the next one takes longer than ``seconds``.
+
+    A client that declares a Content-Length and then stops sending would otherwise hold the
+    request (and its memory) open for as long as the connection lives.
+    """
+    iterator = aiter(body)
+    while True:
+        try:
+            chunk = await asyncio.wait_for(anext(iterator), seconds)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise UploadStalled(f"the upload stalled for more than {seconds:g}s") from None
+        yield chunk
+
+
 def boundary_of(content_type: str | None) -> bytes:
     """The multipart boundary, or NotMultipart/MalformedUpload."""
     media_type, options = parse_options_header(content_type)
@@ -186,7 +233,7 @@ async def receive_images(
     )
     received = 0
     try:
-        async for chunk in body:
+        async for chunk in _with_idle_timeout(body, limits.idle_timeout_s):
             received += len(chunk)
             if received > limits.max_body_bytes:
                 raise UploadTooLarge(f"the request body is over {limits.max_body_bytes:,} bytes")

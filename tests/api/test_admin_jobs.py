@@ -61,7 +61,7 @@ def test_a_better_model_is_activated_and_served_without_restart(tmp_path: Path) 
     assert job["state"] == "succeeded", job
     assert job["result"]["version"] == 2 and job["result"]["activated"] is True
     assert ">=" in job["result"]["reason"] and "active version 1" in job["result"]["reason"]
-    assert job["progress"]["phase"] == "publish" or job["progress"].get("epochs") == 2
+    assert job["progress"]["phase"] == "done" and job["progress"]["fraction"] == 1.0
     assert job["started_at"] and job["finished_at"] and job["log_tail"]
     assert any("head epoch 2/2" in line for line in job["log_tail"])
     assert served["model_version"] == "2"

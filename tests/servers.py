@@ -1,0 +1,69 @@
+"""The real server in a subprocess (flowers-serve, or any command), for the tests that need one."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx2 as httpx
+
+from tests.conftest import REPO, free_port
+
+
+@dataclass
+class Server:
+    base: str
+    port: int
+    process: subprocess.Popen[str]
+
+
+def serve_command(port: int) -> list[str]:
+    return [sys.executable, "-m", "app.serve", "--host", "127.0.0.1", "--port", str(port)]
+
+
+@contextlib.contextmanager
+def running_server(
+    env: dict[str, str],
+    command: list[str] | None = None,
+    capture: bool = False,
+    stop: bool = True,
+) -> Iterator[Server]:
+    """Start the server with ``env`` on top of ours; yield it once ready; SIGTERM it after."""
+    port = free_port()
+    output = subprocess.PIPE if capture else subprocess.DEVNULL
+    argv = serve_command(port) if command is None else [*command, "--port", str(port)]
+    process = subprocess.Popen(
+        argv,
+        cwd=REPO,
+        env={**os.environ, **env},
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    server = Server(f"http://127.0.0.1:{port}", port, process)
+    try:
+        wait_ready(server)
+        yield server
+    finally:
+        if stop and process.poll() is None:
+            process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.communicate(timeout=60)
+
+
+def wait_ready(server: Server, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            output = server.process.stdout.read() if server.process.stdout else ""
+            raise AssertionError(f"the server exited with {server.process.returncode}: {output}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{server.base}/health/ready", timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise TimeoutError("the server never became ready")
