@@ -133,6 +133,9 @@ docker rm "$CONTAINER" >/dev/null
 
 log "docker-compose: validate, then bring api up and down"
 export FLOWERS_IMAGE_TAG=$IMAGE_TAG
+# On the vfs storage driver creating a container copies the whole image (~3 GB): that takes longer
+# than docker-compose's default 60 s HTTP timeout, which failed a CI run.
+export COMPOSE_HTTP_TIMEOUT=900 DOCKER_CLIENT_TIMEOUT=900
 if env -u FLOWERS_ADMIN_TOKEN docker-compose config -q 2>"$work/compose.err"; then
     echo "compose accepted a missing FLOWERS_ADMIN_TOKEN" >&2; exit 1
 fi
