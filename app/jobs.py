@@ -25,6 +25,7 @@ from typing import Any, Final
 from pydantic import BaseModel, Field
 
 from app import atomic
+from app.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +232,33 @@ class JobRunner:
         for monitor in list(self._monitors):
             monitor.cancel()
         self.recover()
+
+
+def retrain_arguments(settings: Settings, params: dict[str, Any]) -> list[str]:
+    """The train CLI's arguments for a retrain job with ``params`` (see RetrainRequest)."""
+    arguments = [
+        "--model-store",
+        str(settings.model_store),
+        "--weights",
+        settings.retrain_weights,
+        "--epochs",
+        str(params["epochs"]),
+        "--fine-tune-epochs",
+        str(params["fine_tune_epochs"]),
+        "--learning-rate",
+        str(params["learning_rate"]),
+        "--validation-split",
+        str(params["validation_split"]),
+        "--seed",
+        str(params["seed"]),
+        "--activate",
+        params["activate"],
+    ]
+    if settings.data_dir is not None:
+        arguments += ["--data-dir", str(settings.data_dir)]
+    if settings.feature_cache is not None:
+        arguments += ["--feature-cache", str(settings.feature_cache)]
+    return arguments
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -10,7 +10,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from functools import partial
-from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -22,7 +21,7 @@ from app.api.auth import require_admin
 from app.api.middleware import RequestContextMiddleware
 from app.batching import Batcher
 from app.config import Settings
-from app.jobs import JobRunner
+from app.jobs import JobRunner, retrain_arguments
 from app.labelling import DatasetWriter
 from app.metrics import Metrics
 from app.prediction import Predictor
@@ -113,33 +112,6 @@ def _build_service(settings: Settings, metrics: Metrics) -> Service:
         DatasetWriter(settings.data_dir, settings.max_image_pixels) if settings.data_dir else None
     )
     return Service(settings, store, metrics, models, batcher, predictor, jobs, writer)
-
-
-def retrain_arguments(settings: Settings, params: dict[str, Any]) -> list[str]:
-    """The train CLI's arguments for a retrain job with ``params`` (see RetrainRequest)."""
-    arguments = [
-        "--model-store",
-        str(settings.model_store),
-        "--weights",
-        settings.retrain_weights,
-        "--epochs",
-        str(params["epochs"]),
-        "--fine-tune-epochs",
-        str(params["fine_tune_epochs"]),
-        "--learning-rate",
-        str(params["learning_rate"]),
-        "--validation-split",
-        str(params["validation_split"]),
-        "--seed",
-        str(params["seed"]),
-        "--activate",
-        params["activate"],
-    ]
-    if settings.data_dir is not None:
-        arguments += ["--data-dir", str(settings.data_dir)]
-    if settings.feature_cache is not None:
-        arguments += ["--feature-cache", str(settings.feature_cache)]
-    return arguments
 
 
 async def _load_then_follow(service: Service) -> None:

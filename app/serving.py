@@ -151,12 +151,12 @@ class ModelManager:
             result["serving_error"] = str(error)
 
     def _load(self, number: int) -> LoadedModel:
-        if not (self.store.root / str(number)).is_dir():
-            raise VersionNotFound(f"version {number} does not exist in {self.store.root}")
         try:
             version = self.store.get(number)
             engine = load_engine(version, self.engine_kind, self.device, self.max_batch_size)
             engine.warm_up()
+        except VersionNotFound:  # 404, not a load failure
+            raise
         except Exception as error:  # any load failure must leave the old model serving
             logger.exception("could not load version %d", number)
             raise ModelLoadError(f"version {number} could not be loaded: {error}") from error

@@ -18,7 +18,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -27,7 +28,7 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def serving(store: Path, settings: dict[str, str]) -> Iterator[str]:
     """Start the server with FLOWERS_* ``settings``; yield its base URL once it is ready."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "FLOWERS_MODEL_STORE": str(store),

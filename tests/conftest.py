@@ -40,14 +40,6 @@ def flowers_dev() -> Path:
     return FLOWERS_DEV
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def flowers_store(flowers_dev: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store holding one real model: ImageNet ResNet-50 + head trained on the dev photos.

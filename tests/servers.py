@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import httpx2 as httpx
 
-from tests.conftest import REPO, free_port
+from bench.server import free_port
+from tests.conftest import REPO
 
 
 @dataclass

@@ -29,6 +29,7 @@ from app.api.schemas import (
 from app.jobs import Job
 from app.labelling import CLASS_NAME, DatasetWriter
 from app.service import Service
+from app.store import StoreError
 
 router = APIRouter(tags=["admin"], responses=responses(401, 403))
 
@@ -88,7 +89,7 @@ def _model_list(service: Service) -> ModelList:
     store = service.store
     try:
         active = store.active_number()
-    except Exception:  # a garbled pointer is shown as "none", not an error of this listing
+    except (StoreError, OSError, ValueError):  # a garbled pointer is shown as "none"
         active = None
     serving = service.models.current.number if service.models.current else None
     versions = [
@@ -134,17 +135,7 @@ async def add_images(
 ) -> DatasetAddResult:
     """Add labelled images to a class (created if new); duplicates and bad files are reported."""
     writer = service.dataset()  # 409 before reading the body when no folder is configured
-    settings = service.settings
-    limits = uploads.UploadLimits(
-        settings.max_upload_bytes, settings.max_files_per_request, settings.upload_timeout_s
-    )
-    uploaded = await uploads.receive_images(
-        request.headers.get("content-type"),
-        request.headers.get("content-length"),
-        request.stream(),
-        limits,
-        lambda name, data: (name, data),
-    )
+    uploaded = await uploads.read_images(request, service.settings, lambda name, data: (name, data))
     # One file after the other, in upload order, so duplicates within a request are reported
     # against the first copy.
     return await asyncio.to_thread(_add_all, writer, class_name, uploaded)

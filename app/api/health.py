@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from app.api.errors import RETRY_AFTER_S
 from app.api.schemas import Health
 
 router = APIRouter(tags=["operations"])
@@ -28,7 +29,7 @@ async def ready(request: Request) -> Response:
     model = service.models.current if service is not None else None
     if model is None:
         body = Health(status="not ready").model_dump()
-        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+        return JSONResponse(body, status_code=503, headers={"Retry-After": RETRY_AFTER_S})
     return JSONResponse(Health(status="ok", model_version=str(model.number)).model_dump())
 
 

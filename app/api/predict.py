@@ -30,17 +30,11 @@ async def predict(
     """Classify one or more images sent as multipart file parts named `file` or `files`."""
     service.models.require()  # no model, or no room in the queue: 503 before reading the body
     service.batcher.ensure_room()
-    settings = service.settings
-    limits = uploads.UploadLimits(
-        settings.max_upload_bytes, settings.max_files_per_request, settings.upload_timeout_s
-    )
     predictor = service.predictor
     with service.batcher.arriving():
-        started = await uploads.receive_images(
-            request.headers.get("content-type"),
-            request.headers.get("content-length"),
-            request.stream(),
-            limits,
+        started = await uploads.read_images(
+            request,
+            service.settings,
             lambda name, data: (name, predictor.decode_later(name, data)),
         )
         images = await predictor.decoded([future for _, future in started])

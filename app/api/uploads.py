@@ -15,6 +15,9 @@ from typing import Any, Generic, TypeVar
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+
+from app.config import Settings
 
 T = TypeVar("T")
 
@@ -58,6 +61,12 @@ class UploadLimits:
     max_file_bytes: int
     max_files: int
     idle_timeout_s: float = 15.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> UploadLimits:
+        return cls(
+            settings.max_upload_bytes, settings.max_files_per_request, settings.upload_timeout_s
+        )
 
     @property
     def max_body_bytes(self) -> int:
@@ -207,6 +216,19 @@ def boundary_of(content_type: str | None) -> bytes:
     if not boundary:
         raise MalformedUpload("the multipart/form-data content type has no boundary")
     return boundary
+
+
+async def read_images(
+    request: Request, settings: Settings, on_image: Callable[[str, bytes], T]
+) -> list[T]:
+    """:func:`receive_images` on a request's body, with the upload limits of ``settings``."""
+    return await receive_images(
+        request.headers.get("content-type"),
+        request.headers.get("content-length"),
+        request.stream(),
+        UploadLimits.from_settings(settings),
+        on_image,
+    )
 
 
 async def receive_images(
