@@ -62,9 +62,9 @@ class _PaddedEngine:
 
     name = "abstract"
 
-    def __init__(self, version: Version, max_batch_size: int) -> None:
-        self.version = version.number
-        self.classes = version.classes
+    def __init__(self, number: int, classes: list[str], max_batch_size: int) -> None:
+        self.version = number
+        self.classes = classes
         self.batch_sizes = batch_sizes(max_batch_size)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
@@ -99,7 +99,7 @@ class KerasEngine(_PaddedEngine):
     name = "tensorflow"
 
     def __init__(self, version: Version, max_batch_size: int, device: DeviceInfo) -> None:
-        super().__init__(version, max_batch_size)
+        super().__init__(version.number, version.classes, max_batch_size)
         from app import model as models
 
         self.device = device
@@ -135,17 +135,25 @@ def _compile(model: Any, device: DeviceInfo) -> Any:
 
 
 class OpenVinoEngine(_PaddedEngine):
-    """The version's exported OpenVINO IR, compiled for the CPU."""
+    """An OpenVINO IR (a version's exported artifact), compiled for the CPU."""
 
     name = "openvino"
 
-    def __init__(self, version: Version, max_batch_size: int, threads: int | None = None) -> None:
-        super().__init__(version, max_batch_size)
+    def __init__(
+        self, xml: Path, number: int, classes: list[str], max_batch_size: int, threads: int | None
+    ) -> None:
+        super().__init__(number, classes, max_batch_size)
+        self.precision, self._compiled = compile_openvino(xml, threads)
+        self._local = threading.local()
+
+    @classmethod
+    def for_version(
+        cls, version: Version, max_batch_size: int, threads: int | None = None
+    ) -> OpenVinoEngine:
         xml = version.path / OPENVINO_XML
         if not xml.is_file():
             raise EngineError(f"version {version.number} has no OpenVINO artifact ({xml})")
-        self.precision, self._compiled = compile_openvino(xml, threads)
-        self._local = threading.local()
+        return cls(xml, version.number, version.classes, max_batch_size, threads)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         request = getattr(self._local, "request", None)
@@ -192,5 +200,5 @@ def load_engine(
     chosen = choose_kind(kind, version, device)
     logger.info("loading version %d into the %s engine on %s", version.number, chosen, device.name)
     if chosen == "openvino":
-        return OpenVinoEngine(version, max_batch_size)
+        return OpenVinoEngine.for_version(version, max_batch_size)
     return KerasEngine(version, max_batch_size, device)

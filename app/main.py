@@ -10,23 +10,28 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.routing import APIRoute
 
-from app import logs
 from app.api import admin, classes, errors, health, predict, uploads
 from app.api.auth import require_admin
 from app.api.middleware import RequestContextMiddleware
-from app.batching import Batcher
 from app.config import Settings
-from app.jobs import JobRunner, retrain_arguments
-from app.labelling import DatasetWriter
-from app.metrics import Metrics
-from app.prediction import Predictor
-from app.service import Service
+from app.events import Published
+from app.serving import logs
+from app.serving.batching import Batcher
+from app.serving.job_records import JobRecords
+from app.serving.jobs import JobRunner, retrain_command
+from app.serving.labelling import DatasetWriter
+from app.serving.metrics import Metrics
+from app.serving.prediction import Predictor
+from app.serving.service import Service
 from app.store import ModelStore
+
+if TYPE_CHECKING:
+    from app.serving.models import ModelManager
 
 logger = logging.getLogger(__name__)
 
@@ -58,20 +63,22 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Fa
 
 
 def _document_upload_limit(app: FastAPI, max_files: int) -> None:
-    """Put this app's file-count limit into its OpenAPI upload bodies (a fresh dict per app)."""
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route.path in (
-            "/predict",
-            "/admin/dataset/{class_name}",
-        ):
-            route.openapi_extra = uploads.multipart_images_body(max_files)
+    """This app's file limit in its OpenAPI document (routes are shared by every app)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            uploads.fill_file_limits(generate(), max_files)  # fills FastAPI's cached copy
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     service = _build_service(settings, app.state.metrics)
-    service.jobs.recover()
+    await service.jobs.recover()
     service.batcher.start()
     app.state.service = service
     # Load and warm up in the background: liveness answers at once, readiness once warmed up;
@@ -90,7 +97,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def _build_service(settings: Settings, metrics: Metrics) -> Service:
     from app.devices import configure_devices  # imports TensorFlow: here, never at import time
-    from app.serving import ModelManager
+    from app.serving.models import ModelManager
 
     device = configure_devices()
     logger.info("inference device: %s (%s backend)", device.name, device.backend)
@@ -107,11 +114,21 @@ def _build_service(settings: Settings, metrics: Metrics) -> Service:
         observer=metrics,
     )
     predictor = Predictor(batcher, models, settings.max_image_pixels, settings.request_timeout_s)
-    jobs = JobRunner(store.root / "jobs", partial(retrain_arguments, settings), models.after_job)
+    jobs = JobRunner(
+        JobRecords(store.root / "jobs"),
+        partial(retrain_command, settings),
+        lambda published: _serve_published(models, published),
+    )
     writer = (
         DatasetWriter(settings.data_dir, settings.max_image_pixels) if settings.data_dir else None
     )
     return Service(settings, store, metrics, models, batcher, predictor, jobs, writer)
+
+
+async def _serve_published(models: ModelManager, published: Published) -> None:
+    # Whatever the job decided, the store's active pointer says what serves (an operator may
+    # have rolled back while the job was publishing).
+    await models.sync_with_store()
 
 
 async def _load_then_follow(service: Service) -> None:

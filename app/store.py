@@ -27,7 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from pydantic import ValidationError
+
 from app import atomic
+from app.metadata import VersionMetadata
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ class Version:
 
     number: int
     path: Path
-    metadata: dict[str, Any]
+    metadata: VersionMetadata
 
     @property
     def model_path(self) -> Path:
@@ -60,7 +63,7 @@ class Version:
 
     @property
     def classes(self) -> list[str]:
-        return list(self.metadata["classes"])
+        return list(self.metadata.classes)
 
 
 class ModelStore:
@@ -97,7 +100,7 @@ class ModelStore:
             raise StoreError(f"{path / METADATA_FILE} lists no classes")
         if not (path / MODEL_FILE).is_file():
             raise StoreError(f"{path / MODEL_FILE} is missing")
-        return Version(number=number, path=path, metadata=metadata)
+        return Version(number=number, path=path, metadata=_typed(path, metadata))
 
     def latest(self) -> Version | None:
         complete = self.versions()
@@ -193,6 +196,13 @@ def _dead_local_publisher(name: str) -> bool:
     except PermissionError:
         return False  # alive, another user's
     return False
+
+
+def _typed(path: Path, metadata: dict[str, Any]) -> VersionMetadata:
+    try:
+        return VersionMetadata.model_validate(metadata)
+    except ValidationError as error:
+        raise StoreError(f"{path / METADATA_FILE} is not valid metadata: {error}") from None
 
 
 def _read_metadata(path: Path) -> dict[str, Any]:

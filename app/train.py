@@ -14,12 +14,15 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from app import dataset as datasets
+from app import options
 from app.config import Settings
-from app.dataset import DatasetError, DatasetUnavailable
-from app.progress import Reporter
+from app.events import EventKind, Published
+from app.options import OptionError, TrainOptions
 from app.store import StoreError
-from app.weights import WeightsUnavailable
+from app.training import dataset as datasets
+from app.training.dataset import DatasetError, DatasetUnavailable
+from app.training.progress import Reporter
+from app.training.weights import WeightsUnavailable
 
 EXIT_USAGE = 2
 PR_SET_PDEATHSIG = 1
@@ -48,49 +51,12 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         "flower_photos dataset first (Docker's first run)",
     )
     data.add_argument(
-        "--validation-split",
-        type=float,
-        default=0.2,
-        help="fraction of each class held out for validation (stratified)",
-    )
-    data.add_argument(
-        "--seed",
-        type=int,
-        default=123,
-        help="seed of the split, the head's initialisation and shuffling",
-    )
-    recipe = parser.add_argument_group("recipe")
-    recipe.add_argument(
-        "--epochs", type=int, default=10, help="epochs of head training on cached backbone features"
-    )
-    recipe.add_argument(
-        "--fine-tune-epochs",
-        type=int,
-        default=0,
-        help="epochs of end-to-end fine-tuning with conv5 unfrozen (0: skip)",
-    )
-    recipe.add_argument("--learning-rate", type=float, default=1e-3, help="Adam, head phase")
-    recipe.add_argument(
-        "--fine-tune-learning-rate", type=float, default=1e-5, help="Adam, fine-tuning phase"
-    )
-    recipe.add_argument("--batch-size", type=int, default=32, help="training batch size")
-    recipe.add_argument(
-        "--dropout",
-        type=float,
-        default=0.5,
-        help="dropout between the head's two Dense layers (0: the tutorial's head)",
-    )
-    recipe.add_argument(
         "--weights",
         default="imagenet",
         help="backbone weights: imagenet (env RESNET50_WEIGHTS points at a local "
         "file), none (random, for tests), or a path to a Keras .h5 file",
     )
-    recipe.add_argument(
-        "--mixed-precision",
-        action="store_true",
-        help="train with the mixed_float16 policy (GPUs); the output stays float32",
-    )
+    options.add_arguments(parser, TrainOptions)
     output = parser.add_argument_group("output")
     output.add_argument(
         "--model-store",
@@ -106,24 +72,12 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         "default: <model-store>/.cache/features",
     )
     output.add_argument(
-        "--activate",
-        choices=("always", "never", "if_better"),
-        default="always",
-        help="make the new version the active one: always, never, or if its "
-        "validation accuracy is at least the active version's on the same split",
-    )
-    output.add_argument(
         "--no-activate",
         dest="activate",
         action="store_const",
         const="never",
+        default=argparse.SUPPRESS,
         help="publish without activating (same as --activate never)",
-    )
-    output.add_argument(
-        "--no-openvino",
-        dest="export_openvino",
-        action="store_false",
-        help="do not export the OpenVINO artifact with the version",
     )
     output.add_argument(
         "--progress-file",
@@ -156,15 +110,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args, settings, reporter)
     except KeyboardInterrupt:
-        reporter.event("failed", error="interrupted")
+        reporter.event(EventKind.FAILED, error="interrupted")
         print("error: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except _USER_ERRORS as error:
-        reporter.event("failed", error=str(error))
+        reporter.event(EventKind.FAILED, error=str(error))
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as error:  # unexpected: report it, then let the traceback reach the log
-        reporter.event("failed", error=f"{type(error).__name__}: {error}")
+        reporter.event(EventKind.FAILED, error=f"{type(error).__name__}: {error}")
         raise
 
 
@@ -185,7 +139,7 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def _run(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:
-    _validate(args)
+    recipe = options.from_arguments(args, TrainOptions)
     started = time.monotonic()
     timings: dict[str, float] = {}
     reporter.phase("scan", "listing and hashing the dataset images")
@@ -200,60 +154,33 @@ def _run(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> in
         f"  {len(data.samples)} images in {len(data.class_names)} classes: {data.counts()}"
     )
     # Heavy imports (TensorFlow) only once the data is known to be usable: bad input fails fast.
-    from app import publishing, summary, training
     from app.store import ModelStore
+    from app.training import pipeline as training
+    from app.training import publishing, summary
 
     config = training.TrainConfig(
+        options=recipe,
         model_store=args.model_store,
         feature_cache=args.feature_cache or settings.feature_cache_dir(args.model_store),
         data_dir=data.root,
-        epochs=args.epochs,
-        fine_tune_epochs=args.fine_tune_epochs,
-        learning_rate=args.learning_rate,
-        fine_tune_learning_rate=args.fine_tune_learning_rate,
-        batch_size=args.batch_size,
-        validation_split=args.validation_split,
-        seed=args.seed,
         weights=args.weights,
-        dropout=args.dropout,
-        activate=args.activate,
-        mixed_precision=args.mixed_precision,
-        export_openvino=args.export_openvino,
     )
     trained = training.train(config, data, reporter, timings)
     with training.timed(timings, "publish"):
         version, activation = publishing.publish(trained, ModelStore(config.model_store), reporter)
     timings["total"] = round(time.monotonic() - started, 2)
-    reporter.event(
-        "succeeded",
+    published = Published(
         version=version.number,
         activated=activation.activate,
         reason=activation.reason,
-        val_accuracy=version.metadata["metrics"]["val_accuracy"],
+        val_accuracy=version.metadata.val_accuracy,
     )
+    reporter.event(EventKind.SUCCEEDED, **published.model_dump())
     reporter.line(summary.render(trained, version, activation))
     return 0
 
 
-def _validate(args: argparse.Namespace) -> None:
-    checks = (
-        (args.epochs >= 1, "--epochs must be at least 1"),
-        (args.fine_tune_epochs >= 0, "--fine-tune-epochs must be 0 or more"),
-        (0 < args.validation_split < 1, "--validation-split must be between 0 and 1"),
-        (args.learning_rate > 0 and args.fine_tune_learning_rate > 0, "learning rates must be > 0"),
-        (args.batch_size >= 1, "--batch-size must be at least 1"),
-        (0 <= args.dropout < 1, "--dropout must be in [0, 1)"),
-    )
-    for ok, message in checks:
-        if not ok:
-            raise UsageError(message)
-
-
-class UsageError(ValueError):
-    """A command-line value out of range."""
-
-
-_USER_ERRORS = (UsageError, DatasetError, DatasetUnavailable, WeightsUnavailable, StoreError)
+_USER_ERRORS = (OptionError, DatasetError, DatasetUnavailable, WeightsUnavailable, StoreError)
 
 if __name__ == "__main__":
     sys.exit(main())

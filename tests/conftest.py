@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import imagefactory as make
+from tests.support import imagefactory as make
 
 REPO = Path(__file__).resolve().parents[1]
 FLOWERS_DEV = Path(
@@ -78,7 +78,7 @@ def write_colour_dataset(root: Path, per_class: int = 6) -> Path:
     import numpy as np
     from PIL import Image
 
-    from tests.modelfactory import COLOURS
+    from tests.support.modelfactory import COLOURS
 
     rng = np.random.default_rng(7)
     for name, colour in COLOURS.items():

@@ -8,8 +8,8 @@ import pytest
 from app import engine as engines
 from app.devices import DeviceInfo, configure_devices
 from app.store import ModelStore
-from tests import imagefactory as make
-from tests.modelfactory import publish_tiny
+from tests.support import imagefactory as make
+from tests.support.modelfactory import publish_tiny
 
 CPU = DeviceInfo(kind="CPU", name="CPU", backend="tensorflow")
 GPU = DeviceInfo(kind="GPU", name="GPU:0 (test)", backend="tensorflow")
@@ -73,7 +73,7 @@ def test_openvino_engine_agrees_with_keras(versions: tuple[ModelStore, int, int]
     store, _, with_ir = versions
     version = store.get(with_ir)
     keras_engine = engines.KerasEngine(version, 8, configure_devices())
-    openvino_engine = engines.OpenVinoEngine(version, 8)
+    openvino_engine = engines.OpenVinoEngine.for_version(version, 8)
     openvino_engine.warm_up()
     images = _images(7)
     assert np.allclose(openvino_engine.predict(images), keras_engine.predict(images), atol=1e-5)
@@ -82,7 +82,7 @@ def test_openvino_engine_agrees_with_keras(versions: tuple[ModelStore, int, int]
 def test_openvino_engine_needs_the_artifact(versions: tuple[ModelStore, int, int]) -> None:
     store, plain, _ = versions
     with pytest.raises(engines.EngineError, match="no OpenVINO artifact"):
-        engines.OpenVinoEngine(store.get(plain), 8)
+        engines.OpenVinoEngine.for_version(store.get(plain), 8)
 
 
 def test_auto_picks_openvino_on_cpu_with_the_artifact_only(

@@ -8,7 +8,7 @@ from PIL import Image
 
 from app import imaging
 from app.imaging import CorruptImage, ImageTooLarge, UnsupportedImage, preprocess
-from tests import imagefactory as make
+from tests.support import imagefactory as make
 
 
 def _rgba(alpha: int) -> Image.Image:

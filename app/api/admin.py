@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, Path, Request, status
 from app import imaging
 from app.api import uploads
 from app.api.deps import ServiceDep
-from app.api.errors import classify, responses
+from app.api.errors import responses, status_of
 from app.api.schemas import (
     ClassCount,
     DatasetAddResult,
@@ -26,9 +26,9 @@ from app.api.schemas import (
     StoredImage,
     VersionSummary,
 )
-from app.jobs import Job
-from app.labelling import CLASS_NAME, DatasetWriter
-from app.service import Service
+from app.serving.job_records import Job
+from app.serving.labelling import CLASS_NAME, DatasetWriter
+from app.serving.service import Service
 from app.store import StoreError
 
 router = APIRouter(tags=["admin"], responses=responses(401, 403))
@@ -49,20 +49,20 @@ async def retrain(
     service: ServiceDep, params: Annotated[RetrainRequest | None, Body()] = None
 ) -> JobAccepted:
     """Start a training job on the server's dataset folder; poll its status_url."""
-    job = await service.jobs.start((params or RetrainRequest()).model_dump())
+    job = await service.jobs.start(params or RetrainRequest())
     return JobAccepted(job_id=job.id, status_url=f"/admin/jobs/{job.id}")
 
 
 @router.get("/jobs", response_model=list[Job])
 async def list_jobs(service: ServiceDep) -> list[Job]:
     """Every job, newest first."""
-    return await asyncio.to_thread(service.jobs.all)
+    return await asyncio.to_thread(service.jobs.records.all)
 
 
 @router.get("/jobs/{job_id}", response_model=Job, responses=responses(404))
 async def get_job(service: ServiceDep, job_id: JobId) -> Job:
     """A job's state, progress, timings, result or error, and the last lines of its log."""
-    return await asyncio.to_thread(service.jobs.get, job_id)
+    return await asyncio.to_thread(service.jobs.records.get, job_id)
 
 
 @router.delete("/jobs/{job_id}", response_model=Job, responses=responses(404, 409))
@@ -95,9 +95,9 @@ def _model_list(service: Service) -> ModelList:
     versions = [
         VersionSummary(
             version=str(v.number),
-            created_at=v.metadata.get("created_at"),
+            created_at=v.metadata.created_at,
             classes=v.classes,
-            val_accuracy=v.metadata.get("metrics", {}).get("val_accuracy"),
+            val_accuracy=v.metadata.val_accuracy,
             size_bytes=store.size_bytes(v),
             active=v.number == active,
             serving=v.number == serving,
@@ -149,7 +149,7 @@ def _add_all(
         try:
             outcome = writer.add(class_name, data)
         except imaging.ImageError as error:
-            code, _, _ = classify(error)
+            code, _, _ = status_of(error)
             result.rejected.append(RejectedImage(filename=filename, status=code, reason=str(error)))
             continue
         if outcome.stored_as is not None:

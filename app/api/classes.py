@@ -27,8 +27,8 @@ async def model_info(service: ServiceDep) -> ModelResponse:
     return ModelResponse(
         version=str(model.number),
         classes=model.classes,
-        val_accuracy=metadata.get("metrics", {}).get("val_accuracy"),
-        created_at=metadata.get("created_at"),
+        val_accuracy=metadata.val_accuracy,
+        created_at=metadata.created_at,
         loaded_at=model.loaded_at,
         engine=model.engine.name,
         device=model.device.name,
@@ -38,5 +38,5 @@ async def model_info(service: ServiceDep) -> ModelResponse:
             queue_limit=settings.queue_limit,
             batch_sizes=list(model.engine.batch_sizes),
         ),
-        metadata=metadata,
+        metadata=metadata.as_dict(),
     )

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.config import Settings
-from app.service import Service
-from app.serving import NoModel
+from app.serving.models import NoModel
+from app.serving.service import Service
 
 
 # async on purpose: FastAPI would run plain functions in its thread pool, a thread hop on

@@ -20,12 +20,13 @@ from app import imaging
 from app.api import uploads
 from app.api.auth import AdminDisabled, Unauthorized
 from app.api.schemas import Error
-from app.batching import BatchFailed, Overloaded, ShuttingDown, TimedOut
-from app.jobs import JobConflict, JobNotFound
-from app.labelling import DatasetNotConfigured, InvalidClassName
-from app.metrics import Metrics
-from app.prediction import ImageRejected
-from app.serving import ModelLoadError, NoModel
+from app.serving.batching import BatchFailed, Overloaded, ShuttingDown, TimedOut
+from app.serving.job_records import JobNotFound
+from app.serving.jobs import JobConflict
+from app.serving.labelling import DatasetNotConfigured, InvalidClassName
+from app.serving.metrics import Metrics
+from app.serving.models import ModelLoadError, NoModel
+from app.serving.prediction import ImageRejected
 from app.store import VersionNotFound
 
 logger = logging.getLogger(__name__)
@@ -88,7 +89,8 @@ def responses(
     return {status: {"model": Error, "description": text} for status, text in described.items()}
 
 
-def classify(error: Exception) -> tuple[int, str, dict[str, str]]:
+def status_of(error: Exception) -> tuple[int, str, dict[str, str]]:
+    """The HTTP status, metrics reason and extra headers an exception is answered with."""
     cause = error.error if isinstance(error, ImageRejected) else error
     for kind in type(cause).__mro__:
         if kind in _STATUS:
@@ -118,7 +120,7 @@ def install(app: FastAPI, metrics: Metrics) -> None:
     """Register one handler for every mapped error type."""
 
     async def handle(request: Request, error: Exception) -> JSONResponse:
-        status, reason, headers = classify(error)
+        status, reason, headers = status_of(error)
         metrics.rejected.labels(reason=reason).inc()
         if status >= 500 and status not in (503, 504):
             logger.error("request failed: %s", error)

@@ -12,8 +12,8 @@ from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import logs
-from app.metrics import Metrics
+from app.serving import logs
+from app.serving.metrics import Metrics
 
 access_log = logging.getLogger("app.access")
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field
+
+from app import options
+from app.options import TrainOptions
 
 
 class Prediction(BaseModel):
@@ -66,28 +69,10 @@ class Error(BaseModel):
     request_id: str | None = Field(None, description="Also in the X-Request-ID response header")
 
 
-class RetrainRequest(BaseModel):
-    """Parameters of a retrain job; every number is bounded, unknown fields are refused."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    epochs: int = Field(10, ge=1, le=200)
-    fine_tune_epochs: int = Field(0, ge=0, le=50)
-    learning_rate: float = Field(1e-3, gt=0, le=1)
-    validation_split: float = Field(0.2, ge=0.05, le=0.5)
-    seed: int = Field(123, ge=0, le=2**31 - 1)
-    activate: Literal["always", "never", "if_better"] = "if_better"
-
-    @field_validator(
-        "epochs", "fine_tune_epochs", "learning_rate", "validation_split", "seed", mode="before"
-    )
-    @classmethod
-    def _json_numbers_only(cls, value: object) -> object:
-        # JSON Schema's numbers: `false` is not a seed and "10" is not a number of epochs, though
-        # pydantic's lax mode would convert them (10.0 stays acceptable for an integer).
-        if isinstance(value, bool | str):
-            raise ValueError("must be a JSON number")
-        return value
+if TYPE_CHECKING:  # a class built at run time is not a type to mypy; it has these fields
+    RetrainRequest = TrainOptions
+else:
+    RetrainRequest = options.request_model()
 
 
 class JobAccepted(BaseModel):

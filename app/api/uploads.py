@@ -163,28 +163,37 @@ class _FormCollector(Generic[T]):
             self.results.append(self.on_image(self.part.filename or "", data))
 
 
-def multipart_images_body(max_files: int | None = None) -> dict[str, Any]:
-    """The OpenAPI request body for image uploads: 1 to ``max_files`` parts named file/files.
+# Marks an image upload body in the OpenAPI document until the app fills in its own file limit
+# (fill_file_limits), so the limit follows the routes that read images, whatever their paths.
+_UPLOAD_MARKER = "x-flowers-image-upload"
+
+
+def multipart_images_body() -> dict[str, Any]:
+    """A route's ``openapi_extra`` for an image upload: 1 or more parts named file/files.
 
     An empty ``files`` array encodes as no part at all, so the count lives in the ``anyOf``.
     """
     files = {"type": "array", "items": {"type": "string", "format": "binary"}}
-    alone: dict[str, Any] = {
-        "required": ["files"],
-        "properties": {"file": False, "files": {"minItems": 1}},
-    }
-    with_file: dict[str, Any] = {"required": ["file"]}
-    if max_files is not None:
-        alone["properties"]["files"]["maxItems"] = max_files
-        with_file["properties"] = {"files": {"maxItems": max_files - 1}}
+    alone = {"required": ["files"], "properties": {"file": False, "files": {"minItems": 1}}}
     schema = {
         "type": "object",
         "properties": {"file": {"type": "string", "format": "binary"}, "files": files},
-        "anyOf": [with_file, alone],
+        "anyOf": [{"required": ["file"]}, alone],
     }
     encoding = {name: {"contentType": "image/*"} for name in IMAGE_FIELDS}
     content = {"multipart/form-data": {"schema": schema, "encoding": encoding}}
-    return {"requestBody": {"required": True, "content": content}}
+    return {"requestBody": {"required": True, "content": content, _UPLOAD_MARKER: True}}
+
+
+def fill_file_limits(openapi: dict[str, Any], max_files: int) -> None:
+    """Write an app's file limit into every image upload body of its OpenAPI document."""
+    for path_item in openapi.get("paths", {}).values():
+        for operation in path_item.values():
+            body = operation.get("requestBody", {}) if isinstance(operation, dict) else {}
+            if body.pop(_UPLOAD_MARKER, False):
+                with_file, alone = body["content"]["multipart/form-data"]["schema"]["anyOf"]
+                alone["properties"]["files"]["maxItems"] = max_files
+                with_file["properties"] = {"files": {"maxItems": max_files - 1}}
 
 
 async def _with_idle_timeout(body: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:

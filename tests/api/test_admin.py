@@ -11,9 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.store import ModelStore
-from tests import imagefactory as make
 from tests.api.conftest import FLOWERS, make_settings, running
-from tests.modelfactory import publish_tiny
+from tests.support import imagefactory as make
+from tests.support.modelfactory import publish_tiny
 
 TOKEN = "test-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from app.store import ModelStore
 from tests.api.conftest import make_settings, running
 from tests.conftest import write_class_folders, write_colour_dataset
-from tests.modelfactory import colour_kernel, publish_tiny
+from tests.support.modelfactory import colour_kernel, publish_tiny
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from app import imaging
 from app.store import ModelStore
-from tests import imagefactory as make
 from tests.api.conftest import make_settings, running
+from tests.support import imagefactory as make
 
 
 def _wrap_engine(

@@ -6,8 +6,8 @@ from fastapi.testclient import TestClient
 
 from app import imaging
 from app.store import ModelStore
-from tests import imagefactory as make
 from tests.api.conftest import FLOWERS, make_settings, running
+from tests.support import imagefactory as make
 
 
 def _files(*payloads: bytes, field: str = "files") -> list[tuple[str, tuple[str, bytes, str]]]:
@@ -58,7 +58,7 @@ def test_probabilities_equal_the_saved_model_on_preprocessed_bytes(
 
 
 def test_openvino_engine_serves_the_same_probabilities(tmp_path: object, store: ModelStore) -> None:
-    from tests.modelfactory import publish_tiny
+    from tests.support.modelfactory import publish_tiny
 
     version = publish_tiny(store, FLOWERS, seed=0, openvino=True)
     with running(make_settings(store.root, engine="auto")) as client:
@@ -146,3 +146,17 @@ def test_openapi_documents_the_contract_and_error_codes(client: TestClient) -> N
     assert "multipart/form-data" in predict["requestBody"]["content"]
     assert {"/classes", "/model", "/health/live", "/health/ready", "/metrics"} <= set(spec["paths"])
     assert client.get("/docs").status_code == 200
+
+
+def test_every_image_upload_route_documents_this_apps_file_limit(store: ModelStore) -> None:
+    with running(make_settings(store.root, max_files_per_request=5), ready=False) as client:
+        spec = client.get("/openapi.json").json()
+    documented = {
+        path: operation["requestBody"]["content"]["multipart/form-data"]["schema"]
+        for path, item in spec["paths"].items()
+        for operation in item.values()
+        if "multipart/form-data" in operation.get("requestBody", {}).get("content", {})
+    }
+    assert set(documented) == {"/predict", "/admin/dataset/{class_name}"}
+    for schema in documented.values():
+        assert schema["anyOf"][1]["properties"]["files"]["maxItems"] == 5

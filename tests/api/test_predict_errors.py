@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.store import ModelStore
-from tests import imagefactory as make
 from tests.api.conftest import make_settings, running
+from tests.support import imagefactory as make
 
 MAX_UPLOAD = 64 * 1024
 MAX_FILES = 3
@@ -106,7 +106,7 @@ def _raw_part(disposition: bytes, data: bytes) -> bytes:
 @pytest.fixture(scope="module")
 def strict_client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
     from tests.api.conftest import FLOWERS
-    from tests.modelfactory import store_with_versions
+    from tests.support.modelfactory import store_with_versions
 
     store = store_with_versions(tmp_path_factory.mktemp("errors") / "store", FLOWERS)
     settings = make_settings(

@@ -1,0 +1,53 @@
+"""A version's ``metadata.json``, typed: the fields code reads are declared here, once.
+
+Training writes much more (per-class metrics, history, dataset counts, timings, libraries): those
+are kept as they are (``extra="allow"``) and returned whole by :meth:`VersionMetadata.as_dict`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class Metrics(_Open):
+    val_accuracy: float | None = None
+    # How val_accuracy was measured (e.g. "holdout" or "5-fold cross-validation").
+    evaluation: str | None = None
+
+
+class Backbone(_Open):
+    weights_digest: str | None = None
+
+
+class Activation(_Open):
+    policy: str | None = None
+    activated: bool | None = None
+    reason: str | None = None
+
+
+class VersionMetadata(_Open):
+    version: int
+    classes: list[str] = Field(min_length=1)
+    created_at: str | None = None
+    preprocessing_version: str | None = None
+    metrics: Metrics = Field(default_factory=Metrics)
+    backbone: Backbone = Field(default_factory=Backbone)
+    activation: Activation = Field(default_factory=Activation)
+
+    @property
+    def val_accuracy(self) -> float | None:
+        return self.metrics.val_accuracy
+
+    @property
+    def backbone_digest(self) -> str | None:
+        return self.backbone.weights_digest
+
+    def as_dict(self) -> dict[str, Any]:
+        """Everything the file holds, as JSON-ready values."""
+        return self.model_dump(mode="json", exclude_unset=True)

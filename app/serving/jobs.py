@@ -1,0 +1,215 @@
+"""Background retrain jobs: one at a time, each a child process running ``python -m app.train``.
+
+The child runs at a lower CPU priority than serving and dies with the server; its progress is
+read back from the events it writes (:mod:`app.events`), never guessed.  Records are kept by
+:class:`~app.serving.job_records.JobRecords`; every file operation runs off the event loop.
+What happens once a version is published (serving it) is the caller's ``on_published``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from app import options
+from app.config import Settings
+from app.events import EventKind, EventReader, Published
+from app.options import TrainOptions
+from app.serving.job_records import ACTIVE, Job, JobRecords, JobResult, JobState, now
+
+logger = logging.getLogger(__name__)
+
+CHILD_NICENESS: Final = 10
+POLL_S: Final = 0.5
+CANCEL_GRACE_S: Final = 15
+
+Command = Callable[[TrainOptions], list[str]]  # the trainer's command line for a recipe
+OnPublished = Callable[[Published], Awaitable[None]]
+
+
+class JobConflict(RuntimeError):
+    """Another job is running, or the job is not running (409)."""
+
+
+class _Outcome:
+    """What the trainer's events said about the end of its run."""
+
+    def __init__(self) -> None:
+        self.published: Published | None = None
+        self.failure: str | None = None
+
+
+class JobRunner:
+    """Starts, watches and cancels retrain jobs."""
+
+    def __init__(self, records: JobRecords, command: Command, on_published: OnPublished) -> None:
+        self.records = records
+        self._command = command
+        self._on_published = on_published
+        self._processes: dict[str, asyncio.subprocess.Process] = {}
+        self._monitors: set[asyncio.Task[None]] = set()
+        self._cancelling: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    async def recover(self) -> None:
+        """At startup: jobs left running by a dead server are failed as interrupted."""
+        for job in await asyncio.to_thread(self.records.fail_interrupted):
+            logger.warning("job %s was interrupted by a server restart", job.id)
+
+    async def start(self, recipe: TrainOptions) -> Job:
+        """Start a job, or raise JobConflict naming the one that runs."""
+        async with self._lock:
+            running = await asyncio.to_thread(self.records.active)
+            if running is not None:
+                raise JobConflict(f"job {running.id} is {running.state}; one job runs at a time")
+            job = Job(
+                id=uuid.uuid4().hex[:12],
+                state=JobState.QUEUED,
+                params=recipe.model_dump(mode="json"),
+                created_at=now(),
+            )
+            await asyncio.to_thread(self.records.save, job)
+            process = await self._spawn(job, recipe)
+            job.state, job.started_at, job.pid = JobState.RUNNING, now(), process.pid
+            await asyncio.to_thread(self.records.save, job)
+        monitor = asyncio.create_task(self._watch(job, process), name=f"job-{job.id}")
+        self._monitors.add(monitor)
+        monitor.add_done_callback(self._monitors.discard)
+        return job
+
+    async def _spawn(self, job: Job, recipe: TrainOptions) -> asyncio.subprocess.Process:
+        command = [
+            *self._command(recipe),
+            "--progress-file",
+            str(self.records.events_path(job.id)),
+            "--nice",
+            str(CHILD_NICENESS),
+            "--die-with-parent",
+        ]
+        log = await asyncio.to_thread(self.records.log_path(job.id).open, "wb")
+        with log:
+            process = await asyncio.create_subprocess_exec(
+                *command,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        self._processes[job.id] = process
+        logger.info("job %s started (pid %d)", job.id, process.pid)
+        return process
+
+    async def _watch(self, job: Job, process: asyncio.subprocess.Process) -> None:
+        reader = EventReader(self.records.events_path(job.id))
+        outcome = _Outcome()
+        while True:
+            try:
+                code: int | None = await asyncio.wait_for(process.wait(), POLL_S)
+            except TimeoutError:
+                code = None
+            changed = await self._read_events(reader, job, outcome)
+            if code is not None:
+                break
+            if changed:
+                await asyncio.to_thread(self.records.save, job)
+        self._processes.pop(job.id, None)
+        await self._finish(job, code, outcome)
+
+    async def _read_events(self, reader: EventReader, job: Job, outcome: _Outcome) -> bool:
+        events = await asyncio.to_thread(reader.read_new)
+        for event in events:
+            job.apply(event)
+            if event.kind is EventKind.SUCCEEDED:
+                outcome.published = event.published()
+            elif event.kind is EventKind.FAILED:
+                outcome.failure = str(event.fields.get("error"))
+        return bool(events)
+
+    async def _finish(self, job: Job, code: int, outcome: _Outcome) -> None:
+        published = outcome.published
+        if job.id in self._cancelling and published is None:
+            job.state, job.error = JobState.CANCELLED, "cancelled by an operator"
+        elif code == 0 and published is not None:
+            job.result = JobResult(**published.model_dump())
+            job.result.serving_error = await self._serve(published)
+            job.state = JobState.SUCCEEDED
+            job.progress = {
+                "phase": "done",
+                "detail": f"published version {published.version}",
+                "fraction": 1.0,
+            }
+        else:
+            job.state = JobState.FAILED
+            job.error = outcome.failure or f"the trainer exited with status {code}"
+        job.finished_at, job.pid = now(), None
+        self._cancelling.discard(job.id)
+        await asyncio.to_thread(self.records.save, job)
+        logger.info("job %s %s", job.id, job.state)
+
+    async def _serve(self, published: Published) -> str | None:
+        """The job is done once its version serves (or could not): the error, if any."""
+        try:
+            await self._on_published(published)
+        except Exception as error:  # a version that cannot serve is reported, not fatal
+            logger.error("version %d could not be served: %s", published.version, error)
+            return str(error)
+        return None
+
+    async def cancel(self, job_id: str) -> Job:
+        """Stop a running job's trainer (SIGTERM, then SIGKILL); it publishes nothing."""
+        job = await asyncio.to_thread(self.records.get, job_id)
+        process = self._processes.get(job_id)
+        if job.state not in ACTIVE or process is None:
+            raise JobConflict(f"job {job_id} is {job.state}, not running")
+        self._cancelling.add(job_id)
+        _signal_group(process.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), CANCEL_GRACE_S)
+        except TimeoutError:
+            _signal_group(process.pid, signal.SIGKILL)
+            await process.wait()
+        await asyncio.gather(*self._monitors, return_exceptions=True)
+        return await asyncio.to_thread(self.records.get, job_id)
+
+    async def close(self) -> None:
+        """Server shutdown: stop any trainer; its job is recorded as interrupted."""
+        for job_id, process in list(self._processes.items()):
+            self._cancelling.discard(job_id)
+            _signal_group(process.pid, signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait(), CANCEL_GRACE_S)
+        for monitor in list(self._monitors):
+            monitor.cancel()
+        await self.recover()
+
+
+def retrain_command(settings: Settings, recipe: TrainOptions) -> list[str]:
+    """A retrain job's trainer: ``python -m app.train`` with the server's paths and the recipe."""
+    arguments = [
+        sys.executable,
+        "-m",
+        "app.train",
+        "--model-store",
+        str(settings.model_store),
+        "--weights",
+        settings.retrain_weights,
+        *options.to_argv(recipe),
+    ]
+    if settings.data_dir is not None:
+        arguments += ["--data-dir", str(settings.data_dir)]
+    if settings.feature_cache is not None:
+        arguments += ["--feature-cache", str(settings.feature_cache)]
+    return arguments
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)

@@ -1,0 +1,161 @@
+"""The model that serves, and how it changes without interrupting traffic.
+
+A new version is loaded and warmed up in a background thread while the old one keeps serving;
+then the switch is one reference assignment.  The batcher reads the reference once per batch, so
+in-flight batches finish on the model they started with, and the old model is released when the
+last such batch drops it.  A failed load leaves the old model serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.devices import DeviceInfo
+from app.engine import Engine, EngineKind, load_engine
+from app.serving.batching import BatchOutput
+from app.store import ModelStore, StoreError, Version, VersionNotFound
+
+logger = logging.getLogger(__name__)
+
+
+class NoModel(RuntimeError):
+    """No version is loaded (503)."""
+
+
+class ModelLoadError(RuntimeError):
+    """A version could not be loaded or warmed up; the previous model still serves."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    version: Version
+    engine: Engine
+    device: DeviceInfo
+    loaded_at: str
+
+    @property
+    def number(self) -> int:
+        return self.version.number
+
+    @property
+    def classes(self) -> list[str]:
+        return self.version.classes
+
+
+class ModelManager:
+    def __init__(
+        self, store: ModelStore, device: DeviceInfo, engine_kind: EngineKind, max_batch_size: int
+    ) -> None:
+        self.store = store
+        self.device = device
+        self.engine_kind = engine_kind
+        self.max_batch_size = max_batch_size
+        self.current: LoadedModel | None = None
+        self._switch_lock = asyncio.Lock()
+        self.on_loaded: list[Callable[[LoadedModel], None]] = []
+
+    def require(self) -> LoadedModel:
+        current = self.current
+        if current is None:
+            raise NoModel(
+                f"no model is loaded: the store {self.store.root} has no usable version. "
+                "Train one with `python -m app.train --data-dir PATH` (or POST /admin/retrain)"
+            )
+        return current
+
+    def run_batch(self, images: np.ndarray) -> BatchOutput[LoadedModel]:
+        """Called in the inference thread: one snapshot of the model for the whole batch."""
+        model = self.require()
+        return BatchOutput(model.engine.predict(images), model)
+
+    async def load_active(self) -> LoadedModel | None:
+        """Startup: load the active version (or the newest complete one if the pointer is bad)."""
+        version = self._startup_version()
+        if version is None:
+            logger.warning("model_store %s holds no usable version: not ready", self.store.root)
+            return None
+        return await self.switch_to(version.number)
+
+    def _startup_version(self) -> Version | None:
+        try:
+            return self.store.active()
+        except StoreError as error:
+            latest = self.store.latest()
+            logger.error("active pointer unusable (%s); serving the newest version instead", error)
+            return latest
+
+    async def switch_to(self, number: int) -> LoadedModel:
+        """Load and warm ``number`` off the event loop, then swap it in (one at a time)."""
+        async with self._switch_lock:
+            current = self.current
+            if current is not None and current.number == number:
+                return current
+            loaded = await asyncio.to_thread(self._load, number)
+            self.current = loaded
+            logger.info(
+                "now serving version %d (%s engine, %s)",
+                number,
+                loaded.engine.name,
+                self.device.name,
+            )
+            for callback in self.on_loaded:
+                callback(loaded)
+            return loaded
+
+    async def follow_store(self, interval_s: float) -> None:
+        """Poll the active pointer; hot-swap when another replica or the CLI moves it."""
+        if interval_s <= 0:
+            return
+        failed: int | None = None  # a version that would not load is not retried every poll
+        while True:
+            await asyncio.sleep(interval_s)
+            wanted = await asyncio.to_thread(self._wanted_number)
+            current = self.current.number if self.current else None
+            if wanted is None or wanted in (current, failed):
+                continue
+            try:
+                await self.switch_to(wanted)
+                failed = None
+            except (ModelLoadError, VersionNotFound) as error:
+                failed = wanted
+                logger.error(
+                    "the store points at version %d, which cannot serve: %s", wanted, error
+                )
+
+    def _wanted_number(self) -> int | None:
+        try:
+            number = self.store.active_number()
+        except StoreError as error:
+            logger.error("cannot read the active pointer: %s", error)
+            return None
+        if number is None:
+            latest = self.store.latest()
+            return latest.number if latest else None
+        return number
+
+    async def sync_with_store(self) -> LoadedModel | None:
+        """Serve the version the store's active pointer names: the pointer is the one truth."""
+        wanted = await asyncio.to_thread(self._wanted_number)
+        current = self.current
+        if wanted is None or (current is not None and current.number == wanted):
+            return current
+        return await self.switch_to(wanted)
+
+    def _load(self, number: int) -> LoadedModel:
+        try:
+            version = self.store.get(number)
+            engine = load_engine(version, self.engine_kind, self.device, self.max_batch_size)
+            engine.warm_up()
+        except VersionNotFound:  # 404, not a load failure
+            raise
+        except Exception as error:  # any load failure must leave the old model serving
+            logger.exception("could not load version %d", number)
+            raise ModelLoadError(f"version {number} could not be loaded: {error}") from error
+        now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        return LoadedModel(version, engine, self.device, now)

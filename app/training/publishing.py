@@ -1,0 +1,158 @@
+"""Turn a trained model into a published store version: files, metadata, activation decision."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import platform
+from dataclasses import dataclass
+from importlib import metadata as package_metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app import imaging
+from app import model as models
+from app.store import MODEL_FILE, ModelStore, StoreError, Version
+from app.training import dataset as datasets
+from app.training import evaluation
+from app.training.pipeline import TrainedModel
+from app.training.progress import Reporter
+
+logger = logging.getLogger(__name__)
+
+_LIBRARIES = ("keras", "tensorflow", "numpy", "pillow", "openvino")
+
+
+@dataclass(frozen=True)
+class Activation:
+    activate: bool
+    reason: str
+    compared_with: int | None = None
+    active_accuracy: float | None = None
+
+
+def publish(
+    trained: TrainedModel, store: ModelStore, reporter: Reporter
+) -> tuple[Version, Activation]:
+    """Write the version folder, publish it atomically, then activate it if the policy says so."""
+    reporter.phase("publish", f"writing a new version into {store.root}")
+    activation = decide_activation(trained, store)
+    with store.staging() as folder:
+        models.save(trained.classifier, folder / MODEL_FILE)
+        evaluation.plot_history(trained.history, folder / "history.png")
+        evaluation.plot_confusion(
+            trained.report["confusion_matrix"], trained.data.class_names, folder / "confusion.png"
+        )
+        engines = _export_engines(trained, folder, reporter)
+        version = store.publish(folder, build_metadata(trained, activation, engines))
+    if activation.activate:
+        store.set_active(version.number)
+    return version, activation
+
+
+def _export_engines(trained: TrainedModel, folder: Path, reporter: Reporter) -> dict[str, Any]:
+    if not trained.config.options.openvino:
+        return {}
+    from app.training.export import export_openvino
+
+    return {"openvino": export_openvino(trained, folder, reporter)}
+
+
+def decide_activation(trained: TrainedModel, store: ModelStore) -> Activation:
+    """always / never / if_better (compared with the active version on the same split)."""
+    mode = trained.config.options.activate
+    if mode == "always":
+        return Activation(True, "activate=always")
+    if mode == "never":
+        return Activation(False, "activate=never: published without activating")
+    try:
+        active = store.active()
+    except StoreError as error:
+        return Activation(True, f"the active version is unusable ({error}); activating the new one")
+    if active is None:
+        return Activation(True, "no version was active")
+    new = float(trained.report["accuracy"])
+    old = accuracy_of(active, store, trained)
+    count = len(trained.val_indices)
+    verdict = ">=" if new >= old else "<"
+    reason = (
+        f"validation accuracy {new:.4f} {verdict} active version {active.number}'s {old:.4f} "
+        f"on the same {count} validation images"
+    )
+    return Activation(new >= old, reason, compared_with=active.number, active_accuracy=old)
+
+
+def accuracy_of(version: Version, store: ModelStore, trained: TrainedModel) -> float:
+    """The accuracy of a stored version on this run's validation images (by class name)."""
+    model = store.load(version.number)
+    same_backbone = (
+        version.metadata.backbone_digest == trained.backbone_info["weights_digest"]
+        and version.metadata.preprocessing_version == imaging.PREPROCESSING_VERSION
+    )
+    if same_backbone and trained.val_features is not None:
+        probabilities = models.head_of(model).predict(trained.val_features, verbose=0)
+    else:
+        images, _ = datasets.load_images(trained.data, trained.val_indices)
+        probabilities = model.predict(images.astype(np.float32), batch_size=32, verbose=0)
+    names = trained.data.class_names
+    truth = [names[trained.data.samples[i].label] for i in trained.val_indices]
+    predicted = [version.classes[int(i)] for i in np.asarray(probabilities).argmax(axis=1)]
+    return float(np.mean([p == t for p, t in zip(predicted, truth, strict=True)]))
+
+
+def build_metadata(
+    trained: TrainedModel, activation: Activation, engines: dict[str, Any]
+) -> dict[str, Any]:
+    config, data, report = trained.config, trained.data, trained.report
+    labels = [data.samples[i].label for i in trained.val_indices]
+    val_counts = np.bincount(labels, minlength=len(data.class_names))
+    return {
+        "classes": data.class_names,
+        "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "input": {"shape": list(models.INPUT_SHAPE), "dtype": "float32", "values": "RGB 0..255"},
+        "preprocessing_version": imaging.PREPROCESSING_VERSION,
+        "metrics": {
+            "val_accuracy": round(float(report["accuracy"]), 4),
+            "val_loss": _last(trained.history.get("val_loss")),
+            "per_class": report["per_class"],
+            "confusion_matrix": report["confusion_matrix"],
+        },
+        "training": {
+            **config.options.model_dump(mode="json"),
+            "features": trained.feature_counts,
+            "history": trained.history,
+        },
+        "dataset": {
+            "root": str(data.root),
+            "counts": data.counts(),
+            "validation_counts": dict(zip(data.class_names, map(int, val_counts), strict=True)),
+            "content_hash": data.content_hash(),
+            "skipped": [{"file": str(path), "reason": reason} for path, reason in data.skipped],
+            "ignored_non_image_files": data.ignored_files,
+        },
+        "backbone": trained.backbone_info,
+        "activation": {
+            "policy": config.options.activate,
+            "activated": activation.activate,
+            "reason": activation.reason,
+        },
+        "engines": engines,
+        "timings_s": trained.timings,
+        "libraries": _library_versions(),
+    }
+
+
+def _last(values: list[float] | None) -> float | None:
+    return round(values[-1], 4) if values else None
+
+
+def _library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = package_metadata.version(name)
+        except package_metadata.PackageNotFoundError:
+            continue
+    return versions

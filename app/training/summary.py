@@ -1,0 +1,34 @@
+"""The table printed at the end of a training run."""
+
+from __future__ import annotations
+
+from app.store import Version
+from app.training.pipeline import TrainedModel
+from app.training.publishing import Activation
+
+
+def render(trained: TrainedModel, version: Version, activation: Activation) -> str:
+    report = trained.report
+    state = "active" if activation.activate else "not active"
+    lines = [
+        "",
+        "Summary",
+        f"  version published    {version.number} ({state}) in {version.path}",
+        f"  activation           {activation.reason}",
+        f"  validation accuracy  {report['accuracy']:.4f} on {len(trained.val_indices)} images",
+        f"  features             {trained.feature_counts['computed']} computed, "
+        f"{trained.feature_counts['cached']} from the cache",
+    ]
+    if trained.data.skipped:
+        lines.append(
+            f"  skipped images       {len(trained.data.skipped)} unreadable (see warnings)"
+        )
+    lines += ["", f"  {'class':<16}{'precision':>10}{'recall':>9}{'f1':>8}{'support':>9}"]
+    for name, scores in report["per_class"].items():
+        lines.append(
+            f"  {name:<16}{scores['precision']:>10.3f}{scores['recall']:>9.3f}"
+            f"{scores['f1']:>8.3f}{scores['support']:>9}"
+        )
+    lines += ["", f"  {'phase':<16}{'seconds':>10}"]
+    lines += [f"  {phase:<16}{seconds:>10.1f}" for phase, seconds in trained.timings.items()]
+    return "\n".join(lines)

@@ -1,0 +1,53 @@
+"""The benchmark harness's smoke profile, so `make bench` keeps working (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.store import ModelStore
+from tests.conftest import REPO, write_class_folders
+from tests.support.modelfactory import publish_tiny
+
+
+@pytest.mark.slow
+def test_the_smoke_benchmark_writes_json_table_and_plot(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "store")
+    publish_tiny(store, ["a", "b", "c"], openvino=True)
+    photos = write_class_folders(tmp_path / "photos", {"a": 4, "b": 4})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--smoke",
+            "--store",
+            str(store.root),
+            "--photos",
+            str(photos),
+            "--engines",
+            "openvino,tensorflow",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((tmp_path / "out" / "latest.json").read_text())
+    assert [e["name"] for e in record["engines"]] == ["openvino", "tensorflow"]
+    for engine in record["engines"]:
+        assert [r["batch_size"] for r in engine["raw"]] == [1, 4]
+        assert [lvl["concurrency"] for lvl in engine["service"]["batching"]] == [1, 4]
+        assert all(lvl["requests"] > 0 for lvl in engine["service"]["no_batching"])
+        assert "p50_c1_minus_raw_batch1_ms" in engine["ratios"]
+        assert engine["ratios"]["errors_within_queue_bound"] == 0
+    assert "| server | conc. |" in (tmp_path / "out" / "latest.md").read_text()
+    assert (tmp_path / "out" / "latest.png").read_bytes().startswith(b"\x89PNG")
+    assert "written:" in result.stdout

@@ -1,0 +1,138 @@
+"""Soak (long profile: `pytest -m long tests/test_soak.py -s`): sustained load on the real
+server with a retrain and two version switches in the middle. Reports memory over time and
+latency percentiles before, during and after; asserts zero failed requests and bounded memory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from pathlib import Path
+
+import httpx2 as httpx
+import numpy as np
+import psutil
+import pytest
+
+from app.store import ModelStore
+from bench import load
+from tests.conftest import write_colour_dataset
+from tests.support.modelfactory import COLOURS, publish_tiny
+from tests.support.servers import running_server
+
+pytestmark = pytest.mark.long
+
+TOTAL_REQUESTS = int(os.environ.get("FLOWERS_SOAK_REQUESTS", "20000"))
+CONCURRENCY = 8
+TOKEN = "soak-admin-token-0123456789abcd"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+MEMORY_GROWTH_BOUND_MB = 100
+
+
+def test_soak_with_a_retrain_and_two_switches(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "store")
+    classes = sorted(COLOURS)
+    publish_tiny(store, classes, seed=1)
+    publish_tiny(store, classes, seed=2, activate=False)
+    data = write_colour_dataset(tmp_path / "data", per_class=6)
+    photos = sorted(data.rglob("*.jpg"))
+    env = {
+        "FLOWERS_MODEL_STORE": str(store.root),
+        "FLOWERS_DATA_DIR": str(data),
+        "FLOWERS_ADMIN_TOKEN": TOKEN,
+        "FLOWERS_RETRAIN_WEIGHTS": "none",
+        "FLOWERS_LOG_LEVEL": "warning",
+        "FLOWERS_POLL_INTERVAL_S": "1",
+    }
+    samples: list[tuple[float, float]] = []
+    stop = threading.Event()
+    with running_server(env) as server:
+        base = server.base
+        process = psutil.Process(server.process.pid)
+        sampler = threading.Thread(target=_sample, args=(process, samples, stop))
+        sampler.start()
+        bodies = load.multipart_bodies(photos, 1, 64)
+        asyncio.run(load.run(base, bodies, CONCURRENCY, 1, 5))  # warm-up, not counted
+        warm_rss = float(process.memory_info().rss) / 2**20
+        phases = {}
+        per_phase = TOTAL_REQUESTS // 3
+        phases["before"] = _until(base, bodies, per_phase)
+        job = httpx.post(
+            f"{base}/admin/retrain",
+            json={"epochs": 2, "activate": "never"},
+            headers=AUTH,
+            timeout=30,
+        ).json()
+        switcher = threading.Thread(target=_switch_twice, args=(base,))
+        switcher.start()
+        phases["during"] = _until(base, bodies, per_phase)
+        switcher.join()
+        state = _job_done(base, job["job_id"])
+        phases["after"] = _until(base, bodies, TOTAL_REQUESTS - 2 * per_phase)
+        stop.set()
+        sampler.join()
+        end_rss = float(process.memory_info().rss) / 2**20
+    report = {name: _summary(results) for name, results in phases.items()}
+    served = sum(r["requests"] for r in report.values())
+    failed = sum(r["failed"] for r in report.values())
+    rss = [mb for _, mb in samples]
+    print(
+        f"\nsoak: {served} requests, {failed} failed; retrain job {state}; "
+        f"RSS after warm-up {warm_rss:.0f} MB, peak {max(rss):.0f} MB, end {end_rss:.0f} MB"
+    )
+    print(
+        "memory over time (s, MB):",
+        [(round(t), round(mb)) for t, mb in samples[:: max(1, len(samples) // 12)]],
+    )
+    for name, summary in report.items():
+        print(f"  {name:<6} {summary}")
+    assert failed == 0
+    assert served >= TOTAL_REQUESTS
+    assert end_rss - warm_rss < MEMORY_GROWTH_BOUND_MB
+
+
+def _sample(
+    process: psutil.Process, samples: list[tuple[float, float]], stop: threading.Event
+) -> None:
+    started = time.monotonic()
+    while not stop.is_set():
+        samples.append((time.monotonic() - started, float(process.memory_info().rss) / 2**20))
+        stop.wait(1.0)
+
+
+def _until(base: str, bodies: list[tuple[bytes, str]], count: int) -> list[load.LoadResult]:
+    results: list[load.LoadResult] = []
+    while sum(r.requests + sum(r.errors.values()) for r in results) < count:
+        results.append(asyncio.run(load.run(base, bodies, CONCURRENCY, 1, 3)))
+    return results
+
+
+def _switch_twice(base: str) -> None:
+    for version in (2, 1):
+        time.sleep(3)
+        response = httpx.post(f"{base}/admin/models/{version}/activate", headers=AUTH, timeout=60)
+        assert response.status_code == 200
+
+
+def _job_done(base: str, job_id: str) -> str:
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        state = httpx.get(f"{base}/admin/jobs/{job_id}", headers=AUTH, timeout=30).json()["state"]
+        if state not in ("queued", "running"):
+            return str(state)
+        time.sleep(1)
+    return "still running"
+
+
+def _summary(results: list[load.LoadResult]) -> dict[str, float | int]:
+    latencies = np.array([ms for r in results for ms in r.latencies_ms])
+    seconds = sum(r.seconds for r in results)
+    return {
+        "requests": int(sum(r.requests for r in results)),
+        "failed": int(sum(sum(r.errors.values()) for r in results)),
+        "req/s": round(len(latencies) / seconds, 1),
+        "p50_ms": round(float(np.percentile(latencies, 50)), 1),
+        "p95_ms": round(float(np.percentile(latencies, 95)), 1),
+        "p99_ms": round(float(np.percentile(latencies, 99)), 1),
+    }

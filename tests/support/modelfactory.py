@@ -1,0 +1,83 @@
+"""Tiny real Keras classifiers with the production model's interface, published into a store.
+
+Input: raw RGB 0..255 float32 (N, 180, 180, 3); output: softmax over the classes.  The model
+looks at each image's mean colour, so different images get different probabilities.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.store import MODEL_FILE, ModelStore, Version
+
+COLOURS = {"blue": (20, 40, 220), "green": (30, 200, 40), "red": (210, 30, 30)}
+
+
+def colour_kernel(classes: list[str], sign: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Dense weights that pick each class's dominant channel (sign -1: always wrong)."""
+    kernel = np.zeros((3, len(classes)), "f4")
+    for index, name in enumerate(classes):
+        kernel[int(np.argmax(COLOURS[name])), index] = 20.0 * sign
+    return kernel, np.zeros(len(classes), "f4")
+
+
+def tiny_classifier(
+    num_classes: int, seed: int = 0, weights: tuple[np.ndarray, np.ndarray] | None = None
+) -> Any:
+    from app.devices import keras
+
+    inputs = keras.Input((180, 180, 3), dtype="float32", name="image")
+    scaled = keras.layers.Rescaling(1 / 255.0)(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(scaled)
+    rng = np.random.default_rng(seed)
+    dense = keras.layers.Dense(
+        num_classes, activation="softmax", dtype="float32", name="probabilities"
+    )
+    outputs = dense(pooled)
+    if weights is None:
+        weights = (
+            rng.normal(0, 8, (3, num_classes)).astype("f4"),
+            rng.normal(0, 1, num_classes).astype("f4"),
+        )
+    dense.set_weights(list(weights))
+    return keras.Model(inputs, outputs, name="tiny_classifier")
+
+
+def publish_tiny(
+    store: ModelStore,
+    classes: list[str],
+    seed: int = 0,
+    val_accuracy: float = 0.5,
+    openvino: bool = False,
+    activate: bool = True,
+    weights: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Version:
+    model = tiny_classifier(len(classes), seed, weights)
+    with store.staging() as folder:
+        model.save(folder / MODEL_FILE)
+        if openvino:
+            from app.training.export import write_openvino_ir
+
+            (folder / "openvino").mkdir()
+            write_openvino_ir(model, folder / "openvino" / "model.xml")
+        metadata = {
+            "classes": classes,
+            "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "metrics": {"val_accuracy": val_accuracy},
+            "preprocessing_version": "test",
+        }
+        version = store.publish(folder, metadata)
+    if activate:
+        store.set_active(version.number)
+    return version
+
+
+def store_with_versions(root: Path, *class_lists: list[str], openvino: bool = False) -> ModelStore:
+    store = ModelStore(root)
+    for seed, classes in enumerate(class_lists):
+        publish_tiny(store, classes, seed=seed, openvino=openvino)
+    return store

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from app import imaging
+from app.training import dataset
+from app.training.features import FeatureCache, featurize
+from tests.support import imagefactory as make
+
+
+class CountingExtractor:
+    """A fake backbone: the mean colour of each image, repeated; counts the images it sees."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        self.seen += len(images)
+        means = images.reshape(len(images), -1, 3).mean(axis=1).astype(np.float32)
+        return np.tile(means, (1, 2))
+
+
+def _cache(tmp_path: Path, backbone: str = "b1") -> FeatureCache:
+    return FeatureCache(tmp_path / "cache", backbone, dim=6)
+
+
+def test_features_are_computed_once_then_read_from_the_cache(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    extractor = CountingExtractor()
+    first, kept, computed = featurize(dataset.scan(tiny_dataset), extractor, _cache(tmp_path))
+    assert computed == 16 and extractor.seen == 16
+    second, kept_again, computed_again = featurize(
+        dataset.scan(tiny_dataset), extractor, _cache(tmp_path)
+    )
+    assert computed_again == 0 and extractor.seen == 16
+    assert kept == kept_again
+    assert np.array_equal(first, second)
+
+
+def test_only_new_images_are_computed_after_adding_some(tiny_dataset: Path, tmp_path: Path) -> None:
+    extractor = CountingExtractor()
+    featurize(dataset.scan(tiny_dataset), extractor, _cache(tmp_path))
+    for i in range(3):
+        (tiny_dataset / "dogs" / f"new_{i}.png").write_bytes(make.png(seed=900 + i))
+    _, kept, computed = featurize(dataset.scan(tiny_dataset), extractor, _cache(tmp_path))
+    assert computed == 3
+    assert len(kept) == 19
+
+
+def test_cache_is_keyed_by_backbone_and_preprocessing(tiny_dataset: Path, tmp_path: Path) -> None:
+    extractor = CountingExtractor()
+    featurize(dataset.scan(tiny_dataset), extractor, _cache(tmp_path, "b1"))
+    _, _, computed = featurize(dataset.scan(tiny_dataset), extractor, _cache(tmp_path, "b2"))
+    assert computed == 16
+    assert _cache(tmp_path).folder.parts[-2:] == (imaging.PREPROCESSING_VERSION, "b1")
+
+
+def test_a_damaged_cache_entry_is_recomputed(tiny_dataset: Path, tmp_path: Path) -> None:
+    data = dataset.scan(tiny_dataset)
+    cache = _cache(tmp_path)
+    featurize(data, CountingExtractor(), cache)
+    entry = next(cache.folder.rglob("*.npy"))
+    entry.write_bytes(b"torn write")
+    extractor = CountingExtractor()
+    _, _, computed = featurize(dataset.scan(tiny_dataset), extractor, cache)
+    assert computed == 1 and extractor.seen == 1
+
+
+def test_cached_features_match_the_images(tiny_dataset: Path, tmp_path: Path) -> None:
+    data = dataset.scan(tiny_dataset)
+    features, kept, _ = featurize(data, CountingExtractor(), _cache(tmp_path), batch_size=4)
+    images, _ = dataset.load_images(data, kept)
+    assert np.allclose(features, CountingExtractor()(images))
+
+
+def test_unreadable_images_are_skipped_not_fatal(tiny_dataset: Path, tmp_path: Path) -> None:
+    (tiny_dataset / "owls" / "bad.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    data = dataset.scan(tiny_dataset)
+    _, kept, _ = featurize(data, CountingExtractor(), _cache(tmp_path))
+    assert len(kept) == 16
+    assert [p.name for p, _ in data.skipped] == ["bad.jpg"]
+
+
+def test_progress_reaches_the_total(tiny_dataset: Path, tmp_path: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    featurize(
+        dataset.scan(tiny_dataset),
+        CountingExtractor(),
+        _cache(tmp_path),
+        5,
+        lambda d, t: calls.append((d, t)),
+    )
+    assert calls[0] == (0, 16)
+    assert calls[-1] == (16, 16)
