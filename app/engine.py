@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
@@ -27,6 +28,30 @@ logger = logging.getLogger(__name__)
 
 OPENVINO_XML: Final = "openvino/model.xml"
 EngineKind = Literal["auto", "tensorflow", "openvino"]
+# The CPU engine's arithmetic: auto is bf16 where the CPU has it (AVX512_BF16, AMX), else f32.
+Precision = Literal["auto", "f32", "bf16"]
+
+
+@dataclass(frozen=True)
+class Promise:
+    """How closely an engine at a precision agrees with the float32 Keras model: no probability
+    moves by more than ``max_abs_diff``, so the predicted class is the same wherever the top two
+    classes are more than twice that apart (only near-ties can flip)."""
+
+    max_abs_diff: float
+
+    @property
+    def top1_margin(self) -> float:
+        return 2 * self.max_abs_diff
+
+
+# bf16 keeps 8 bits of mantissa: through ResNet-50 the probabilities move by up to ~0.04 (measured
+# on the dev photos), so its promise is the class of every clear-cut photo, not the digits.
+PROMISES: Final[dict[str, Promise]] = {
+    "f32": Promise(max_abs_diff=1e-5),
+    "f16": Promise(max_abs_diff=1e-2),
+    "bf16": Promise(max_abs_diff=0.05),
+}
 
 
 class EngineError(RuntimeError):
@@ -35,6 +60,7 @@ class EngineError(RuntimeError):
 
 class Engine(Protocol):
     name: str
+    precision: str  # f32, f16 or bf16: what the model computes in
     version: int
     classes: list[str]
     batch_sizes: tuple[int, ...]
@@ -61,6 +87,7 @@ class _PaddedEngine:
     """Shared padding, chunking and warm-up; subclasses provide ``_run`` on exact sizes."""
 
     name = "abstract"
+    precision = "f32"
 
     def __init__(self, number: int, classes: list[str], max_batch_size: int) -> None:
         self.version = number
@@ -106,6 +133,7 @@ class KerasEngine(_PaddedEngine):
         with device_scope(device):
             self.model = models.load(version.model_path)
         self.name = "tensorflow" if device.backend == "tensorflow" else device.backend
+        self.precision = _short_dtype(self.model.dtype_policy.compute_dtype)
         self._compiled = _compile(self.model, device)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
@@ -118,6 +146,10 @@ class KerasEngine(_PaddedEngine):
         """How many times the compiled call was traced (1 on TensorFlow: no retracing)."""
         count: int = self._compiled.experimental_get_tracing_count()
         return count
+
+
+def _short_dtype(dtype: str) -> str:
+    return {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}.get(dtype, dtype)
 
 
 def _compile(model: Any, device: DeviceInfo) -> Any:
@@ -140,20 +172,26 @@ class OpenVinoEngine(_PaddedEngine):
     name = "openvino"
 
     def __init__(
-        self, xml: Path, number: int, classes: list[str], max_batch_size: int, threads: int | None
+        self,
+        xml: Path,
+        number: int,
+        classes: list[str],
+        max_batch_size: int,
+        precision: Precision = "auto",
+        threads: int | None = None,
     ) -> None:
         super().__init__(number, classes, max_batch_size)
-        self.precision, self._compiled = compile_openvino(xml, threads)
+        self.precision, self._compiled = compile_openvino(xml, precision, threads)
         self._local = threading.local()
 
     @classmethod
     def for_version(
-        cls, version: Version, max_batch_size: int, threads: int | None = None
+        cls, version: Version, max_batch_size: int, precision: Precision = "auto"
     ) -> OpenVinoEngine:
         xml = version.path / OPENVINO_XML
         if not xml.is_file():
             raise EngineError(f"version {version.number} has no OpenVINO artifact ({xml})")
-        return cls(xml, version.number, version.classes, max_batch_size, threads)
+        return cls(xml, version.number, version.classes, max_batch_size, precision)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         request = getattr(self._local, "request", None)
@@ -170,17 +208,37 @@ def openvino_available() -> bool:
     return True
 
 
-def compile_openvino(xml: Path, threads: int | None = None) -> tuple[str, Any]:
-    """Compile an IR for the CPU: bf16 where the CPU supports it, else f32."""
+def cpu_capabilities() -> frozenset[str]:
+    """OpenVINO's OPTIMIZATION_CAPABILITIES of this CPU (e.g. FP32, BF16, INT8)."""
     import openvino
 
-    core = openvino.Core()
-    capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    precision = "bf16" if "BF16" in capabilities else "f32"
-    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+    return frozenset(openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def choose_precision(requested: Precision, capabilities: frozenset[str]) -> str:
+    """auto: bf16 where the CPU supports it, else f32; bf16 on a CPU without it is an error."""
+    has_bf16 = "BF16" in capabilities
+    if requested == "auto":
+        return "bf16" if has_bf16 else "f32"
+    if requested == "bf16" and not has_bf16:
+        raise EngineError(
+            "FLOWERS_ENGINE_PRECISION=bf16, but this CPU has no bf16 support "
+            f"(OpenVINO lists {', '.join(sorted(capabilities))}); use auto or f32"
+        )
+    return requested
+
+
+def compile_openvino(
+    xml: Path, precision: Precision = "auto", threads: int | None = None
+) -> tuple[str, Any]:
+    """Compile an IR for the CPU at the chosen precision; returns (precision, compiled model)."""
+    import openvino
+
+    chosen = choose_precision(precision, cpu_capabilities())
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": chosen, "PERFORMANCE_HINT": "LATENCY"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
-    return precision, core.compile_model(str(xml), "CPU", config)
+    return chosen, openvino.Core().compile_model(str(xml), "CPU", config)
 
 
 def choose_kind(kind: EngineKind, version: Version, device: DeviceInfo) -> str:
@@ -193,12 +251,20 @@ def choose_kind(kind: EngineKind, version: Version, device: DeviceInfo) -> str:
     return "tensorflow"
 
 
-def load_engine(
-    version: Version, kind: EngineKind, device: DeviceInfo, max_batch_size: int
-) -> Engine:
+@dataclass(frozen=True)
+class EngineChoice:
+    """How versions are run (from the settings FLOWERS_ENGINE, _MAX_BATCH_SIZE, _PRECISION)."""
+
+    kind: EngineKind = "auto"
+    max_batch_size: int = 16
+    precision: Precision = "auto"
+
+
+def load_engine(version: Version, choice: EngineChoice, device: DeviceInfo) -> Engine:
     """Load a version into the chosen engine (not yet warmed up)."""
-    chosen = choose_kind(kind, version, device)
+    max_batch_size, precision = choice.max_batch_size, choice.precision
+    chosen = choose_kind(choice.kind, version, device)
     logger.info("loading version %d into the %s engine on %s", version.number, chosen, device.name)
     if chosen == "openvino":
-        return OpenVinoEngine.for_version(version, max_batch_size)
+        return OpenVinoEngine.for_version(version, max_batch_size, precision)
     return KerasEngine(version, max_batch_size, device)

@@ -97,15 +97,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def _build_service(settings: Settings, metrics: Metrics) -> Service:
     from app.devices import configure_devices  # imports TensorFlow: here, never at import time
+    from app.engine import EngineChoice
     from app.serving.models import ModelManager
 
     device = configure_devices()
     logger.info("inference device: %s (%s backend)", device.name, device.backend)
     store = ModelStore(settings.model_store)
-    models = ModelManager(store, device, settings.engine, settings.max_batch_size)
-    models.on_loaded.append(
-        lambda loaded: metrics.model_loaded(loaded.number, loaded.engine.name, device.name)
-    )
+    engines = EngineChoice(settings.engine, settings.max_batch_size, settings.engine_precision)
+    models = ModelManager(store, device, engines)
+    models.on_loaded.append(metrics.model_loaded)
     batcher = Batcher(
         models.run_batch,
         max_batch_size=settings.max_batch_size,

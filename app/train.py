@@ -164,6 +164,7 @@ def _run(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> in
         feature_cache=args.feature_cache or settings.feature_cache_dir(args.model_store),
         data_dir=data.root,
         weights=args.weights,
+        precision=settings.engine_precision,
     )
     trained = training.train(config, data, reporter, timings)
     with training.timed(timings, "publish"):

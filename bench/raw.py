@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from app.devices import configure_devices
-from app.engine import Engine, load_engine
+from app.engine import Engine, EngineChoice, load_engine
 from app.store import ModelStore
 
 
@@ -18,7 +18,8 @@ def load(store: ModelStore, engine_kind: str, max_batch_size: int) -> Engine:
     version = store.active()
     if version is None:
         raise SystemExit(f"no model in {store.root}: train one first (python -m app.train)")
-    engine = load_engine(version, engine_kind, configure_devices(), max_batch_size)  # type: ignore[arg-type]
+    choice = EngineChoice(engine_kind, max_batch_size)  # type: ignore[arg-type]
+    engine = load_engine(version, choice, configure_devices())
     engine.warm_up()
     return engine
 

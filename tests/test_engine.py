@@ -9,6 +9,7 @@ from app import engine as engines
 from app.devices import DeviceInfo, configure_devices
 from app.store import ModelStore
 from tests.support import imagefactory as make
+from tests.support.agreement import assert_keeps_promise, precisions_to_test
 from tests.support.modelfactory import publish_tiny
 
 CPU = DeviceInfo(kind="CPU", name="CPU", backend="tensorflow")
@@ -69,14 +70,54 @@ def test_padding_does_not_change_a_rows_answer(versions: tuple[ModelStore, int, 
     assert np.allclose(together, alone, atol=1e-6)
 
 
-def test_openvino_engine_agrees_with_keras(versions: tuple[ModelStore, int, int]) -> None:
+@pytest.mark.parametrize("precision", precisions_to_test())
+def test_openvino_engine_agrees_with_keras_as_its_precision_promises(
+    versions: tuple[ModelStore, int, int], precision: engines.Precision
+) -> None:
     store, _, with_ir = versions
     version = store.get(with_ir)
     keras_engine = engines.KerasEngine(version, 8, configure_devices())
-    openvino_engine = engines.OpenVinoEngine.for_version(version, 8)
+    openvino_engine = engines.OpenVinoEngine.for_version(version, 8, precision)
     openvino_engine.warm_up()
+    if precision != "auto":
+        assert openvino_engine.precision == precision
     images = _images(7)
-    assert np.allclose(openvino_engine.predict(images), keras_engine.predict(images), atol=1e-5)
+    served, expected = openvino_engine.predict(images), keras_engine.predict(images)
+    assert_keeps_promise(served, expected, openvino_engine.precision)
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "requested", "chosen"),
+    [
+        ({"FP32", "BF16", "INT8"}, "auto", "bf16"),
+        ({"FP32", "INT8"}, "auto", "f32"),
+        ({"FP32", "BF16"}, "f32", "f32"),
+        ({"FP32", "BF16"}, "bf16", "bf16"),
+    ],
+)
+def test_auto_precision_follows_the_cpus_capabilities(
+    capabilities: set[str], requested: engines.Precision, chosen: str
+) -> None:
+    assert engines.choose_precision(requested, frozenset(capabilities)) == chosen
+
+
+def test_bf16_on_a_cpu_without_it_is_refused_with_the_way_out() -> None:
+    with pytest.raises(engines.EngineError, match="use auto or f32"):
+        engines.choose_precision("bf16", frozenset({"FP32", "INT8"}))
+
+
+@pytest.mark.parametrize("forced", [{"FP32", "BF16"}, {"FP32"}])
+def test_the_engine_takes_the_branch_the_capabilities_pick(
+    versions: tuple[ModelStore, int, int], monkeypatch: pytest.MonkeyPatch, forced: set[str]
+) -> None:
+    """The capability check forced both ways: the branch runs on any CPU (not the arithmetic:
+    OpenVINO computes in f32 where the CPU has no bf16)."""
+    store, _, with_ir = versions
+    monkeypatch.setattr(engines, "cpu_capabilities", lambda: frozenset(forced))
+    engine = engines.OpenVinoEngine.for_version(store.get(with_ir), 4, "auto")
+    assert engine.precision == ("bf16" if "BF16" in forced else "f32")
+    reference = engines.KerasEngine(store.get(with_ir), 4, configure_devices()).predict(_images(3))
+    assert_keeps_promise(engine.predict(_images(3)), reference, engine.precision)
 
 
 def test_openvino_engine_needs_the_artifact(versions: tuple[ModelStore, int, int]) -> None:

@@ -31,6 +31,7 @@ async def model_info(service: ServiceDep) -> ModelResponse:
         created_at=metadata.created_at,
         loaded_at=model.loaded_at,
         engine=model.engine.name,
+        precision=model.engine.precision,
         device=model.device.name,
         batching=BatchingInfo(
             max_batch_size=settings.max_batch_size,

@@ -50,6 +50,9 @@ class ModelResponse(BaseModel):
     created_at: str | None
     loaded_at: str
     engine: str
+    precision: str = Field(
+        description="The engine's arithmetic: f32, or bf16/f16 (see FLOWERS_ENGINE_PRECISION)"
+    )
     device: str
     batching: BatchingInfo
     metadata: dict[str, Any] = Field(

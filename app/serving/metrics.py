@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from app.serving.batching import BatchObserver
+
+if TYPE_CHECKING:
+    from app.serving.models import LoadedModel
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128)
@@ -44,7 +49,7 @@ class Metrics(BatchObserver):
         self.model = Gauge(
             "flowers_model_info",
             "The loaded model: 1 for the version that serves",
-            ["version", "engine", "device"],
+            ["version", "engine", "device", "precision"],
             registry=r,
         )
 
@@ -56,9 +61,15 @@ class Metrics(BatchObserver):
         self.inference.observe(seconds)
         self.images.inc(size)
 
-    def model_loaded(self, version: int, engine: str, device: str) -> None:
+    def model_loaded(self, loaded: LoadedModel) -> None:
+        labels = {
+            "version": str(loaded.number),
+            "engine": loaded.engine.name,
+            "device": loaded.device.name,
+            "precision": loaded.engine.precision,
+        }
         self.model.clear()
-        self.model.labels(version=str(version), engine=engine, device=device).set(1)
+        self.model.labels(**labels).set(1)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.devices import DeviceInfo
-from app.engine import Engine, EngineKind, load_engine
+from app.engine import Engine, EngineChoice, load_engine
 from app.serving.batching import BatchOutput
 from app.store import ModelStore, StoreError, Version, VersionNotFound
 
@@ -49,13 +49,10 @@ class LoadedModel:
 
 
 class ModelManager:
-    def __init__(
-        self, store: ModelStore, device: DeviceInfo, engine_kind: EngineKind, max_batch_size: int
-    ) -> None:
+    def __init__(self, store: ModelStore, device: DeviceInfo, engines: EngineChoice) -> None:
         self.store = store
         self.device = device
-        self.engine_kind = engine_kind
-        self.max_batch_size = max_batch_size
+        self.engines = engines
         self.current: LoadedModel | None = None
         self._switch_lock = asyncio.Lock()
         self.on_loaded: list[Callable[[LoadedModel], None]] = []
@@ -150,7 +147,7 @@ class ModelManager:
     def _load(self, number: int) -> LoadedModel:
         try:
             version = self.store.get(number)
-            engine = load_engine(version, self.engine_kind, self.device, self.max_batch_size)
+            engine = load_engine(version, self.engines, self.device)
             engine.warm_up()
         except VersionNotFound:  # 404, not a load failure
             raise

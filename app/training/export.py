@@ -72,7 +72,8 @@ def measure_agreement(trained: TrainedModel, xml: Path) -> dict[str, Any]:
     """Run the IR on (up to) the first validation images and compare with Keras's outputs."""
     rows = list(range(min(AGREEMENT_IMAGES, len(trained.val_indices))))
     images, _ = datasets.load_images(trained.data, [trained.val_indices[r] for r in rows])
-    engine = OpenVinoEngine(xml, 0, trained.data.class_names, AGREEMENT_BATCH, threads=None)
+    classes = trained.data.class_names
+    engine = OpenVinoEngine(xml, 0, classes, AGREEMENT_BATCH, trained.config.precision)
     ov_probs = engine.predict(images)
     keras_probs = trained.val_probabilities[rows]
     same = ov_probs.argmax(axis=1) == keras_probs.argmax(axis=1)

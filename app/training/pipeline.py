@@ -18,6 +18,7 @@ import numpy as np
 
 from app import model as models
 from app.devices import configure_devices, keras
+from app.engine import Precision
 from app.options import TrainOptions
 from app.training import dataset as datasets
 from app.training import evaluation, weights
@@ -34,6 +35,7 @@ class TrainConfig:
     feature_cache: Path
     data_dir: Path | None = None
     weights: str = "imagenet"
+    precision: Precision = "auto"  # the CPU engine's, for the exported IR's agreement check
 
 
 @dataclass

@@ -8,6 +8,7 @@ from app import imaging
 from app.store import ModelStore
 from tests.api.conftest import FLOWERS, make_settings, running
 from tests.support import imagefactory as make
+from tests.support.agreement import assert_keeps_promise, precisions_to_test
 
 
 def _files(*payloads: bytes, field: str = "files") -> list[tuple[str, tuple[str, bytes, str]]]:
@@ -57,17 +58,25 @@ def test_probabilities_equal_the_saved_model_on_preprocessed_bytes(
         assert np.allclose(served, _direct(store, data), atol=1e-5)
 
 
-def test_openvino_engine_serves_the_same_probabilities(tmp_path: object, store: ModelStore) -> None:
+@pytest.mark.parametrize("precision", precisions_to_test())
+def test_openvino_engine_serves_what_its_precision_promises(
+    store: ModelStore, precision: str
+) -> None:
     from tests.support.modelfactory import publish_tiny
 
     version = publish_tiny(store, FLOWERS, seed=0, openvino=True)
-    with running(make_settings(store.root, engine="auto")) as client:
+    settings = make_settings(store.root, engine="auto", engine_precision=precision)
+    with running(settings) as client:
         info = client.get("/model").json()
         assert info["engine"] == "openvino" and info["version"] == str(version.number)
+        assert info["precision"] in (("bf16", "f32") if precision == "auto" else (precision,))
         data = make.jpeg(seed=12)
         body = client.post("/predict", files=_files(data)).json()
+        metrics = client.get("/metrics").text
+    assert f'precision="{info["precision"]}"' in metrics
     served = np.array(list(body["predictions"][0]["probabilities"].values()))
-    assert np.allclose(served, _direct(store, data, version.number), atol=1e-5)
+    expected = _direct(store, data, version.number)
+    assert_keeps_promise(served[None], expected[None], info["precision"])
 
 
 def test_top_k_returns_the_most_probable_classes_in_order(client: TestClient) -> None:
@@ -135,7 +144,8 @@ def test_metrics_expose_requests_batches_and_the_model(client: TestClient) -> No
     assert "flowers_batch_size_count" in text
     assert "flowers_inference_seconds_count" in text
     assert "flowers_batch_queue_depth 0.0" in text
-    assert 'flowers_model_info{device="CPU",engine="tensorflow",version="1"} 1.0' in text
+    model_info = 'flowers_model_info{device="CPU",engine="tensorflow",precision="f32",version="1"}'
+    assert f"{model_info} 1.0" in text
     assert 'flowers_requests_rejected_total{reason="corrupt_image"} 1.0' in text
 
 
