@@ -46,6 +46,9 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Fa
         version="1.0",
         summary="ResNet-50 flower classification with dynamic batching and hot-swapped versions",
         lifespan=_lifespan,
+        # Starlette's slash redirect builds an absolute URL from the client's Host header
+        # (Host: evil.example -> Location: http://evil.example/...): a wrong path is a 404.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.metrics = metrics

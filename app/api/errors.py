@@ -7,11 +7,13 @@ The OpenAPI ``responses`` of each route are built from the same table.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -32,6 +34,7 @@ from app.store import VersionNotFound
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_S: Final = "1"
+MAX_ECHOED_CHARS: Final = 256  # a 422 shows the offending input only when it is this small
 
 _RETRY: Final = {"Retry-After": RETRY_AFTER_S}
 _BEARER: Final = {"WWW-Authenticate": "Bearer"}
@@ -129,10 +132,11 @@ def install(app: FastAPI, metrics: Metrics) -> None:
     for kind in (*_STATUS, ImageRejected):
         app.add_exception_handler(kind, handle)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
-    """Starlette's HTTP errors, with a complete ``Allow`` header on 405.
+    """Starlette's own HTTP errors (404, 405, ...) in our body shape, with a complete ``Allow``.
 
     Starlette answers 405 from the first route whose path matches, so ``Allow`` would list only
     that route's methods (GET for /admin/jobs/{id}, missing DELETE).
@@ -141,9 +145,24 @@ async def _http_error(request: Request, error: Exception) -> Response:
     headers = dict(error.headers or {})
     if error.status_code == 405:
         headers["Allow"] = ", ".join(_allowed_methods(request))
-    return await http_exception_handler(
-        request, StarletteHTTPException(error.status_code, error.detail, headers)
-    )
+    return error_response(request, error.status_code, str(error.detail), headers)
+
+
+async def _validation_error(request: Request, error: Exception) -> Response:
+    """FastAPI's 422 (query, path and JSON body checks) with the request id, never echoing a
+    large input back."""
+    assert isinstance(error, RequestValidationError)
+    details = [_shown(entry) for entry in jsonable_encoder(error.errors())]
+    body = {"detail": details, "request_id": getattr(request.state, "request_id", None)}
+    return JSONResponse(body, status_code=422)
+
+
+def _shown(entry: dict[str, Any]) -> dict[str, Any]:
+    for key in ("input", "ctx"):
+        size = len(json.dumps(entry.get(key), default=str))
+        if size > MAX_ECHOED_CHARS:
+            entry[key] = f"<{size:,} characters omitted>"
+    return entry
 
 
 def _allowed_methods(request: Request) -> list[str]:

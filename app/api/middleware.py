@@ -4,6 +4,7 @@ client's if it is sane, else a new one), security headers, per-route metrics and
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -16,6 +17,7 @@ from app.serving import logs
 from app.serving.metrics import Metrics
 
 access_log = logging.getLogger("app.access")
+logger = logging.getLogger(__name__)
 
 _SANE_ID: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _DOCS_PREFIXES: Final = ("/docs", "/redoc", "/openapi.json")
@@ -43,16 +45,23 @@ class RequestContextMiddleware:
         token = logs.request_id.set(request_id)
         started = time.perf_counter()
         status = 500
+        responded = False
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, responded = message["status"], True
                 message["headers"] = [*message.get("headers", []), *_headers(scope, request_id)]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_headers)
+        except Exception:
+            if responded:  # too late for an error response: the connection is cut
+                raise
+            # A bug must still answer like every other error: JSON, request id, headers.
+            logger.exception("unhandled error")
+            await _internal_error(request_id, send_with_headers)
         finally:
             self._observe(scope, status, time.perf_counter() - started)
             logs.request_id.reset(token)
@@ -71,6 +80,13 @@ class RequestContextMiddleware:
             seconds * 1000,
             extra={"fields": {"route": template, "status": status, "ms": round(seconds * 1000, 1)}},
         )
+
+
+async def _internal_error(request_id: str, send: Send) -> None:
+    body = json.dumps({"detail": "internal server error", "request_id": request_id}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _request_id(scope: Scope) -> str:

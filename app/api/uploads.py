@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError, MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
@@ -256,21 +256,21 @@ async def receive_images(
     ):
         raise UploadTooLarge(f"the request body is over {limits.max_body_bytes:,} bytes")
     collector = _FormCollector(limits, on_image)
-    parser = MultipartParser(
-        boundary,
-        collector.callbacks(),  # type: ignore[arg-type]
-        max_header_count=MAX_PART_HEADERS,
-        max_header_size=MAX_PART_HEADER_BYTES,
-    )
     received = 0
     try:
+        parser = MultipartParser(  # refuses e.g. a boundary over 256 characters
+            boundary,
+            collector.callbacks(),  # type: ignore[arg-type]
+            max_header_count=MAX_PART_HEADERS,
+            max_header_size=MAX_PART_HEADER_BYTES,
+        )
         async for chunk in _with_idle_timeout(body, limits.idle_timeout_s):
             received += len(chunk)
             if received > limits.max_body_bytes:
                 raise UploadTooLarge(f"the request body is over {limits.max_body_bytes:,} bytes")
             parser.write(chunk)
         parser.finalize()
-    except MultipartParseError as error:
+    except (MultipartParseError, FormParserError) as error:
         raise MalformedUpload(f"malformed multipart body: {error}") from None
     if not collector.ended:
         raise MalformedUpload("the multipart body ended before its closing boundary")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import threading
@@ -212,6 +213,25 @@ def test_a_content_length_that_lies_gets_408_not_a_hung_request(server: Abused) 
     assert status == 408
     assert waited < UPLOAD_TIMEOUT_S + 5
     assert server.predict_ok()
+
+
+def test_the_408_answer_has_the_error_shape_of_every_other_error(server: Abused) -> None:
+    head = _head(
+        "/predict", {"Content-Type": "multipart/form-data; boundary=b", "Content-Length": "1000"}
+    )
+    with socket.create_connection(
+        ("127.0.0.1", server.port), timeout=UPLOAD_TIMEOUT_S + 10
+    ) as sock:
+        sock.sendall(head + b"--b\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head_text, _, body = answer.partition(b"\r\n\r\n")
+    lines = head_text.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    assert lines[0].split()[1] == "408"
+    assert json.loads(body)["request_id"] == headers["x-request-id"]
+    assert headers["x-content-type-options"] == "nosniff" and headers["connection"] == "close"
 
 
 def test_idle_and_slow_reading_clients_do_not_starve_others(server: Abused) -> None:
