@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.imaging import DEFAULT_MAX_PIXELS
@@ -103,6 +103,21 @@ class Settings(BaseSettings):
     def feature_cache_dir(self, model_store: Path | None = None) -> Path:
         """The feature cache folder: the setting, else ``.cache/features`` inside the store."""
         return self.feature_cache or (model_store or self.model_store) / ".cache" / "features"
+
+
+class SettingsError(ValueError):
+    """A FLOWERS_* variable holds a value the service refuses; the message says which and why."""
+
+
+def load_settings() -> Settings:
+    """The settings from the environment, or SettingsError naming the first bad variable."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = f"FLOWERS_{str(first['loc'][0]).upper()}" if first["loc"] else "settings"
+        message = first["msg"].removeprefix("Value error, ")
+        raise SettingsError(message if message.startswith(name) else f"{name}: {message}") from None
 
 
 def documented_settings() -> list[tuple[str, str, str]]:

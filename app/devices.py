@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,12 +47,21 @@ def _native_stderr_to_log() -> Iterator[None]:
             _replay(capture.read().decode("utf-8", errors="replace"))
 
 
+# absl's line prefix: the severity letter, then MMDD (e.g. "I0000 00:00:17958.. port.cc:153]").
+_ABSL_LINE = re.compile(r"^([IWEF])\d{4} ")
+_ABSL_LEVELS = {"I": logging.DEBUG, "W": logging.WARNING, "E": logging.ERROR, "F": logging.ERROR}
+
+
 def _replay(text: str) -> None:
+    """Known probe noise and TensorFlow's own info lines (oneDNN, ...) at DEBUG; the rest at the
+    severity native code gave it, WARNING when it gave none."""
     for line in filter(None, (line.strip() for line in text.splitlines())):
         if any(marker in line for marker in _PROBE_NOISE):
             logger.debug("native: %s", line)
-        else:
-            logger.warning("native: %s", line)
+            continue
+        severity = _ABSL_LINE.match(line)
+        level = _ABSL_LEVELS[severity.group(1)] if severity else logging.WARNING
+        logger.log(level, "native: %s", line)
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")

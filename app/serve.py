@@ -17,7 +17,7 @@ import urllib.request
 from types import FrameType
 from typing import Any, Final
 
-from app.config import Settings
+from app.config import SettingsError, load_settings
 from app.store import ModelStore
 
 # Uvicorn timeouts (documented in the README): idle keep-alive connections are closed after
@@ -26,6 +26,12 @@ KEEP_ALIVE_S: Final = 5
 GRACE_S: Final = 5
 MAX_CONNECTIONS: Final = 2048
 MAX_HEADER_BYTES: Final = 64 * 1024
+EXIT_USAGE: Final = 2
+# The ready banner's watcher: first look after 0.5 s, then ever more rarely (up to 10 s), and
+# one line if the server is still not ready after NOT_READY_NOTICE_S.
+WATCH_FIRST_S: Final = 0.5
+WATCH_MAX_S: Final = 10.0
+NOT_READY_NOTICE_S: Final = 15.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     if args.train_if_empty and ModelStore(settings.model_store).latest() is None:
         print(f"No model in {settings.model_store}: training the default flower model first.")
         code = subprocess.run([sys.executable, "-m", "app.train"], check=False).returncode
@@ -117,19 +127,20 @@ def _stopped(signum: int, frame: FrameType | None) -> None:
     """The graceful shutdown already happened; nothing is left to do."""
 
 
-def _announce_when_ready(port: int, timeout_s: float = 600) -> None:
+def _announce_when_ready(port: int) -> None:
+    """Print where the server is once it is ready; say once if that takes long."""
     url = f"http://127.0.0.1:{port}/health/ready"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        time.sleep(0.5)
-    else:
-        return
+    started, delay, noticed = time.monotonic(), WATCH_FIRST_S, False
+    while not _is_ready(url):
+        if not noticed and time.monotonic() - started > NOT_READY_NOTICE_S:
+            noticed = True
+            print(
+                "Not ready yet: no model is loaded (the log says why; an empty store needs "
+                "`python -m app.train` or POST /admin/retrain). The banner follows once it is.",
+                flush=True,
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, WATCH_MAX_S)
     base = f"http://localhost:{port}"
     print(
         f"\nThe flower classifier is ready at {base}\n"
@@ -138,6 +149,14 @@ def _announce_when_ready(port: int, timeout_s: float = 600) -> None:
         f"  API docs: {base}/docs\n",
         flush=True,
     )
+
+
+def _is_ready(url: str) -> bool:
+    try:  # url is our own http://127.0.0.1 address (built above), never user input
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 
 from app import options
-from app.config import Settings
+from app.config import Settings, SettingsError, load_settings
 from app.events import EventKind, Published
 from app.options import OptionError, TrainOptions
 from app.store import StoreError
@@ -102,7 +102,11 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    settings = Settings()
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     args = build_parser(settings).parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     _set_process_options(args)

@@ -47,7 +47,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-batch-delay-ms", type=float, default=None, help="server setting")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per load level")
     parser.add_argument("--raw-seconds", type=float, default=3.0, help="seconds per raw batch size")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: bench/results, or bench/results/smoke with --smoke, so a "
+        "smoke run never replaces the committed latest run)",
+    )
     parser.add_argument(
         "--smoke", action="store_true", help="a few seconds: keeps the harness working"
     )
@@ -55,6 +61,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     if args.smoke:
         args.duration, args.concurrency, args.images_per_request = 1.0, [1, 4], [1]
         args.batch_sizes, args.rounds, args.raw_seconds = [1, 4], 1, 0.3
+    if args.out is None:
+        args.out = REPO / "bench" / "results" / ("smoke" if args.smoke else "")
     return args
 
 

@@ -1,10 +1,19 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from app.config import Settings, documented_settings, markdown_table
+from app.config import (
+    Settings,
+    SettingsError,
+    documented_settings,
+    load_settings,
+    markdown_table,
+)
 from tests.conftest import REPO
 
 
@@ -43,3 +52,30 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     assert markdown_table() in readme, "regenerate the table with: python -m app.config"
     assert len(documented_settings()) == len(Settings.model_fields)
     assert all(description for _, _, description in documented_settings())
+
+
+def test_a_bad_variable_is_one_line_that_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWERS_MAX_BATCH_SIZE", "0")
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert str(raised.value) == "FLOWERS_MAX_BATCH_SIZE: Input should be greater than or equal to 1"
+    monkeypatch.delenv("FLOWERS_MAX_BATCH_SIZE")
+    monkeypatch.setenv("FLOWERS_ADMIN_TOKEN", "short")
+    with pytest.raises(SettingsError, match=r"^FLOWERS_ADMIN_TOKEN must be a real secret"):
+        load_settings()
+
+
+@pytest.mark.parametrize("command", ["app.serve", "app.train"])
+def test_the_clis_refuse_a_short_admin_token_in_one_line(command: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", command],
+        env={**os.environ, "FLOWERS_ADMIN_TOKEN": "short"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: FLOWERS_ADMIN_TOKEN must be a real secret of at least 16 characters "
+        "(e.g. `openssl rand -hex 32`), not a placeholder"
+    ]

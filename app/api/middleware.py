@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 
 _SANE_ID: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _DOCS_PREFIXES: Final = ("/docs", "/redoc", "/openapi.json")
+# Health probes (load balancers, Kubernetes, the ready banner) come every few seconds forever:
+# their access lines are DEBUG; metrics still count them.
+_PROBES: Final = frozenset({"/health/live", "/health/ready"})
 _SECURITY_HEADERS: Final = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -72,7 +75,8 @@ class RequestContextMiddleware:
         labels = {"route": template, "method": scope["method"], "status": str(status)}
         self.metrics.requests.labels(**labels).inc()
         self.metrics.latency.labels(**labels).observe(seconds)
-        access_log.info(
+        access_log.log(
+            logging.DEBUG if template in _PROBES else logging.INFO,
             "%s %s %d %.1fms",
             scope["method"],
             template,

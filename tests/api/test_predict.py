@@ -109,7 +109,7 @@ def test_model_describes_version_engine_device_and_batching(client: TestClient) 
 
 
 def test_health_endpoints(client: TestClient) -> None:
-    assert client.get("/health/live").json()["status"] == "ok"
+    assert client.get("/health/live").json() == {"status": "ok", "model_version": "1"}
     ready = client.get("/health/ready")
     assert ready.status_code == 200 and ready.json()["model_version"] == "1"
 

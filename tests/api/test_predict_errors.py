@@ -183,7 +183,7 @@ def test_every_accepted_format_is_classified(strict_client: TestClient, kind: st
 
 def test_without_a_model_the_server_starts_but_is_not_ready(tmp_path: Path) -> None:
     with running(make_settings(ModelStore(tmp_path / "empty").root), ready=False) as client:
-        assert client.get("/health/live").status_code == 200
+        assert client.get("/health/live").json() == {"status": "ok", "model_version": None}
         ready = client.get("/health/ready")
         assert ready.status_code == 503 and ready.headers["retry-after"]
         response = client.post("/predict", files={"file": ("a.jpg", make.jpeg(), "image/jpeg")})

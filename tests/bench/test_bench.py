@@ -48,6 +48,15 @@ def test_the_smoke_benchmark_writes_json_table_and_plot(tmp_path: Path) -> None:
         assert all(lvl["requests"] > 0 for lvl in engine["service"]["no_batching"])
         assert "p50_c1_minus_raw_batch1_ms" in engine["ratios"]
         assert engine["ratios"]["errors_within_queue_bound"] == 0
-    assert "| server | conc. |" in (tmp_path / "out" / "latest.md").read_text()
+    table = (tmp_path / "out" / "latest.md").read_text()
+    assert "| server | conc. |" in table
+    assert "None" not in table and "at c=16: not measured in this run" in table
     assert (tmp_path / "out" / "latest.png").read_bytes().startswith(b"\x89PNG")
     assert "written:" in result.stdout
+
+
+def test_a_smoke_run_never_replaces_the_committed_results() -> None:
+    from bench.__main__ import parse
+
+    assert parse(["--smoke"]).out == REPO / "bench" / "results" / "smoke"
+    assert parse([]).out == REPO / "bench" / "results"
