@@ -5,10 +5,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -21,14 +20,13 @@ from app.api.middleware import RequestContextMiddleware
 from app.config import Settings
 from app.events import Published
 from app.serving import logs
-from app.serving.batching import Batcher
+from app.serving.inference import local_backend
 from app.serving.job_records import JobRecords
 from app.serving.jobs import JobRunner, retrain_command
 from app.serving.labelling import DatasetWriter
 from app.serving.metrics import Metrics
 from app.serving.prediction import Predictor
 from app.serving.service import Service
-from app.store import ModelStore
 
 if TYPE_CHECKING:
     from app.serving.models import ModelManager
@@ -36,7 +34,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, *, configure_logging: bool = False) -> FastAPI:
+ServiceFactory = Callable[[Settings, Metrics], Service]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    configure_logging: bool = False,
+    build_service: ServiceFactory | None = None,
+    request_id_header: bool = True,
+) -> FastAPI:
+    """The API over a service built in the lifespan (by default the whole of it in-process).
+
+    ``request_id_header=False`` behind a proxy that sets X-Request-ID on responses itself (Ray
+    Serve's), so that a response never carries two.
+    """
     settings = settings or Settings()
     if configure_logging:
         logs.configure(settings.log_level, settings.log_format)
@@ -52,6 +64,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Fa
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.build_service = build_service or build_local_service
     errors.install(app, metrics)
     for router in (predict.router, classes.router, health.router):
         app.include_router(router)
@@ -61,7 +74,9 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Fa
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"]
         )
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_middleware(
+        RequestContextMiddleware, metrics=metrics, request_id_header=request_id_header
+    )
     return app
 
 
@@ -79,67 +94,36 @@ def _document_upload_limit(app: FastAPI, max_files: int) -> None:
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: Settings = app.state.settings
-    service = _build_service(settings, app.state.metrics)
-    await service.jobs.recover()
-    service.batcher.start()
+    build: ServiceFactory = app.state.build_service
+    service = build(app.state.settings, app.state.metrics)
+    await service.start()
     app.state.service = service
-    # Load and warm up in the background: liveness answers at once, readiness once warmed up;
-    # then follow the store's active pointer (other replicas, the CLI).
-    background = asyncio.create_task(_load_then_follow(service), name="model-loader")
     try:
         yield
     finally:
-        background.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await background
-        await service.jobs.close()
-        await service.batcher.stop(settings.shutdown_drain_s)
-        service.predictor.close()
+        await service.stop()
 
 
-def _build_service(settings: Settings, metrics: Metrics) -> Service:
-    from app.devices import configure_devices  # imports TensorFlow: here, never at import time
-    from app.engine import EngineChoice
-    from app.serving.models import ModelManager
-
-    device = configure_devices()
-    logger.info("inference device: %s (%s backend)", device.name, device.backend)
-    store = ModelStore(settings.model_store)
-    engines = EngineChoice(settings.engine, settings.max_batch_size, settings.engine_precision)
-    models = ModelManager(store, device, engines)
-    models.on_loaded.append(metrics.model_loaded)
-    batcher = Batcher(
-        models.run_batch,
-        max_batch_size=settings.max_batch_size,
-        max_delay_s=settings.max_batch_delay_ms / 1000,
-        queue_limit=settings.queue_limit,
-        observer=metrics,
-    )
-    predictor = Predictor(batcher, models, settings.max_image_pixels, settings.request_timeout_s)
+def build_local_service(settings: Settings, metrics: Metrics) -> Service:
+    """The whole service in this process: batcher, model manager, child-process retrains."""
+    backend = local_backend(settings, observer=metrics, on_loaded=metrics.model_loaded)
+    store = backend.models.store
+    predictor = Predictor(backend, settings.max_image_pixels, settings.request_timeout_s)
     jobs = JobRunner(
         JobRecords(store.root / "jobs"),
         partial(retrain_command, settings),
-        lambda published: _serve_published(models, published),
+        lambda published: _serve_published(backend.models, published),
     )
     writer = (
         DatasetWriter(settings.data_dir, settings.max_image_pixels) if settings.data_dir else None
     )
-    return Service(settings, store, metrics, models, batcher, predictor, jobs, writer)
+    return Service(settings, store, metrics, backend, predictor, jobs, writer)
 
 
 async def _serve_published(models: ModelManager, published: Published) -> None:
     # Whatever the job decided, the store's active pointer says what serves (an operator may
     # have rolled back while the job was publishing).
     await models.sync_with_store()
-
-
-async def _load_then_follow(service: Service) -> None:
-    try:
-        await service.models.load_active()
-    except Exception:
-        logger.exception("the active model could not be loaded; the server is not ready")
-    await service.models.follow_store(service.settings.poll_interval_s)
 
 
 def __getattr__(name: str) -> FastAPI:

@@ -80,8 +80,7 @@ async def list_models(service: ServiceDep) -> ModelList:
 @router.post("/models/{version}/activate", response_model=ModelList, responses=responses(404, 409))
 async def activate(service: ServiceDep, version: Annotated[int, Path(ge=1)]) -> ModelList:
     """Load and warm up a version beside the serving one, swap it in, and point the store at it."""
-    await service.models.switch_to(version)
-    await asyncio.to_thread(service.store.set_active, version)
+    await service.backend.activate(version)
     return await asyncio.to_thread(_model_list, service)
 
 
@@ -91,7 +90,8 @@ def _model_list(service: Service) -> ModelList:
         active = store.active_number()
     except (StoreError, OSError, ValueError):  # a garbled pointer is shown as "none"
         active = None
-    serving = service.models.current.number if service.models.current else None
+    model = service.backend.serving()
+    serving = model.number if model else None
     versions = [
         VersionSummary(
             version=str(v.number),

@@ -1,5 +1,9 @@
 """One pure-ASGI middleware for what every request needs: a request id (``X-Request-ID``, the
 client's if it is sane, else a new one), security headers, per-route metrics and an access log.
+
+Behind Ray Serve's proxy (``request_id_header=False``) the request always arrives with an id
+(the client's, or one the proxy made up), and the proxy adds the header to the response itself:
+the id is used for logs and error bodies, and the header is not added a second time.
 """
 
 from __future__ import annotations
@@ -35,9 +39,10 @@ _API_CSP: Final = (b"content-security-policy", b"default-src 'none'; frame-ances
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, request_id_header: bool = True) -> None:
         self.app = app
         self.metrics = metrics
+        self.request_id_header = request_id_header
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,7 +59,8 @@ class RequestContextMiddleware:
             nonlocal status, responded
             if message["type"] == "http.response.start":
                 status, responded = message["status"], True
-                message["headers"] = [*message.get("headers", []), *_headers(scope, request_id)]
+                added = _headers(scope, request_id if self.request_id_header else None)
+                message["headers"] = [*message.get("headers", []), *added]
             await send(message)
 
         try:
@@ -102,8 +108,9 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-def _headers(scope: Scope, request_id: str) -> list[tuple[bytes, bytes]]:
-    headers = [(b"x-request-id", request_id.encode("latin-1")), *_SECURITY_HEADERS]
+def _headers(scope: Scope, request_id: str | None) -> list[tuple[bytes, bytes]]:
+    own_id = [] if request_id is None else [(b"x-request-id", request_id.encode("latin-1"))]
+    headers = [*own_id, *_SECURITY_HEADERS]
     if not scope["path"].startswith(_DOCS_PREFIXES):  # Swagger UI needs its scripts and styles
         headers.append(_API_CSP)
     return headers

@@ -28,10 +28,11 @@ async def predict(
     ] = None,
 ) -> PredictResponse:
     """Classify one or more images sent as multipart file parts named `file` or `files`."""
-    service.models.require()  # no model, or no room in the queue: 503 before reading the body
-    service.batcher.ensure_room()
+    backend = service.backend
+    backend.require()  # no model, or no room in the queue: 503 before reading the body
+    backend.ensure_room()
     predictor = service.predictor
-    with service.batcher.arriving():
+    with backend.arriving():
         started = await uploads.read_images(
             request,
             service.settings,

@@ -11,10 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app import imaging
-from app.serving.batching import Batcher, Result
-from app.serving.models import LoadedModel, ModelManager
-
-_MAX_VERSION_RETRIES = 3
+from app.serving.inference import InferenceBackend
 
 
 class ImageRejected(ValueError):
@@ -41,15 +38,8 @@ class Predictions:
 
 
 class Predictor:
-    def __init__(
-        self,
-        batcher: Batcher[LoadedModel],
-        models: ModelManager,
-        max_image_pixels: int,
-        timeout_s: float,
-    ) -> None:
-        self.batcher = batcher
-        self.models = models
+    def __init__(self, backend: InferenceBackend, max_image_pixels: int, timeout_s: float) -> None:
+        self.backend = backend
         self.max_image_pixels = max_image_pixels
         self.timeout_s = timeout_s
         workers = max(2, os.cpu_count() or 2)
@@ -78,29 +68,14 @@ class Predictor:
         self, filenames: Sequence[str], images: list[np.ndarray], top_k: int | None = None
     ) -> Predictions:
         """Batch the images with everyone else's; every one answered by the same version."""
-        results = await self._consistent_results(images)
-        model = results[0].tag
+        inference = await self.backend.infer(images, self.timeout_s)
         return Predictions(
-            model.number,
+            inference.version,
             [
-                _prediction(name, r.probabilities, model.classes, top_k)
-                for name, r in zip(filenames, results, strict=True)
+                _prediction(name, row, inference.classes, top_k)
+                for name, row in zip(filenames, inference.probabilities, strict=True)
             ],
         )
-
-    async def _consistent_results(self, images: list[np.ndarray]) -> list[Result[LoadedModel]]:
-        """Every image of one request answered by one version, even across a hot swap."""
-        self.models.require()
-        results = await self.batcher.predict(images, self.timeout_s)
-        for _ in range(_MAX_VERSION_RETRIES):
-            serving = self.models.require().number
-            stale = [i for i, r in enumerate(results) if r.tag.number != serving]
-            if not stale:
-                break
-            redone = await self.batcher.predict([images[i] for i in stale], self.timeout_s)
-            for index, result in zip(stale, redone, strict=True):
-                results[index] = result
-        return results
 
     def close(self) -> None:
         self._decoder.shutdown(wait=False, cancel_futures=True)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.config import Settings
-from app.serving.batching import Batcher
-from app.serving.jobs import JobRunner
+from app.serving.inference import InferenceBackend
+from app.serving.jobs import JobControl
 from app.serving.labelling import DatasetNotConfigured, DatasetWriter
 from app.serving.metrics import Metrics
-from app.serving.models import LoadedModel, ModelManager
 from app.serving.prediction import Predictor
 from app.store import ModelStore
 
@@ -19,11 +18,19 @@ class Service:
     settings: Settings
     store: ModelStore
     metrics: Metrics
-    models: ModelManager
-    batcher: Batcher[LoadedModel]
+    backend: InferenceBackend
     predictor: Predictor
-    jobs: JobRunner
+    jobs: JobControl
     writer: DatasetWriter | None
+
+    async def start(self) -> None:
+        await self.jobs.recover()
+        await self.backend.start()
+
+    async def stop(self) -> None:
+        await self.jobs.close()
+        await self.backend.stop(self.settings.shutdown_drain_s)
+        self.predictor.close()
 
     def dataset(self) -> DatasetWriter:
         if self.writer is None:
