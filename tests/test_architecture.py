@@ -6,6 +6,9 @@ including the ones inside functions:
 - ``app/serving`` imports the core and itself, never training (a retrain is a child process
   started by name: ``python -m app.train``);
 - ``app/api`` imports the core, serving and itself;
+- ``app/cluster`` (the Ray Serve adapter) reaches across like an entry point, to reuse serving,
+  api and the app factory, but not training: its retrain is a Ray task running the trainer by
+  name;
 - only the entry points (``app/main.py``, ``app/serve.py``, ``app/train.py``) reach across.
 """
 
@@ -20,12 +23,13 @@ from tests.conftest import REPO
 
 APP = REPO / "app"
 ENTRY_POINTS = frozenset({"main", "serve", "train"})
-LAYERS = frozenset({"core", "training", "serving", "api"})
+LAYERS = frozenset({"core", "training", "serving", "api", "cluster"})
 ALLOWED = {
     "core": {"core"},
     "training": {"core", "training"},
     "serving": {"core", "serving"},
     "api": {"core", "serving", "api"},
+    "cluster": {"core", "serving", "api", "entry", "cluster"},
     "entry": {"core", "training", "serving", "api", "entry"},
 }
 
@@ -92,6 +96,7 @@ def test_every_import_follows_the_layer_rules() -> None:
         ("app.training.pipeline", "training"),
         ("app.serving.jobs", "serving"),
         ("app.api.admin", "api"),
+        ("app.cluster.model", "cluster"),
         ("app.train", "entry"),
     ],
 )
@@ -113,3 +118,15 @@ def test_a_serving_module_importing_training_is_reported(tmp_path: Path) -> None
         "app/serving/jobs.py:2: serving imports app.training.pipeline (training)",
         "app/store2.py:1: core imports app.api.routes (api)",
     ]
+
+
+def test_the_app_factory_imports_no_tensorflow() -> None:
+    """The cluster's Ingress replicas build the app and never load a model: no 500 MB import."""
+    import subprocess
+    import sys
+
+    probe = "import sys, app.main; print(sorted({'tensorflow', 'keras'} & set(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
