@@ -63,6 +63,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="also the service on a 2-node Ray Serve cluster on this machine, at 1 img/req "
         "(needs the ray extra)",
     )
+    parser.add_argument(
+        "--cluster-ingress", type=int, default=1, help="Ingress (HTTP, decoding) replicas"
+    )
+    parser.add_argument(
+        "--cluster-gpus", type=float, default=0, help="GPUs of the one Model replica (e.g. 1)"
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.duration, args.concurrency, args.images_per_request = 1.0, [1, 4], [1]
@@ -135,7 +141,10 @@ def _measure_engine(
             "no_batching": stack.enter_context(server.serving(args.store, plain)),
         }
         if args.cluster:
-            bases["cluster"] = stack.enter_context(server.cluster_serving(args.store, tuned))
+            cluster = server.cluster_serving(
+                args.store, tuned, args.cluster_ingress, args.cluster_gpus
+            )
+            bases["cluster"] = stack.enter_context(cluster)
             levels["cluster"] = []
         for mode, base in bases.items():
             print(f"  server ({mode}, {server.engine_of(base)} engine) at {base}", flush=True)

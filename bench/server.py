@@ -72,9 +72,12 @@ def _wait_ready(
 
 
 @contextlib.contextmanager
-def cluster_serving(store: Path, settings: dict[str, str]) -> Iterator[str]:
-    """The service on a local 2-node Ray Serve cluster: 1 Ingress and 1 Model replica (the same
-    one engine as the single process, with the Ray hops in between); its base URL once ready."""
+def cluster_serving(
+    store: Path, settings: dict[str, str], ingress: int = 1, gpus: float = 0
+) -> Iterator[str]:
+    """The service on a local 2-node Ray Serve cluster: ``ingress`` Ingress replicas and one Model
+    replica (the same one engine as the single process, on ``gpus`` GPUs, with the Ray hops in
+    between); its base URL once ready."""
     import yaml
 
     from app.cluster import local
@@ -85,6 +88,10 @@ def cluster_serving(store: Path, settings: dict[str, str]) -> Iterator[str]:
     for deployment in config["applications"][0]["deployments"]:
         deployment.pop("autoscaling_config", None)
         deployment.update(num_replicas=1, ray_actor_options={"num_cpus": 0})
+        if deployment["name"] == "Ingress":
+            deployment["num_replicas"] = ingress
+        if deployment["name"] == "Model":
+            deployment["ray_actor_options"]["num_gpus"] = gpus
     env = {
         "FLOWERS_MODEL_STORE": str(store.resolve()),
         "FLOWERS_LOG_LEVEL": "warning",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +31,9 @@ from pathlib import Path
 from typing import Any, Final
 
 import psutil
+
+from app.config import Settings
+from app.store import ModelStore
 
 HEAD_IP: Final = "127.0.0.2"
 STOP_GRACE_S: Final = 5.0
@@ -217,6 +222,8 @@ def _up(args: argparse.Namespace) -> int:
         print(f"  head: {cluster.address}; logs: {cluster.temp_dir}", flush=True)
         cluster.deploy(args.config)
         base = _http_base(args.config)
+        if ModelStore(Settings().model_store).latest() is None:
+            print("the model store is empty: `make train`, or POST /admin/retrain", flush=True)
         _print_ready(base, cluster)
         while not stopping:
             time.sleep(0.5)
@@ -231,14 +238,23 @@ def _absolute_paths() -> dict[str, str]:
 
 
 def _print_ready(base: str, cluster: LocalCluster) -> None:
-    with urllib.request.urlopen(f"{base}/health/ready", timeout=10) as response:  # noqa: S310
-        ready = response.read().decode()
+    try:
+        with urllib.request.urlopen(f"{base}/health/ready", timeout=10) as response:  # noqa: S310
+            replicas = json.loads(response.read())["replicas"]
+    except urllib.error.HTTPError as error:  # 503: no model in the store yet
+        replicas = json.loads(error.read()).get("replicas", [])
+    lines = [
+        f"  {r['deployment']:<8} on {r['node']} (pid {r['pid']})"
+        + (f": version {r['version']}, {r['engine']} on {r['device']}" if r["version"] else "")
+        for r in replicas
+    ]
     print(
-        f"\nThe flower classifier runs on {len(cluster.nodes)} Ray nodes at {base}\n"
-        f"  curl -F file=@rose.jpg {base}/predict\n"
-        f"  curl {base}/model        # every replica, its node and version\n"
-        f"  ready: {ready}\n"
+        f"\nThe flower classifier runs on {len(cluster.nodes)} Ray nodes at {base}\n",
+        *lines,
+        f"\n  curl -F file=@rose.jpg {base}/predict",
+        f"  curl {base}/model        # every replica: node, version, requests, batches",
         "Ctrl-C stops the cluster.\n",
+        sep="\n",
         flush=True,
     )
 
