@@ -20,7 +20,7 @@ from app.cluster.replica import Reporter, identity
 from app.config import Settings
 from app.serving import logs
 from app.serving.batching import BatchObserver
-from app.serving.inference import Inference, ReplicaStatus, ServingModel, local_backend
+from app.serving.inference import Inference, ReplicaStatus, local_backend
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +63,6 @@ class Model:
     async def activate(self, number: int) -> None:
         await self._backend.activate(number)
         await self._reporter.report_now()
-
-    def serving(self) -> ServingModel | None:
-        return self._backend.serving()
 
     def _status(self) -> ReplicaStatus:
         counts = self._counts

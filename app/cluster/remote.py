@@ -43,7 +43,7 @@ class ReplicaLost(NoModel):
 
 async def call(response: DeploymentResponse[Any] | DeploymentResponseGenerator[Any]) -> Any:
     """A deployment method's result, its errors raised as themselves (not wrapped by Ray)."""
-    if not isinstance(response, DeploymentResponse):
+    if isinstance(response, DeploymentResponseGenerator):
         raise TypeError("a streaming method was called as a unary one")
     try:
         return await response
