@@ -87,7 +87,8 @@ def test_hot_swaps_under_load_fail_no_request(deployed: Deployed) -> None:
 
 
 def test_a_retrain_task_cancelled_from_another_node_publishes_nothing(deployed: Deployed) -> None:
-    accepted = deployed.post("/admin/retrain", json={"epochs": 200}, headers=AUTH)
+    long_run = {"epochs": 200, "fine_tune_epochs": 50}  # minutes: it cannot end on its own first
+    accepted = deployed.post("/admin/retrain", json=long_run, headers=AUTH)
     job_id = accepted.json()["job_id"]
     deployed.wait_for(lambda: _job(deployed, job_id)["log_tail"], 120, "the trainer's output")
     cancelled = httpx.delete(f"{deployed.base(1)}/admin/jobs/{job_id}", headers=AUTH, timeout=60)
@@ -176,6 +177,7 @@ def test_model_replicas_autoscale_from_one_to_two_under_load_and_back(deployed: 
         "target_ongoing_requests": 2,
         "upscale_delay_s": 1,
         "downscale_delay_s": 5,
+        "look_back_period_s": 3,  # the load Serve averages over (default 30 s)
     }
     deployed.redeploy(config)
     count = lambda: len([r for r in deployed.replicas("Model") if r["version"]])  # noqa: E731
@@ -184,6 +186,7 @@ def test_model_replicas_autoscale_from_one_to_two_under_load_and_back(deployed: 
         up_s = deployed.wait_for(lambda: count() == 2, what="scaling up to 2 under load")
         time.sleep(2)
     back_s = deployed.wait_for(lambda: count() == 1, what="scaling back to 1 when idle")
-    print(f"\nautoscaling: idle -> 1 replica in {down_s:.1f} s; 16 clients -> 2 in {up_s:.1f} s;")
-    print(f"  idle again -> 1 in {back_s:.1f} s; under load: {dict(load.result.statuses)}")
+    print(f"\nautoscaling (min 1, max 2): 1 replica {down_s:.1f} s after the switch;")
+    print(f"  16 clients -> 2 replicas in {up_s:.1f} s; idle again -> 1 in {back_s:.1f} s;")
+    print(f"  requests under load: {dict(load.result.statuses)}")
     assert load.result.failures == []
