@@ -22,7 +22,6 @@ from app.config import Settings
 from app.events import Published
 from app.serving import logs
 from app.serving.batching import Batcher
-from app.serving.job_records import JobRecords
 from app.serving.jobs import JobRunner, retrain_command
 from app.serving.labelling import DatasetWriter
 from app.serving.metrics import Metrics
@@ -31,7 +30,7 @@ from app.serving.service import Service
 from app.store import ModelStore
 
 if TYPE_CHECKING:
-    from app.serving.models import ModelManager
+    from app.serving.follower import StoreFollower
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +100,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 def _build_service(settings: Settings, metrics: Metrics) -> Service:
     from app.devices import configure_devices  # imports TensorFlow: here, never at import time
     from app.engine import EngineChoice
+    from app.serving.follower import StoreFollower
     from app.serving.models import ModelManager
 
     device = configure_devices()
@@ -108,6 +108,7 @@ def _build_service(settings: Settings, metrics: Metrics) -> Service:
     store = ModelStore(settings.model_store)
     engines = EngineChoice(settings.engine, settings.max_batch_size, settings.engine_precision)
     models = ModelManager(store, device, engines)
+    follower = StoreFollower(models)
     models.on_loaded.append(metrics.model_loaded)
     batcher = Batcher(
         models.run_batch,
@@ -118,28 +119,29 @@ def _build_service(settings: Settings, metrics: Metrics) -> Service:
     )
     predictor = Predictor(batcher, models, settings.max_image_pixels, settings.request_timeout_s)
     jobs = JobRunner(
-        JobRecords(store.root / "jobs"),
+        store,
         partial(retrain_command, settings),
-        lambda published: _serve_published(models, published),
+        lambda published: _serve_published(follower, published),
     )
     writer = (
         DatasetWriter(settings.data_dir, settings.max_image_pixels) if settings.data_dir else None
     )
-    return Service(settings, store, metrics, models, batcher, predictor, jobs, writer)
+    return Service(settings, store, metrics, models, follower, batcher, predictor, jobs, writer)
 
 
-async def _serve_published(models: ModelManager, published: Published) -> None:
+async def _serve_published(follower: StoreFollower, published: Published) -> None:
     # Whatever the job decided, the store's active pointer says what serves (an operator may
     # have rolled back while the job was publishing).
-    await models.sync_with_store()
+    await follower.sync()
 
 
 async def _load_then_follow(service: Service) -> None:
     try:
-        await service.models.load_active()
+        if await service.follower.start() is None:
+            logger.warning("model_store %s holds no usable version: not ready", service.store.root)
     except Exception:
         logger.exception("the active model could not be loaded; the server is not ready")
-    await service.models.follow_store(service.settings.poll_interval_s)
+    await service.follower.follow(service.settings.poll_interval_s)
 
 
 def __getattr__(name: str) -> FastAPI:

@@ -31,6 +31,10 @@ class Activation(_Open):
     reason: str | None = None
 
 
+class JobRef(_Open):
+    id: str
+
+
 class VersionMetadata(_Open):
     version: int
     classes: list[str] = Field(min_length=1)
@@ -39,6 +43,7 @@ class VersionMetadata(_Open):
     metrics: Metrics = Field(default_factory=Metrics)
     backbone: Backbone = Field(default_factory=Backbone)
     activation: Activation = Field(default_factory=Activation)
+    job: JobRef | None = None  # the server's retrain job that published it
 
     @property
     def val_accuracy(self) -> float | None:

@@ -93,6 +93,9 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         help="lower this process's CPU priority by N (serving keeps precedence)",
     )
     process.add_argument(
+        "--job-id", default=None, help="the server's job id, recorded in the version's metadata"
+    )
+    process.add_argument(
         "--die-with-parent",
         action="store_true",
         help="exit (SIGTERM) when the parent process dies (Linux)",
@@ -169,20 +172,38 @@ def _run(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> in
         data_dir=data.root,
         weights=args.weights,
         precision=settings.engine_precision,
+        job_id=args.job_id,
     )
     trained = training.train(config, data, reporter, timings)
-    with training.timed(timings, "publish"):
-        version, activation = publishing.publish(trained, ModelStore(config.model_store), reporter)
-    timings["total"] = round(time.monotonic() - started, 2)
-    published = Published(
-        version=version.number,
-        activated=activation.activate,
-        reason=activation.reason,
-        val_accuracy=version.metadata.val_accuracy,
-    )
-    reporter.event(EventKind.SUCCEEDED, **published.model_dump())
+    store = ModelStore(config.model_store)
+    try:
+        with training.timed(timings, "publish"):
+            version, activation = publishing.publish(trained, store, reporter, _hold_cancel)
+        timings["total"] = round(time.monotonic() - started, 2)
+        published = Published(
+            version=version.number,
+            activated=activation.activate,
+            reason=activation.reason,
+            val_accuracy=version.metadata.val_accuracy,
+        )
+        reporter.event(EventKind.SUCCEEDED, **published.model_dump())
+    finally:
+        _release_cancel()  # a cancel that came while publishing takes effect now
     reporter.line(summary.render(trained, version, activation))
     return 0
+
+
+_CANCEL_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+
+
+def _hold_cancel() -> None:
+    """From the moment a version is renamed into the store until its success is reported, a
+    cancel waits: the job's record then tells what happened (published, or nothing)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, _CANCEL_SIGNALS)
+
+
+def _release_cancel() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _CANCEL_SIGNALS)
 
 
 _USER_ERRORS = (OptionError, DatasetError, DatasetUnavailable, WeightsUnavailable, StoreError)

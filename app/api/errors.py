@@ -29,7 +29,7 @@ from app.serving.labelling import DatasetNotConfigured, InvalidClassName
 from app.serving.metrics import Metrics
 from app.serving.models import ModelLoadError, NoModel
 from app.serving.prediction import ImageRejected
-from app.store import VersionNotFound
+from app.store import StoreError, VersionNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ _STATUS: Final[dict[type[Exception], tuple[int, str, dict[str, str]]]] = {
     Unauthorized: (401, "unauthorized", _BEARER),
     AdminDisabled: (403, "admin_disabled", {}),
     VersionNotFound: (404, "not_found", {}),
+    StoreError: (409, "store_conflict", {}),
     JobNotFound: (404, "not_found", {}),
     JobConflict: (409, "conflict", {}),
     ModelLoadError: (409, "model_load_failed", {}),
@@ -70,8 +71,8 @@ DESCRIPTIONS: Final = {
     403: "The admin API is disabled: set FLOWERS_ADMIN_TOKEN to enable it",
     404: "No such job or model version",
     408: "The upload stalled: no body bytes for longer than the upload timeout",
-    409: "Conflict: a job is already running, the job is not running, the version cannot be "
-    "loaded, or no dataset folder is configured",
+    409: "Conflict: a job is already running, the job is not running (or already published), "
+    "the version cannot be loaded or activated, or no dataset folder is configured",
     400: "Not a decodable image (e.g. a text file named .jpg, a truncated JPEG, zero bytes), "
     "or a malformed multipart body",
     413: "A file over the upload limit, an image over the pixel limit (decompression bomb), "

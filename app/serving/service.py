@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from app.config import Settings
 from app.serving.batching import Batcher
+from app.serving.follower import StoreFollower
 from app.serving.jobs import JobRunner
 from app.serving.labelling import DatasetNotConfigured, DatasetWriter
 from app.serving.metrics import Metrics
@@ -20,6 +21,7 @@ class Service:
     store: ModelStore
     metrics: Metrics
     models: ModelManager
+    follower: StoreFollower
     batcher: Batcher[LoadedModel]
     predictor: Predictor
     jobs: JobRunner

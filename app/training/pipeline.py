@@ -36,6 +36,7 @@ class TrainConfig:
     data_dir: Path | None = None
     weights: str = "imagenet"
     precision: Precision = "auto"  # the CPU engine's, for the exported IR's agreement check
+    job_id: str | None = None  # the server's retrain job that started this run
 
 
 @dataclass

@@ -55,6 +55,7 @@ def publish_tiny(
     openvino: bool = False,
     activate: bool = True,
     weights: tuple[np.ndarray, np.ndarray] | None = None,
+    job_id: str | None = None,
 ) -> Version:
     model = tiny_classifier(len(classes), seed, weights)
     with store.staging() as folder:
@@ -69,6 +70,7 @@ def publish_tiny(
             "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "metrics": {"val_accuracy": val_accuracy},
             "preprocessing_version": "test",
+            **({"job": {"id": job_id}} if job_id else {}),
         }
         version = store.publish(folder, metadata)
     if activate:
