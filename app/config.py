@@ -61,6 +61,19 @@ class Settings(BaseSettings):
         15.0, gt=0, description="Longest pause between two chunks of an upload; slower: 408."
     )
     max_files_per_request: int = Field(16, ge=1, le=1024, description="Most images per request.")
+    header_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="A request's line and headers must arrive within this time of its first "
+        "byte; slower: 408, connection closed.",
+    )
+    max_connections: int = Field(
+        2048,
+        ge=16,
+        description="Open connections at most; a complete request arriving at the limit closes "
+        "the connections that waited longest with no request in progress.",
+    )
     max_image_pixels: int = Field(
         DEFAULT_MAX_PIXELS, ge=1, description="Largest image (width x height) decoded (413)."
     )

@@ -15,17 +15,16 @@ import threading
 import time
 import urllib.request
 from types import FrameType
-from typing import Any, Final
+from typing import Final
 
 from app.config import SettingsError, load_settings
+from app.serving.http_protocol import ConnectionLimits, hardened_protocol
 from app.store import ModelStore
 
 # Uvicorn timeouts (documented in the README): idle keep-alive connections are closed after
 # KEEP_ALIVE_S; on SIGTERM, in-flight requests get shutdown_drain_s + GRACE_S to finish.
 KEEP_ALIVE_S: Final = 5
 GRACE_S: Final = 5
-MAX_CONNECTIONS: Final = 2048
-MAX_HEADER_BYTES: Final = 64 * 1024
 EXIT_USAGE: Final = 2
 # The ready banner's watcher: first look after 0.5 s, then ever more rarely (up to 10 s), and
 # one line if the server is still not ready after NOT_READY_NOTICE_S.
@@ -68,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(stop_signal, _stopped)
     uvicorn.run(
         "app.main:app",
-        http=_http_protocol(),
+        http=hardened_protocol(
+            ConnectionLimits(settings.header_timeout_s, settings.max_connections)
+        ),
         host=args.host,
         port=args.port,
         workers=1,
@@ -76,51 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         log_config=None,  # app.logs configures logging from the settings
         timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=int(settings.shutdown_drain_s + GRACE_S),
-        limit_concurrency=MAX_CONNECTIONS,
+        limit_concurrency=settings.max_connections,
     )
     return 0
-
-
-def _http_protocol() -> type[Any] | str:
-    """httptools' protocol, hardened for untrusted clients:
-
-    - a connection that never sends a request is closed after the keep-alive timeout (uvicorn
-      starts that timer only after a first response, so such a client would hold its file
-      descriptor forever);
-    - request headers over MAX_HEADER_BYTES get 400 and the connection is closed (httptools
-      itself accepts headers of any size, buffering them in memory).
-    """
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    except ImportError:  # httptools missing: uvicorn picks h11, which limits headers itself
-        return "auto"
-
-    class HardenedHttpToolsProtocol(HttpToolsProtocol):
-        _reading_head = False
-        _head_bytes = 0
-
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
-            self.timeout_keep_alive_task = self.loop.call_later(
-                self.timeout_keep_alive, self.timeout_keep_alive_handler
-            )
-
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            self._reading_head, self._head_bytes = True, 0
-
-        def on_headers_complete(self) -> None:
-            self._reading_head = False
-            super().on_headers_complete()
-
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            if self._reading_head:
-                self._head_bytes += len(data)
-                if self._head_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
-                    self.send_400_response("Request headers are too large.")
-
-    return HardenedHttpToolsProtocol
 
 
 def _stopped(signum: int, frame: FrameType | None) -> None:
