@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.imaging import DEFAULT_MAX_PIXELS
@@ -19,6 +19,8 @@ _PLACEHOLDER_TOKENS = frozenset(
     {"changeme", "change-me", "secret", "token", "admin", "password", "example", "xxx"}
 )
 MIN_TOKEN_LENGTH = 16
+# Room for a multipart body's boundaries and part headers beyond its files' bytes.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
 
 class Settings(BaseSettings):
@@ -74,6 +76,12 @@ class Settings(BaseSettings):
         description="Open connections at most; a complete request arriving at the limit closes "
         "the connections that waited longest with no request in progress.",
     )
+    max_inflight_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Memory budget for upload bodies in flight; a request whose declared size "
+        "does not fit is refused at once (503 + Retry-After), before its body is read.",
+    )
     max_image_pixels: int = Field(
         DEFAULT_MAX_PIXELS, ge=1, description="Largest image (width x height) decoded (413)."
     )
@@ -113,6 +121,17 @@ class Settings(BaseSettings):
             )
         return token
 
+    @model_validator(mode="after")
+    def _budget_fits_one_full_request(self) -> Settings:
+        largest = self.max_files_per_request * self.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
+        if self.max_inflight_bytes < largest:
+            raise ValueError(
+                f"FLOWERS_MAX_INFLIGHT_BYTES ({self.max_inflight_bytes:,}) must hold at least one "
+                "full request: FLOWERS_MAX_FILES_PER_REQUEST x FLOWERS_MAX_UPLOAD_BYTES + 64 KiB "
+                f"= {largest:,}"
+            )
+        return self
+
     def feature_cache_dir(self, model_store: Path | None = None) -> Path:
         """The feature cache folder: the setting, else ``.cache/features`` inside the store."""
         return self.feature_cache or (model_store or self.model_store) / ".cache" / "features"
@@ -130,7 +149,8 @@ def load_settings() -> Settings:
         first = error.errors()[0]
         name = f"FLOWERS_{str(first['loc'][0]).upper()}" if first["loc"] else "settings"
         message = first["msg"].removeprefix("Value error, ")
-        raise SettingsError(message if message.startswith(name) else f"{name}: {message}") from None
+        named = message.startswith("FLOWERS_")
+        raise SettingsError(message if named else f"{name}: {message}") from None
 
 
 def documented_settings() -> list[tuple[str, str, str]]:

@@ -21,6 +21,7 @@ from app.api.middleware import RequestContextMiddleware
 from app.config import Settings
 from app.events import Published
 from app.serving import logs
+from app.serving.admission import Admission
 from app.serving.batching import Batcher
 from app.serving.jobs import JobRunner, retrain_command
 from app.serving.labelling import DatasetWriter
@@ -126,7 +127,10 @@ def _build_service(settings: Settings, metrics: Metrics) -> Service:
     writer = (
         DatasetWriter(settings.data_dir, settings.max_image_pixels) if settings.data_dir else None
     )
-    return Service(settings, store, metrics, models, follower, batcher, predictor, jobs, writer)
+    admission = Admission(settings.max_inflight_bytes)
+    return Service(
+        settings, admission, store, metrics, models, follower, batcher, predictor, jobs, writer
+    )
 
 
 async def _serve_published(follower: StoreFollower, published: Published) -> None:

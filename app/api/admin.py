@@ -6,12 +6,13 @@ Guarded once, where the router is included (``dependencies=[Depends(require_admi
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path as FilePath
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Request, status
+from fastapi import APIRouter, Path, Request, status
 
 from app import imaging
-from app.api import uploads
+from app.api import bodies, uploads
 from app.api.deps import ServiceDep
 from app.api.errors import responses, status_of
 from app.api.schemas import (
@@ -29,6 +30,7 @@ from app.api.schemas import (
 from app.serving.job_records import Job
 from app.serving.labelling import CLASS_NAME, DatasetWriter
 from app.serving.service import Service
+from app.serving.spool import spooled
 from app.store import StoreError
 
 router = APIRouter(tags=["admin"], responses=responses(401, 403))
@@ -43,13 +45,13 @@ JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{1,64}$")]
     "/retrain",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobAccepted,
-    responses=responses(409, descriptions={400: "The body is not valid JSON"}),
+    responses=responses(409, 413, 415),
+    openapi_extra=bodies.json_body(RetrainRequest),
 )
-async def retrain(
-    service: ServiceDep, params: Annotated[RetrainRequest | None, Body()] = None
-) -> JobAccepted:
+async def retrain(request: Request, service: ServiceDep) -> JobAccepted:
     """Start a training job on the server's dataset folder; poll its status_url."""
-    job = await service.jobs.start(params or RetrainRequest())
+    recipe = await bodies.read_model(request, RetrainRequest)  # after the token check
+    job = await service.jobs.start(recipe)
     return JobAccepted(job_id=job.id, status_url=f"/admin/jobs/{job.id}")
 
 
@@ -135,19 +137,29 @@ async def add_images(
 ) -> DatasetAddResult:
     """Add labelled images to a class (created if new); duplicates and bad files are reported."""
     writer = service.dataset()  # 409 before reading the body when no folder is configured
-    uploaded = await uploads.read_images(request, service.settings, lambda name, data: (name, data))
-    # One file after the other, in upload order, so duplicates within a request are reported
-    # against the first copy.
-    return await asyncio.to_thread(_add_all, writer, class_name, uploaded)
+    await asyncio.to_thread(writer.check_new_class, class_name)  # 422 before reading it too
+    declared = uploads.declared_size(request, service.settings)
+    with service.admission.admit(declared) as ticket:
+        async with spooled(writer.root) as spool:
+            parts = await uploads.read_images(
+                request,
+                service.settings,
+                lambda name, data: (name, spool.write_later(data)),
+                ticket.counted,
+            )
+            files = [(name, await written) for name, written in parts]
+            # One file after the other, in upload order, so duplicates within a request are
+            # reported against the first copy.
+            return await asyncio.to_thread(_add_all, writer, class_name, files)
 
 
 def _add_all(
-    writer: DatasetWriter, class_name: str, uploaded: list[tuple[str, bytes]]
+    writer: DatasetWriter, class_name: str, uploaded: list[tuple[str, FilePath]]
 ) -> DatasetAddResult:
     result = DatasetAddResult(class_name=class_name, stored=[], duplicates=[], rejected=[])
-    for filename, data in uploaded:
+    for filename, path in uploaded:
         try:
-            outcome = writer.add(class_name, data)
+            outcome = writer.add(class_name, path.read_bytes())
         except imaging.ImageError as error:
             code, _, _ = status_of(error)
             result.rejected.append(RejectedImage(filename=filename, status=code, reason=str(error)))

@@ -19,9 +19,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from app import imaging
-from app.api import uploads
+from app.api import bodies, uploads
 from app.api.auth import AdminDisabled, Unauthorized
 from app.api.schemas import Error
+from app.serving.admission import UploadBudgetFull
 from app.serving.batching import BatchFailed, Overloaded, ShuttingDown, TimedOut
 from app.serving.job_records import JobNotFound
 from app.serving.jobs import JobConflict
@@ -50,6 +51,8 @@ _STATUS: Final[dict[type[Exception], tuple[int, str, dict[str, str]]]] = {
     uploads.TooManyFiles: (413, "too_many_files", {}),
     uploads.NotMultipart: (415, "not_multipart", {}),
     uploads.MissingImage: (422, "missing_image", {}),
+    bodies.BodyTooLarge: (413, "body_too_large", {}),
+    bodies.NotJson: (415, "not_json", {}),
     Unauthorized: (401, "unauthorized", _BEARER),
     AdminDisabled: (403, "admin_disabled", {}),
     VersionNotFound: (404, "not_found", {}),
@@ -60,6 +63,7 @@ _STATUS: Final[dict[type[Exception], tuple[int, str, dict[str, str]]]] = {
     DatasetNotConfigured: (409, "no_dataset", {}),
     InvalidClassName: (422, "invalid_class_name", {}),
     NoModel: (503, "not_ready", _RETRY),
+    UploadBudgetFull: (503, "upload_budget_full", _RETRY),
     Overloaded: (503, "overloaded", _RETRY),
     ShuttingDown: (503, "shutting_down", _RETRY),
     TimedOut: (504, "timeout", {}),
@@ -76,9 +80,9 @@ DESCRIPTIONS: Final = {
     400: "Not a decodable image (e.g. a text file named .jpg, a truncated JPEG, zero bytes), "
     "or a malformed multipart body",
     413: "A file over the upload limit, an image over the pixel limit (decompression bomb), "
-    "or more files than allowed per request",
+    "more files than allowed per request, or a JSON body over 64 KiB",
     415: "A well-formed file of a format that is not accepted (SVG, PDF, HEIC, ...), "
-    "or a request that is not multipart/form-data",
+    "a request that is not multipart/form-data, or a body that is not JSON where JSON is read",
     500: "Inference failed for the batch this request was in",
     503: "No model is loaded yet, or the server is at capacity (see Retry-After)",
     504: "The request waited longer than the request timeout",

@@ -28,14 +28,18 @@ async def predict(
     ] = None,
 ) -> PredictResponse:
     """Classify one or more images sent as multipart file parts named `file` or `files`."""
-    service.models.require()  # no model, or no room in the queue: 503 before reading the body
+    # No model, no room in the queue, a declared body over the limit (413), or no room in the
+    # memory budget for it (503): refused at once, before a byte of the body is read.
+    service.models.require()
     service.batcher.ensure_room()
     predictor = service.predictor
-    with service.batcher.arriving():
+    declared = uploads.declared_size(request, service.settings)
+    with service.admission.admit(declared) as ticket, service.batcher.arriving():
         started = await uploads.read_images(
             request,
             service.settings,
             lambda name, data: (name, predictor.decode_later(name, data)),
+            ticket.counted,
         )
         images = await predictor.decoded([future for _, future in started])
     result = await predictor.classify([name for name, _ in started], images, top_k)

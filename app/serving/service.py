@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.config import Settings
+from app.serving.admission import Admission
 from app.serving.batching import Batcher
 from app.serving.follower import StoreFollower
 from app.serving.jobs import JobRunner
@@ -18,6 +19,7 @@ from app.store import ModelStore
 @dataclass
 class Service:
     settings: Settings
+    admission: Admission
     store: ModelStore
     metrics: Metrics
     models: ModelManager
