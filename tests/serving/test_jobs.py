@@ -218,8 +218,8 @@ def test_a_dead_servers_lock_is_taken_over_and_its_job_failed_as_interrupted(
 PUBLISHING_TRAINER = """
 import json, signal, sys, time
 path = sys.argv[sys.argv.index("--progress-file") + 1]
-print("publishing", flush=True)
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+print("publishing", flush=True)
 time.sleep(1.0)
 with open(path, "a") as out:
     out.write(json.dumps({"event": "succeeded", "version": 4, "activated": True,
@@ -238,7 +238,10 @@ def test_a_cancel_that_comes_while_publishing_is_refused_and_the_record_says_pub
         trainer = [sys.executable, "-c", PUBLISHING_TRAINER]
         runner = JobRunner(ModelStore(tmp_path), lambda recipe: trainer, ignore)
         job = await runner.start(TrainOptions())
-        await asyncio.sleep(0.5)  # it is publishing now
+        for _ in range(400):  # until the trainer says it is publishing
+            if "publishing" in await asyncio.to_thread(runner.records.log_tail, job.id):
+                break
+            await asyncio.sleep(0.05)
         with pytest.raises(JobConflict, match=r"could not be cancelled.*version 4 is published"):
             await runner.cancel(job.id)
         return await asyncio.to_thread(runner.records.get, job.id)
