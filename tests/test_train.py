@@ -135,6 +135,7 @@ def test_second_run_reuses_the_feature_cache(trained_store: tuple[Path, Path, st
         ({}, "does not exist"),
         ({"only": 3}, "at least 2"),
         ({"a": 3, "empty": 0}, "holds no images"),
+        ({"roses": 3, "Roses": 1}, "too few images to train and validate: 'Roses' has 1"),
     ],
 )
 def test_bad_dataset_folders_exit_2_with_one_line(

@@ -70,8 +70,7 @@ class RequestContextMiddleware:
             logs.request_id.reset(token)
 
     def _observe(self, scope: Scope, status: int, seconds: float) -> None:
-        route = scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
+        template = route_template(scope)
         labels = {"route": template, "method": scope["method"], "status": str(status)}
         self.metrics.requests.labels(**labels).inc()
         self.metrics.latency.labels(**labels).observe(seconds)
@@ -84,6 +83,19 @@ class RequestContextMiddleware:
             seconds * 1000,
             extra={"fields": {"route": template, "status": status, "ms": round(seconds * 1000, 1)}},
         )
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template with the prefix of the router that included it
+    (``/admin/jobs/{job_id}``, not ``/jobs/{job_id}``): the prefix is the request path's leading
+    segments that the template does not cover; "unmatched" for no route."""
+    template = getattr(scope.get("route"), "path", None)
+    if not template:
+        return "unmatched"
+    segments = scope["path"].rstrip("/").split("/")
+    depth = len(template.rstrip("/").split("/"))
+    prefix = "/".join(segments[: max(len(segments) - depth + 1, 1)])
+    return f"{prefix}{template}" if prefix else str(template)
 
 
 async def _internal_error(request_id: str, send: Send) -> None:

@@ -102,17 +102,19 @@ class StoreFollower:
         return number
 
     def _without_pointer(self, problem: str, serving: LoadedModel | None) -> int | None:
-        fallback = None if serving is not None else self.store.fallback()
+        if serving is not None:
+            self._report(problem, f"keeping version {serving.number}")
+            return None
+        fallback = self.store.fallback()
+        if fallback is None:
+            return None  # an empty store: the startup says "not ready" once
+        self._report(problem, f"serving the newest approved version, {fallback.number}")
+        return fallback.number
+
+    def _report(self, problem: str, consequence: str) -> None:
         if problem != self._problem:
             self._problem = problem
-            if serving is not None:
-                keeping = f"keeping version {serving.number}"
-            elif fallback is not None:
-                keeping = f"serving the newest approved version, {fallback.number}"
-            else:
-                keeping = "no version to serve"
-            logger.warning("%s: %s until it names a version", problem, keeping)
-        return fallback.number if fallback is not None else None
+            logger.warning("%s: %s until it names a version", problem, consequence)
 
     def _may_try(self, number: int) -> bool:
         failure = self._failures.get(number)

@@ -244,3 +244,11 @@ def test_a_job_left_running_by_a_dead_server_is_failed_as_interrupted(store: Mod
     with running(make_settings(store.root, admin_token=TOKEN)) as client:
         job = client.get("/admin/jobs/abc123", headers=AUTH).json()
     assert job["state"] == "failed" and job["error"].startswith("interrupted")
+
+
+def test_admin_routes_keep_their_prefix_in_metrics(admin: TestClient) -> None:
+    admin.get("/admin/jobs/abc123", headers=AUTH)
+    admin.get("/admin/models", headers=AUTH)
+    metrics = admin.get("/metrics").text
+    assert 'route="/admin/jobs/{job_id}"' in metrics and 'route="/admin/models"' in metrics
+    assert 'route="/jobs/{job_id}"' not in metrics
