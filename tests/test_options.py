@@ -60,9 +60,12 @@ def test_the_api_and_the_cli_refuse_the_same_values(name: str, value: float) -> 
         options.from_arguments(_parser(TrainOptions).parse_args([flag, str(value)]), TrainOptions)
 
 
-def test_the_api_takes_json_numbers_only() -> None:
+def test_the_api_takes_json_types_only() -> None:
     for bad in ({"seed": False}, {"epochs": "10"}):
         with pytest.raises(ValueError, match="must be a JSON number"):
+            options.request_model()(**bad)
+    for bad in ({"openvino": 0}, {"mixed_precision": "yes"}):
+        with pytest.raises(ValueError, match="must be true or false"):
             options.request_model()(**bad)
     assert options.request_model()(epochs=10.0).epochs == 10
 

@@ -45,7 +45,7 @@ JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{1,64}$")]
     "/retrain",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobAccepted,
-    responses=responses(409, 413, 415),
+    responses=responses(409, 413, 415, 422),
     openapi_extra=bodies.json_body(RetrainRequest),
 )
 async def retrain(request: Request, service: ServiceDep) -> JobAccepted:

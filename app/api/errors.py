@@ -21,7 +21,7 @@ from starlette.routing import Match
 from app import imaging
 from app.api import bodies, uploads
 from app.api.auth import AdminDisabled, Unauthorized
-from app.api.schemas import Error
+from app.api.schemas import Error, ValidationErrors
 from app.serving.admission import UploadBudgetFull
 from app.serving.batching import BatchFailed, Overloaded, ShuttingDown, TimedOut
 from app.serving.job_records import JobNotFound
@@ -81,6 +81,7 @@ DESCRIPTIONS: Final = {
     "or a malformed multipart body",
     413: "A file over the upload limit, an image over the pixel limit (decompression bomb), "
     "more files than allowed per request, or a JSON body over 64 KiB",
+    422: "The body, a path or a query parameter is not valid (the list says which and why)",
     415: "A well-formed file of a format that is not accepted (SVG, PDF, HEIC, ...), "
     "a request that is not multipart/form-data, or a body that is not JSON where JSON is read",
     500: "Inference failed for the batch this request was in",
@@ -94,7 +95,10 @@ def responses(
 ) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for a route, from the same descriptions the handlers use."""
     described = {status: DESCRIPTIONS[status] for status in statuses} | (descriptions or {})
-    return {status: {"model": Error, "description": text} for status, text in described.items()}
+    return {
+        status: {"model": ValidationErrors if status == 422 else Error, "description": text}
+        for status, text in described.items()
+    }
 
 
 def status_of(error: Exception) -> tuple[int, str, dict[str, str]]:

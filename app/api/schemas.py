@@ -65,6 +65,15 @@ class Health(BaseModel):
     model_version: str | None = None
 
 
+class ValidationErrors(BaseModel):
+    """A 422: FastAPI's list of validation errors, with the request id."""
+
+    detail: list[dict[str, Any]] = Field(
+        examples=[[{"type": "greater_than_equal", "loc": ["body", "epochs"], "msg": "..."}]]
+    )
+    request_id: str | None = Field(None, description="Also in the X-Request-ID response header")
+
+
 class Error(BaseModel):
     detail: str = Field(
         examples=["rose.svg: SVG images are not accepted; send JPEG, PNG, WEBP, GIF, BMP, TIFF"]
