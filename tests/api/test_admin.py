@@ -252,3 +252,16 @@ def test_admin_routes_keep_their_prefix_in_metrics(admin: TestClient) -> None:
     metrics = admin.get("/metrics").text
     assert 'route="/admin/jobs/{job_id}"' in metrics and 'route="/admin/models"' in metrics
     assert 'route="/jobs/{job_id}"' not in metrics
+
+
+def test_a_class_differing_only_by_case_from_an_existing_one_is_refused(
+    admin: TestClient, tmp_path: Path
+) -> None:
+    photo = {"files": ("rose.jpg", make.jpeg(seed=3), "image/jpeg")}
+    assert admin.post("/admin/dataset/roses", files=photo, headers=AUTH).status_code == 200
+    typo = admin.post("/admin/dataset/Roses", files=photo, headers=AUTH)
+    assert typo.status_code == 422
+    assert "differs from the existing class 'roses' only by case" in typo.json()["detail"][0]["msg"]
+    assert sorted(p.name for p in (tmp_path / "data").iterdir() if not p.name.startswith(".")) == [
+        "roses"
+    ]
