@@ -25,6 +25,9 @@ ROUTES = [
     ("DELETE", "/admin/jobs/abc123"),
     ("GET", "/admin/models"),
     ("POST", "/admin/models/1/activate"),
+    ("GET", "/admin/models/1"),
+    ("GET", "/admin/models/1/plots/history.png"),
+    ("DELETE", "/admin/models/1"),
     ("GET", "/admin/dataset"),
     ("POST", "/admin/dataset/roses"),
 ]
