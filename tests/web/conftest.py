@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 
 from app.store import ModelStore
+from tests.api.conftest import FLOWERS
 from tests.conftest import write_colour_dataset
 from tests.support.browser import CHROMIUM_ARGS, chromium_path
 from tests.support.modelfactory import publish_tiny
 from tests.support.servers import running_server
 
-FLOWERS = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
 TOKEN = "web-console-token-0123456789abcdef"
 KEEP_VERSIONS = 4
 PHONE = {"width": 390, "height": 844}
