@@ -92,6 +92,12 @@ class Settings(BaseSettings):
         "imagenet",
         description="Backbone weights for retrain jobs: imagenet, none, or a .h5 path.",
     )
+    keep_versions: int = Field(
+        0,
+        ge=0,
+        description="Retention: after each publish, keep the newest N versions plus the active "
+        "one and delete the rest; 0: keep every version.",
+    )
     poll_interval_s: float = Field(
         5.0, ge=0, description="How often the store's active pointer is re-read; 0: never."
     )

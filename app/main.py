@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app.api import admin, classes, errors, health, predict, uploads
+from app.api import admin, classes, errors, health, predict, uploads, web
 from app.api.auth import require_admin
 from app.api.middleware import RequestContextMiddleware
 from app.config import Settings
@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Fa
     app.state.settings = settings
     app.state.metrics = metrics
     errors.install(app, metrics)
-    for router in (predict.router, classes.router, health.router):
+    for router in (predict.router, classes.router, health.router, web.router):
         app.include_router(router)
     app.include_router(admin.router, prefix="/admin", dependencies=[Depends(require_admin)])
     _document_upload_limit(app, settings.max_files_per_request)

@@ -15,10 +15,18 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
+class ClassScores(_Open):
+    precision: float | None = None
+    recall: float | None = None
+    f1: float | None = None
+    support: int | None = None
+
+
 class Metrics(_Open):
     val_accuracy: float | None = None
     # How val_accuracy was measured (e.g. "holdout" or "5-fold cross-validation").
     evaluation: str | None = None
+    per_class: dict[str, ClassScores] = Field(default_factory=dict)
 
 
 class Backbone(_Open):

@@ -103,6 +103,7 @@ def _announce_when_ready(port: int) -> None:
     base = f"http://localhost:{port}"
     print(
         f"\nThe flower classifier is ready at {base}\n"
+        f"  in a browser: {base}/ (classify photos), {base}/admin (the operator's console)\n"
         f"  curl -F file=@rose.jpg {base}/predict\n"
         f"  curl {base}/classes\n"
         f"  API docs: {base}/docs\n",

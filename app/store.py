@@ -13,6 +13,11 @@ pointer.
   with an error log and refused at activation.
 - With no pointer, the version to serve is the newest complete one that was not published with
   its activation refused: an unapproved version is never promoted by accident.
+- A version is deleted (by an operator, or by retention: the newest N plus the active one are
+  kept) by renaming its folder to a hidden ``.deleting-*`` name under the lock, then removing
+  that.  Readers see a version whole or not at all; a kill -9 while its files are removed leaves
+  only the hidden folder, which the next delete, prune or publish removes.  The active version
+  is never deleted, and the check and the rename happen under the same lock as activation.
 
 Several processes (replicas, the CLI, retrain jobs) may share one store: version numbers are
 claimed by the rename itself, which fails if another publisher took the number first.
@@ -29,7 +34,7 @@ import shutil
 import time
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -46,6 +51,11 @@ METADATA_FILE: Final = "metadata.json"
 ACTIVE_FILE: Final = "active"
 LOCK_FILE: Final = ".lock"
 STAGING_PREFIX: Final = ".staging-"
+DELETING_PREFIX: Final = ".deleting-"
+# The plots published with each version: training curves and the validation confusion matrix.
+HISTORY_PLOT: Final = "history.png"
+CONFUSION_PLOT: Final = "confusion.png"
+PLOTS: Final = (HISTORY_PLOT, CONFUSION_PLOT)
 STALE_STAGING_S: Final = 6 * 3600
 MAX_POINTER_CHARS: Final = 9  # version numbers up to 999,999,999
 
@@ -56,6 +66,14 @@ class StoreError(RuntimeError):
 
 class VersionNotFound(StoreError):
     """No folder for this version number."""
+
+
+class ArtifactNotFound(StoreError):
+    """The version exists but holds no such file (e.g. a plot of a version published without)."""
+
+
+class VersionInUse(StoreError):
+    """The version is active (or named as in use by the caller): it cannot be deleted."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +113,8 @@ class ModelStore:
         for number in self._version_numbers():
             try:
                 found.append(self.get(number))
+            except VersionNotFound:
+                continue  # deleted since the listing: nothing to report
             except StoreError as error:
                 logger.error("skipping model_store version %s: %s", number, error)
         return found
@@ -170,6 +190,7 @@ class ModelStore:
         """A private folder inside the store to write a version into; removed unless published."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.remove_stale_staging()
+        self.remove_deleted()
         folder = self.root / f"{STAGING_PREFIX}{owners.HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         folder.mkdir()
         try:
@@ -240,8 +261,81 @@ class ModelStore:
 
         return model.load(self.get(number).model_path)
 
+    def plot(self, number: int, name: str) -> Path:
+        """The path of one of a complete version's :data:`PLOTS` (ArtifactNotFound if absent)."""
+        if name not in PLOTS:
+            raise ValueError(f"{name!r} is not one of {PLOTS}")
+        path = self.get(number).path / name
+        if not path.is_file():
+            raise ArtifactNotFound(f"version {number} has no {name}")
+        return path
+
     def size_bytes(self, version: Version) -> int:
-        return sum(file.stat().st_size for file in version.path.rglob("*") if file.is_file())
+        """Bytes of the version's files (0 for files deleted while counting)."""
+        total = 0
+        for folder, _, names in os.walk(version.path):
+            for name in names:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(folder, name)).st_size
+        return total
+
+    def delete(self, number: int, in_use: Collection[int] = ()) -> None:
+        """Delete a version (complete or not); VersionInUse for the active one or one in
+        ``in_use`` (e.g. the version a server is serving), VersionNotFound when there is none."""
+        with owners.exclusive(self.root / LOCK_FILE):
+            if not (self.root / str(number)).is_dir():
+                raise VersionNotFound(f"version {number} does not exist in {self.root}")
+            if number in self._protected(in_use):
+                raise VersionInUse(_in_use_reason(number, self.pointer_or_none()))
+            hidden = self._hide(number)
+            atomic.fsync_dir(self.root)
+        shutil.rmtree(hidden, ignore_errors=True)
+        logger.info("model_store %s: deleted version %d", self.root, number)
+
+    def prune(self, keep: int, in_use: Collection[int] = ()) -> list[int]:
+        """Retention: delete every complete version but the newest ``keep``, the active one and
+        those in ``in_use``; ``keep`` 0 keeps everything.  The numbers deleted, oldest first."""
+        self.remove_deleted()
+        if keep <= 0 or not self.root.is_dir():
+            return []
+        with owners.exclusive(self.root / LOCK_FILE):
+            numbers = [version.number for version in self.versions()]
+            kept = set(numbers[-keep:]) | self._protected(in_use)
+            doomed = [number for number in numbers if number not in kept]
+            hidden = [self._hide(number) for number in doomed]
+            if hidden:
+                atomic.fsync_dir(self.root)
+        for folder in hidden:
+            shutil.rmtree(folder, ignore_errors=True)
+        if doomed:
+            logger.info("model_store %s: retention deleted versions %s", self.root, doomed)
+        return doomed
+
+    def remove_deleted(self) -> None:
+        """Finish deletions that a killed process left as hidden ``.deleting-*`` folders."""
+        if self.root.is_dir():
+            for entry in self.root.glob(f"{DELETING_PREFIX}*"):
+                shutil.rmtree(entry, ignore_errors=True)
+
+    def _protected(self, in_use: Collection[int]) -> set[int]:
+        """The pointer's version; with no usable pointer, the fallback that serves instead."""
+        number = self.pointer_or_none()
+        if number is None:
+            fallback = self.fallback()
+            number = fallback.number if fallback else None
+        return {*in_use, *([number] if number is not None else [])}
+
+    def _hide(self, number: int) -> Path:
+        """Rename a version folder out of sight (atomic): the first step of deleting it."""
+        hidden = self.root / f"{DELETING_PREFIX}{number}-{uuid.uuid4().hex[:8]}"
+        os.rename(self.root / str(number), hidden)
+        return hidden
+
+
+def _in_use_reason(number: int, pointer: int | None) -> str:
+    if number == pointer:
+        return f"version {number} is the active version: activate another one before deleting it"
+    return f"version {number} is in use (serving): activate another one before deleting it"
 
 
 def _dead_local_publisher(name: str) -> bool:

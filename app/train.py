@@ -80,6 +80,13 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         help="publish without activating (same as --activate never)",
     )
     output.add_argument(
+        "--keep-versions",
+        type=int,
+        default=settings.keep_versions,
+        help="after publishing, keep the newest N versions plus the active one and delete the "
+        "rest (env FLOWERS_KEEP_VERSIONS); 0: keep every version",
+    )
+    output.add_argument(
         "--progress-file",
         type=Path,
         default=None,
@@ -180,6 +187,7 @@ def _run(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> in
     try:
         with training.timed(timings, "publish"):
             version, activation = publishing.publish(trained, store, reporter, _hold_cancel)
+            publishing.apply_retention(store, args.keep_versions, reporter)
         timings["total"] = round(time.monotonic() - started, 2)
         published = Published(
             version=version.number,

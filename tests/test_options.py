@@ -89,6 +89,14 @@ def test_a_job_command_line_reproduces_the_request(tmp_path: Path) -> None:
     assert options.from_arguments(parsed, TrainOptions) == TrainOptions(**recipe.model_dump())
 
 
+def test_a_job_applies_the_servers_retention(tmp_path: Path) -> None:
+    from app.train import build_parser
+
+    settings = Settings(model_store=tmp_path / "store", keep_versions=2)
+    argv = retrain_command(settings, options.request_model()())
+    assert build_parser(Settings()).parse_args(argv[3:]).keep_versions == 2
+
+
 def test_train_help_lists_every_option_once() -> None:
     help_text = subprocess.run(
         [sys.executable, "-m", "app.train", "--help"],

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path as FilePath
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Request, status
+from fastapi.responses import FileResponse
 
 from app import imaging
 from app.api import bodies, uploads
@@ -17,6 +18,7 @@ from app.api.deps import ServiceDep
 from app.api.errors import responses, status_of
 from app.api.schemas import (
     ClassCount,
+    ClassScores,
     DatasetAddResult,
     DatasetSummary,
     DuplicateImage,
@@ -25,13 +27,14 @@ from app.api.schemas import (
     RejectedImage,
     RetrainRequest,
     StoredImage,
+    VersionDetail,
     VersionSummary,
 )
 from app.serving.job_records import Job
 from app.serving.labelling import CLASS_NAME, DatasetWriter
 from app.serving.service import Service
 from app.serving.spool import spooled
-from app.store import StoreError
+from app.store import PLOTS, Version
 
 router = APIRouter(tags=["admin"], responses=responses(401, 403))
 
@@ -39,6 +42,10 @@ ClassName = Annotated[
     str, Path(pattern=CLASS_NAME.pattern, description="Letters, digits, _ and -; 1-64 characters")
 ]
 JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{1,64}$")]
+VersionNumber = Annotated[int, Path(ge=1)]
+PlotName = Annotated[
+    Literal["history.png", "confusion.png"], Path(description="One of the plots in store.PLOTS")
+]
 
 
 @router.post(
@@ -79,37 +86,88 @@ async def list_models(service: ServiceDep) -> ModelList:
     return await asyncio.to_thread(_model_list, service)
 
 
+@router.get("/models/{version}", response_model=VersionDetail, responses=responses(404, 409))
+async def get_model(service: ServiceDep, version: VersionNumber) -> VersionDetail:
+    """A version's summary, per-class validation metrics, plots and whole metadata."""
+    return await asyncio.to_thread(_version_detail, service, version)
+
+
+@router.get(
+    "/models/{version}/plots/{plot}",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
+        **responses(404, 409),
+    },
+)
+async def get_plot(service: ServiceDep, version: VersionNumber, plot: PlotName) -> FileResponse:
+    """A version's training curves (history.png) or validation confusion matrix (confusion.png)."""
+    path = await asyncio.to_thread(service.store.plot, version, plot)
+    return FileResponse(path, media_type="image/png")
+
+
 @router.post("/models/{version}/activate", response_model=ModelList, responses=responses(404, 409))
-async def activate(service: ServiceDep, version: Annotated[int, Path(ge=1)]) -> ModelList:
+async def activate(service: ServiceDep, version: VersionNumber) -> ModelList:
     """Load and warm up a version beside the serving one, swap it in, and point the store at it."""
     await service.models.switch_to(version)
     await asyncio.to_thread(service.store.set_active, version)
     return await asyncio.to_thread(_model_list, service)
 
 
+@router.delete("/models/{version}", response_model=ModelList, responses=responses(404, 409))
+async def delete_model(service: ServiceDep, version: VersionNumber) -> ModelList:
+    """Delete a version from the store; never the active one or the one this server serves."""
+    current = service.models.current
+    serving = {current.number} if current else set()
+    await asyncio.to_thread(service.store.delete, version, serving)
+    return await asyncio.to_thread(_model_list, service)
+
+
 def _model_list(service: Service) -> ModelList:
-    store = service.store
-    try:
-        active = store.active_number()
-    except (StoreError, OSError, ValueError):  # a garbled pointer is shown as "none"
-        active = None
-    serving = service.models.current.number if service.models.current else None
-    versions = [
-        VersionSummary(
-            version=str(v.number),
-            created_at=v.metadata.created_at,
-            classes=v.classes,
-            val_accuracy=v.metadata.val_accuracy,
-            size_bytes=store.size_bytes(v),
-            active=v.number == active,
-            serving=v.number == serving,
-        )
-        for v in store.versions()
-    ]
+    active, serving = _active_and_serving(service)
+    versions = [_summary(service, v, active, serving) for v in service.store.versions()]
     return ModelList(
         active=str(active) if active else None,
         serving=str(serving) if serving else None,
+        keep_versions=service.settings.keep_versions,
         versions=versions,
+    )
+
+
+def _active_and_serving(service: Service) -> tuple[int | None, int | None]:
+    current = service.models.current
+    # a garbled pointer is shown as "none"
+    return service.store.pointer_or_none(), current.number if current else None
+
+
+def _summary(
+    service: Service, version: Version, active: int | None, serving: int | None
+) -> VersionSummary:
+    return VersionSummary(
+        version=str(version.number),
+        created_at=version.metadata.created_at,
+        classes=version.classes,
+        val_accuracy=version.metadata.val_accuracy,
+        evaluation=version.metadata.metrics.evaluation,
+        size_bytes=service.store.size_bytes(version),
+        active=version.number == active,
+        serving=version.number == serving,
+    )
+
+
+def _version_detail(service: Service, number: int) -> VersionDetail:
+    version = service.store.get(number)
+    summary = _summary(service, version, *_active_and_serving(service))
+    scores = version.metadata.metrics.per_class
+    return VersionDetail(
+        **summary.model_dump(),
+        per_class={name: ClassScores(**vars(score)) for name, score in scores.items()},
+        plots={
+            name: f"/admin/models/{number}/plots/{name}"
+            for name in PLOTS
+            if (version.path / name).is_file()
+        },
+        metadata=version.metadata.as_dict(),
     )
 
 

@@ -30,7 +30,7 @@ from app.serving.labelling import DatasetNotConfigured, InvalidClassName
 from app.serving.metrics import Metrics
 from app.serving.models import ModelLoadError, NoModel
 from app.serving.prediction import ImageRejected
-from app.store import StoreError, VersionNotFound
+from app.store import ArtifactNotFound, StoreError, VersionInUse, VersionNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,8 @@ _STATUS: Final[dict[type[Exception], tuple[int, str, dict[str, str]]]] = {
     Unauthorized: (401, "unauthorized", _BEARER),
     AdminDisabled: (403, "admin_disabled", {}),
     VersionNotFound: (404, "not_found", {}),
+    ArtifactNotFound: (404, "not_found", {}),
+    VersionInUse: (409, "version_in_use", {}),
     StoreError: (409, "store_conflict", {}),
     JobNotFound: (404, "not_found", {}),
     JobConflict: (409, "conflict", {}),
@@ -73,10 +75,11 @@ _STATUS: Final[dict[type[Exception], tuple[int, str, dict[str, str]]]] = {
 DESCRIPTIONS: Final = {
     401: "Missing or wrong admin token (send Authorization: Bearer <token>)",
     403: "The admin API is disabled: set FLOWERS_ADMIN_TOKEN to enable it",
-    404: "No such job or model version",
+    404: "No such job, model version or plot",
     408: "The upload stalled: no body bytes for longer than the upload timeout",
     409: "Conflict: a job is already running, the job is not running (or already published), "
-    "the version cannot be loaded or activated, or no dataset folder is configured",
+    "the version cannot be loaded or activated, the version to delete is active or serving, "
+    "or no dataset folder is configured",
     400: "Not a decodable image (e.g. a text file named .jpg, a truncated JPEG, zero bytes), "
     "or a malformed multipart body",
     413: "A file over the upload limit, an image over the pixel limit (decompression bomb), "

@@ -54,7 +54,8 @@ class RequestContextMiddleware:
             nonlocal status, responded
             if message["type"] == "http.response.start":
                 status, responded = message["status"], True
-                message["headers"] = [*message.get("headers", []), *_headers(scope, request_id)]
+                own = list(message.get("headers", []))
+                message["headers"] = [*own, *_headers(scope, request_id, own)]
             await send(message)
 
         try:
@@ -114,8 +115,12 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-def _headers(scope: Scope, request_id: str) -> list[tuple[bytes, bytes]]:
+def _headers(
+    scope: Scope, request_id: str, own: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
     headers = [(b"x-request-id", request_id.encode("latin-1")), *_SECURITY_HEADERS]
-    if not scope["path"].startswith(_DOCS_PREFIXES):  # Swagger UI needs its scripts and styles
+    # Swagger UI needs its scripts and styles; the web console's pages bring their own policy.
+    has_policy = any(name.lower() == _API_CSP[0] for name, _ in own)
+    if not scope["path"].startswith(_DOCS_PREFIXES) and not has_policy:
         headers.append(_API_CSP)
     return headers

@@ -257,6 +257,8 @@ def retrain_command(settings: Settings, recipe: TrainOptions) -> list[str]:
         str(settings.model_store),
         "--weights",
         settings.retrain_weights,
+        "--keep-versions",
+        str(settings.keep_versions),
         *options.to_argv(recipe),
     ]
     if settings.data_dir is not None:

@@ -15,7 +15,15 @@ import numpy as np
 
 from app import imaging
 from app import model as models
-from app.store import MODEL_FILE, ActivateIf, ModelStore, Version
+from app.store import (
+    CONFUSION_PLOT,
+    HISTORY_PLOT,
+    MODEL_FILE,
+    ActivateIf,
+    ModelStore,
+    StoreError,
+    Version,
+)
 from app.training import dataset as datasets
 from app.training import evaluation
 from app.training.pipeline import TrainedModel
@@ -51,9 +59,9 @@ def publish(
     activation = decide_activation(trained, store)
     with store.staging() as folder:
         models.save(trained.classifier, folder / MODEL_FILE)
-        evaluation.plot_history(trained.history, folder / "history.png")
+        evaluation.plot_history(trained.history, folder / HISTORY_PLOT)
         evaluation.plot_confusion(
-            trained.report["confusion_matrix"], trained.data.class_names, folder / "confusion.png"
+            trained.report["confusion_matrix"], trained.data.class_names, folder / CONFUSION_PLOT
         )
         engines = _export_engines(trained, folder, reporter)
         metadata = build_metadata(trained, activation, engines)
@@ -64,6 +72,19 @@ def publish(
     if activation.activate and final.activated is False:  # an operator moved the pointer
         activation = Activation(False, final.reason or "not activated", seen=activation.seen)
     return version, activation
+
+
+def apply_retention(store: ModelStore, keep: int, reporter: Reporter) -> list[int]:
+    """Delete the versions retention does not keep (the newest ``keep`` and the active one stay);
+    a failure is reported, never fatal: the new version is published either way."""
+    try:
+        deleted = store.prune(keep)
+    except (StoreError, OSError) as error:
+        reporter.line(f"  retention: could not delete old versions: {error}")
+        return []
+    if deleted:
+        reporter.line(f"  retention: deleted versions {deleted} (kept the newest {keep} + active)")
+    return deleted
 
 
 def _export_engines(trained: TrainedModel, folder: Path, reporter: Reporter) -> dict[str, Any]:

@@ -25,6 +25,9 @@ ROUTES = [
     ("DELETE", "/admin/jobs/abc123"),
     ("GET", "/admin/models"),
     ("POST", "/admin/models/1/activate"),
+    ("GET", "/admin/models/1"),
+    ("GET", "/admin/models/1/plots/history.png"),
+    ("DELETE", "/admin/models/1"),
     ("GET", "/admin/dataset"),
     ("POST", "/admin/dataset/roses"),
 ]
@@ -200,7 +203,9 @@ def test_bad_class_names_are_refused_and_nothing_is_written(
     admin: TestClient, tmp_path: Path, name: str
 ) -> None:
     response = _add(admin, name, ("a.jpg", make.jpeg()))
-    assert response.status_code in (404, 422), response.text
+    # ".." reaches the server as POST /admin (the client resolves it): the console's page,
+    # which only answers GET, so 405.
+    assert response.status_code in ((404, 405, 422) if name == ".." else (404, 422)), response.text
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert written == [] or all("store" in p.parts for p in written)
 
