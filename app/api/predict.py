@@ -28,17 +28,10 @@ async def predict(
     ] = None,
 ) -> PredictResponse:
     """Classify one or more images sent as multipart file parts named `file` or `files`."""
-    service.models.require()  # no model, or no room in the queue: 503 before reading the body
-    service.batcher.ensure_room()
-    predictor = service.predictor
-    with service.batcher.arriving():
-        started = await uploads.read_images(
-            request,
-            service.settings,
-            lambda name, data: (name, predictor.decode_later(name, data)),
-        )
-        images = await predictor.decoded([future for _, future in started])
-    result = await predictor.classify([name for name, _ in started], images, top_k)
+    classified = await service.predictor.run(
+        lambda start: uploads.read_images(request, service.settings, start)
+    )
+    result = classified.predictions(top_k)
     return PredictResponse(
         model_version=str(result.model_version),
         predictions=[Prediction(**vars(p)) for p in result.predictions],
