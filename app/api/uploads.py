@@ -135,6 +135,13 @@ class _FormCollector(Generic[T]):
                 f"the part {self.part.name!r} has no filename: send images as file uploads "
                 f"(e.g. curl -F '{self.part.name}=@rose.jpg')"
             )
+        if self.part.filename and not self.is_image_part():
+            # A photo under another name (curl -F image=@rose.jpg) would otherwise be read past
+            # as a text field and refused as an oversized form (413), a misleading answer.
+            raise MissingImage(
+                f"the file part {self.part.name!r} is not one the API reads: name image parts "
+                f"'file' or 'files' (e.g. curl -F 'file=@{self.part.filename}')"
+            )
 
     def is_image_part(self) -> bool:
         return self.part.name in IMAGE_FIELDS
