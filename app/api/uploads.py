@@ -220,6 +220,30 @@ async def _with_idle_timeout(body: AsyncIterator[bytes], seconds: float) -> Asyn
         yield chunk
 
 
+async def receive_body(
+    content_length: str | None,
+    body: AsyncIterator[bytes],
+    max_bytes: int,
+    idle_timeout_s: float,
+) -> bytes:
+    """A whole request body of at most ``max_bytes``, for bodies that are not multipart.
+
+    A declared Content-Length over the limit is refused before anything is read, and a body
+    that grows past it is refused as soon as it does (UploadTooLarge), never buffered whole;
+    a body that stalls gets UploadStalled.
+    """
+    if content_length and content_length.isdecimal() and int(content_length) > max_bytes:
+        raise UploadTooLarge(f"the request body is over {max_bytes:,} bytes")
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in _with_idle_timeout(body, idle_timeout_s):
+        received += len(chunk)
+        if received > max_bytes:
+            raise UploadTooLarge(f"the request body is over {max_bytes:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def boundary_of(content_type: str | None) -> bytes:
     """The multipart boundary, or NotMultipart/MalformedUpload."""
     media_type, options = parse_options_header(content_type)
