@@ -69,7 +69,33 @@ class RequestOutput(BaseModel):
     )
 
 
+# A 4x4 red PNG: the documented example request is one that the server answers.
+_EXAMPLE_IMAGE = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAQAAAAECAIAAAAmkwkpAAAAFElEQVR4"
+    "2mM8oWHDAANMDEgANwcAPCgBNFl6ACUAAAAASUVORK5CYII="
+)
+
+
 class InferenceRequest(BaseModel):
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "id": "1",
+                    "inputs": [
+                        {
+                            "name": "image",
+                            "shape": [1],
+                            "datatype": "BYTES",
+                            "data": [_EXAMPLE_IMAGE],
+                        }
+                    ],
+                    "outputs": [{"name": "label"}],
+                }
+            ]
+        }
+    }
+
     id: str | None = None
     parameters: dict[str, Any] | None = Field(
         None, description="binary_data_output (bool): every output as binary data"
