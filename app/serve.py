@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
             return code
     import uvicorn
 
-    threading.Thread(target=_announce_when_ready, args=(args.port,), daemon=True).start()
+    threading.Thread(
+        target=_announce_when_ready, args=(args.port, settings.grpc_port), daemon=True
+    ).start()
     # uvicorn stops gracefully on SIGTERM/SIGINT (no new connections, requests and the batch
     # queue drained), then re-raises the signal into the handler that was installed before it.
     # Installing a no-op here turns that into a clean exit with status 0.
@@ -117,7 +119,7 @@ def _stopped(signum: int, frame: FrameType | None) -> None:
     """The graceful shutdown already happened; nothing is left to do."""
 
 
-def _announce_when_ready(port: int, timeout_s: float = 600) -> None:
+def _announce_when_ready(port: int, grpc_port: int | None, timeout_s: float = 600) -> None:
     url = f"http://127.0.0.1:{port}/health/ready"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -131,11 +133,13 @@ def _announce_when_ready(port: int, timeout_s: float = 600) -> None:
     else:
         return
     base = f"http://localhost:{port}"
+    grpc = f", gRPC localhost:{grpc_port}" if grpc_port else ""
     print(
         f"\nThe flower classifier is ready at {base}\n"
         f"  curl -F file=@rose.jpg {base}/predict\n"
         f"  curl {base}/classes\n"
-        f"  API docs: {base}/docs\n",
+        f"  API docs: {base}/docs\n"
+        f"  Open Inference Protocol (Triton and KServe clients): {base}/v2{grpc}\n",
         flush=True,
     )
 
