@@ -167,8 +167,12 @@ def _protocols(
         run(min(1.0, args.duration / 4))
     segment_s = args.duration / args.rounds
     segments: dict[str, list[tuple[load.LoadResult, float, float]]] = {name: [] for name in runs}
-    for _ in range(args.rounds):
-        for name, run in runs.items():
+    names = list(runs)
+    for round_index in range(args.rounds):
+        # each round starts with the next protocol: none always runs first (or last)
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            run = runs[name]
             before = server.batch_counters(base)
             result = run(segment_s)
             after = server.batch_counters(base)
