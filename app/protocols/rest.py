@@ -8,12 +8,16 @@ streaming limits as /predict.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 
 from app.api import errors, uploads
 from app.api.deps import ServiceDep
@@ -22,6 +26,7 @@ from app.serving.service import Service
 
 HEADER_LENGTH: Final = "Inference-Header-Content-Length"
 _BINARY: Final = {"schema": {"type": "string", "format": "binary"}}
+_PARSE_INLINE_BYTES: Final = 256 * 1024
 
 
 class _V2Route(APIRoute):
@@ -33,6 +38,8 @@ class _V2Route(APIRoute):
         async def handle(request: Request) -> Response:
             try:
                 return await handler(request)
+            except (HTTPException, RequestValidationError):
+                raise  # the framework's own answers (405, 422), as on every route
             except Exception as error:
                 status, reason, headers = errors.record(error, request.app.state.metrics)
                 message = "internal server error" if reason == "internal" else str(error)
@@ -180,7 +187,11 @@ async def _infer(
             codec.max_request_bytes(settings.max_files_per_request, settings.max_upload_bytes),
             settings.upload_timeout_s,
         )
-        return codec.parse_rest_request(body, request.headers.get(HEADER_LENGTH))
+        parse = functools.partial(
+            codec.parse_rest_request, body, request.headers.get(HEADER_LENGTH)
+        )
+        # a large body (base64 JSON above all) takes milliseconds to parse: not on the event loop
+        return await asyncio.to_thread(parse) if len(body) > _PARSE_INLINE_BYTES else parse()
 
     response = await inference.infer(service, model_name, model_version, read)
     body, header_length = codec.encode_rest_response(response)

@@ -99,6 +99,14 @@ def test_infer_answers_what_predict_answers_for_the_same_files(
     assert response["id"] == "req-42"
 
 
+def test_a_large_json_request_is_answered_like_predict(client: TestClient) -> None:
+    # 4 images near the upload limit: ~330 KB of base64, parsed off the event loop
+    padded = [data + b"\0" * (MAX_UPLOAD - len(data) - 1) for data in [*PHOTOS, PHOTOS[0]]]
+    result = v2_result(_infer(client, padded, binary=False))
+    expected = [list(p["probabilities"].values()) for p in _predict(client, padded)["predictions"]]
+    assert np.abs(result.as_numpy("probabilities") - np.array(expected)).max() <= 1e-6
+
+
 def test_outputs_come_as_json_or_binary_as_each_one_asks(client: TestClient) -> None:
     outputs = [
         triton.InferRequestedOutput("label", binary_data=False),
