@@ -170,6 +170,26 @@ def test_the_classification_extension(server: Server, kind: str) -> None:
         assert abs(float(score) - prediction["confidence"]) <= 1e-6
 
 
+def test_grpc_inputs_in_contents_rather_than_raw_are_read_too(server: Server) -> None:
+    # tritonclient always sends raw_input_contents; other clients use the typed contents
+    import grpc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    request = service_pb2.ModelInferRequest(model_name="flowers", id="typed")
+    tensor = request.inputs.add(name="image", datatype="BYTES", shape=[2])
+    tensor.contents.bytes_contents.extend(p.read_bytes() for p in server.photos[:2])
+    with grpc.insecure_channel(server.grpc) as channel:
+        response = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request)
+    assert (response.id, [o.name for o in response.outputs]) == (
+        "typed",
+        ["probabilities", "label"],
+    )
+    probabilities = np.frombuffer(response.raw_output_contents[0], "<f4").reshape(2, 5)
+    predicted = server.predict(server.photos[:2])["predictions"]
+    expected = np.array([list(p["probabilities"].values()) for p in predicted])
+    assert np.abs(probabilities - expected).max() <= 1e-6
+
+
 def _refusal(call: Callable[[], Any]) -> tuple[str, str]:
     with pytest.raises(InferenceServerException) as caught:
         call()
