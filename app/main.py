@@ -87,8 +87,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Load and warm up in the background: liveness answers at once, readiness once warmed up;
     # then follow the store's active pointer (other replicas, the CLI).
     background = asyncio.create_task(_load_then_follow(service), name="model-loader")
-    grpc_server = await _start_grpc(service) if settings.grpc_port else None
+    grpc_server: aio.Server | None = None
     try:
+        if settings.grpc_port:
+            grpc_server = await _start_grpc(service)
         yield
     finally:
         if grpc_server is not None:  # in-flight calls finish while the batcher still runs
