@@ -110,9 +110,22 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS (JSON list); empty: CORS off."
     )
+    grpc_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Port of the Open Inference Protocol gRPC server; unset or empty: no gRPC "
+        "server.",
+    )
     shutdown_drain_s: float = Field(
         10.0, ge=0, description="On SIGTERM, how long queued images may take to finish."
     )
+
+    @field_validator("grpc_port", mode="before")
+    @classmethod
+    def _empty_port_is_off(cls, port: object) -> object:
+        # The container image sets a port; FLOWERS_GRPC_PORT= (empty) turns gRPC off again.
+        return None if isinstance(port, str) and not port.strip() else port
 
     @field_validator("admin_token")
     @classmethod

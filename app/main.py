@@ -20,6 +20,7 @@ from app.api.auth import require_admin
 from app.api.middleware import RequestContextMiddleware
 from app.config import Settings
 from app.events import Published
+from app.protocols import rest
 from app.serving import logs
 from app.serving.admission import Admission
 from app.serving.batching import Batcher
@@ -31,6 +32,8 @@ from app.serving.service import Service
 from app.store import ModelStore
 
 if TYPE_CHECKING:
+    from grpc import aio
+
     from app.serving.follower import StoreFollower
 
 logger = logging.getLogger(__name__)
@@ -53,7 +56,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Fa
     app.state.settings = settings
     app.state.metrics = metrics
     errors.install(app, metrics)
-    for router in (predict.router, classes.router, health.router, web.router):
+    for router in (predict.router, classes.router, health.router, rest.router, web.router):
         app.include_router(router)
     app.include_router(admin.router, prefix="/admin", dependencies=[Depends(require_admin)])
     _document_upload_limit(app, settings.max_files_per_request)
@@ -87,15 +90,29 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Load and warm up in the background: liveness answers at once, readiness once warmed up;
     # then follow the store's active pointer (other replicas, the CLI).
     background = asyncio.create_task(_load_then_follow(service), name="model-loader")
+    grpc_server: aio.Server | None = None
     try:
+        if settings.grpc_port:
+            grpc_server = await _start_grpc(service)
         yield
     finally:
+        if grpc_server is not None:  # in-flight calls finish while the batcher still runs
+            await grpc_server.stop(settings.shutdown_drain_s)
         background.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await background
         await service.jobs.close()
         await service.batcher.stop(settings.shutdown_drain_s)
         service.predictor.close()
+
+
+async def _start_grpc(service: Service) -> aio.Server:
+    # Imported only to serve gRPC: the generated messages would clash with another copy of the
+    # protocol (tritonclient's) in the same process.
+    from app.protocols import grpc_service
+
+    assert service.settings.grpc_port is not None
+    return await grpc_service.start(service, service.settings.grpc_port)
 
 
 def _build_service(settings: Settings, metrics: Metrics) -> Service:
@@ -118,7 +135,10 @@ def _build_service(settings: Settings, metrics: Metrics) -> Service:
         queue_limit=settings.queue_limit,
         observer=metrics,
     )
-    predictor = Predictor(batcher, models, settings.max_image_pixels, settings.request_timeout_s)
+    admission = Admission(settings.max_inflight_bytes)
+    predictor = Predictor(
+        batcher, models, admission, settings.max_image_pixels, settings.request_timeout_s
+    )
     jobs = JobRunner(
         store,
         partial(retrain_command, settings),
@@ -127,7 +147,6 @@ def _build_service(settings: Settings, metrics: Metrics) -> Service:
     writer = (
         DatasetWriter(settings.data_dir, settings.max_image_pixels) if settings.data_dir else None
     )
-    admission = Admission(settings.max_inflight_bytes)
     return Service(
         settings, admission, store, metrics, models, follower, batcher, predictor, jobs, writer
     )

@@ -59,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
             return code
     import uvicorn
 
-    threading.Thread(target=_announce_when_ready, args=(args.port,), daemon=True).start()
+    threading.Thread(
+        target=_announce_when_ready, args=(args.port, settings.grpc_port), daemon=True
+    ).start()
     # uvicorn stops gracefully on SIGTERM/SIGINT (no new connections, requests and the batch
     # queue drained), then re-raises the signal into the handler that was installed before it.
     # Installing a no-op here turns that into a clean exit with status 0.
@@ -86,7 +88,7 @@ def _stopped(signum: int, frame: FrameType | None) -> None:
     """The graceful shutdown already happened; nothing is left to do."""
 
 
-def _announce_when_ready(port: int) -> None:
+def _announce_when_ready(port: int, grpc_port: int | None) -> None:
     """Print where the server is once it is ready; say once if that takes long."""
     url = f"http://127.0.0.1:{port}/health/ready"
     started, delay, noticed = time.monotonic(), WATCH_FIRST_S, False
@@ -101,12 +103,14 @@ def _announce_when_ready(port: int) -> None:
         time.sleep(delay)
         delay = min(delay * 2, WATCH_MAX_S)
     base = f"http://localhost:{port}"
+    grpc = f", gRPC localhost:{grpc_port}" if grpc_port else ""
     print(
         f"\nThe flower classifier is ready at {base}\n"
         f"  in a browser: {base}/ (classify photos), {base}/admin (the operator's console)\n"
         f"  curl -F file=@rose.jpg {base}/predict\n"
         f"  curl {base}/classes\n"
-        f"  API docs: {base}/docs\n",
+        f"  API docs: {base}/docs\n"
+        f"  Open Inference Protocol (Triton and KServe clients): {base}/v2{grpc}\n",
         flush=True,
     )
 

@@ -6,6 +6,7 @@ including the ones inside functions:
 - ``app/serving`` imports the core and itself, never training (a retrain is a child process
   started by name: ``python -m app.train``);
 - ``app/api`` imports the core, serving and itself;
+- ``app/protocols`` (the Open Inference Protocol) imports the core, serving, api and itself;
 - only the entry points (``app/main.py``, ``app/serve.py``, ``app/train.py``) reach across.
 """
 
@@ -20,13 +21,14 @@ from tests.conftest import REPO
 
 APP = REPO / "app"
 ENTRY_POINTS = frozenset({"main", "serve", "train"})
-LAYERS = frozenset({"core", "training", "serving", "api"})
+LAYERS = frozenset({"core", "training", "serving", "api", "protocols"})
 ALLOWED = {
     "core": {"core"},
     "training": {"core", "training"},
     "serving": {"core", "serving"},
     "api": {"core", "serving", "api"},
-    "entry": {"core", "training", "serving", "api", "entry"},
+    "protocols": {"core", "serving", "api", "protocols"},
+    "entry": {"core", "training", "serving", "api", "protocols", "entry"},
 }
 
 
@@ -92,6 +94,7 @@ def test_every_import_follows_the_layer_rules() -> None:
         ("app.training.pipeline", "training"),
         ("app.serving.jobs", "serving"),
         ("app.api.admin", "api"),
+        ("app.protocols.rest", "protocols"),
         ("app.train", "entry"),
     ],
 )

@@ -113,6 +113,17 @@ def status_of(error: Exception) -> tuple[int, str, dict[str, str]]:
     return 500, "internal", {}
 
 
+def record(error: Exception, metrics: Metrics) -> tuple[int, str, dict[str, str]]:
+    """:func:`status_of`, with the refusal counted and server errors logged (every protocol)."""
+    status, reason, headers = status_of(error)
+    metrics.rejected.labels(reason=reason).inc()
+    if reason == "internal":
+        logger.error("request failed: %s", error, exc_info=error)
+    elif status >= 500 and status not in (503, 504):
+        logger.error("request failed: %s", error)
+    return status, reason, headers
+
+
 def error_response(
     request: Request,
     status: int,
@@ -135,10 +146,7 @@ def install(app: FastAPI, metrics: Metrics) -> None:
     """Register one handler for every mapped error type."""
 
     async def handle(request: Request, error: Exception) -> JSONResponse:
-        status, reason, headers = status_of(error)
-        metrics.rejected.labels(reason=reason).inc()
-        if status >= 500 and status not in (503, 504):
-            logger.error("request failed: %s", error)
+        status, reason, headers = record(error, metrics)
         return error_response(request, status, str(error), headers, reason)
 
     for kind in (*_STATUS, ImageRejected):

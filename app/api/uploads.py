@@ -135,6 +135,13 @@ class _FormCollector(Generic[T]):
                 f"the part {self.part.name!r} has no filename: send images as file uploads "
                 f"(e.g. curl -F '{self.part.name}=@rose.jpg')"
             )
+        if self.part.filename and not self.is_image_part():
+            # A photo under another name (curl -F image=@rose.jpg) would otherwise be read past
+            # as a text field and refused as an oversized form (413), a misleading answer.
+            raise MissingImage(
+                f"the file part {self.part.name!r} is not one the API reads: name image parts "
+                f"'file' or 'files' (e.g. curl -F 'file=@{self.part.filename}')"
+            )
 
     def is_image_part(self) -> bool:
         return self.part.name in IMAGE_FIELDS
@@ -213,6 +220,29 @@ async def _with_idle_timeout(body: AsyncIterator[bytes], seconds: float) -> Asyn
         yield chunk
 
 
+async def receive_body(
+    content_length: str | None,
+    body: AsyncIterator[bytes],
+    max_bytes: int,
+    idle_timeout_s: float,
+) -> bytes:
+    """A whole request body of at most ``max_bytes``, for bodies that are not multipart.
+
+    A declared Content-Length over the limit is refused before anything is read, and a body
+    that grows past it is refused as soon as it does (UploadTooLarge), never buffered whole;
+    a body that stalls gets UploadStalled.
+    """
+    declared_within(content_length, max_bytes)
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in _with_idle_timeout(body, idle_timeout_s):
+        received += len(chunk)
+        if received > max_bytes:
+            raise UploadTooLarge(f"the request body is over {max_bytes:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def boundary_of(content_type: str | None) -> bytes:
     """The multipart boundary, or NotMultipart/MalformedUpload."""
     media_type, options = parse_options_header(content_type)
@@ -227,12 +257,17 @@ def boundary_of(content_type: str | None) -> bytes:
     return boundary
 
 
-def checked_length(content_length: str | None, limits: UploadLimits) -> int | None:
-    """The declared body size (None when undeclared); UploadTooLarge if over the limit."""
+def declared_within(content_length: str | None, max_bytes: int) -> int | None:
+    """The declared body size (None when undeclared); UploadTooLarge if over ``max_bytes``."""
     declared = int(content_length) if content_length and content_length.isdecimal() else None
-    if declared is not None and declared > limits.max_body_bytes:
-        raise UploadTooLarge(f"the request body is over {limits.max_body_bytes:,} bytes")
+    if declared is not None and declared > max_bytes:
+        raise UploadTooLarge(f"the request body is over {max_bytes:,} bytes")
     return declared
+
+
+def checked_length(content_length: str | None, limits: UploadLimits) -> int | None:
+    """:func:`declared_within` the multipart body limit."""
+    return declared_within(content_length, limits.max_body_bytes)
 
 
 def declared_size(request: Request, settings: Settings) -> int | None:

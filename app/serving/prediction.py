@@ -1,16 +1,22 @@
-"""The data plane of /predict: decode uploads off the loop, batch them, shape the answer."""
+"""The data plane of every inference route: admit a request, decode its images off the loop as
+they arrive, batch them with everyone else's, answer from one version.
+
+/predict (multipart) and the Open Inference Protocol (REST and gRPC) differ only in how images
+arrive and how the answer is shaped: both call :meth:`Predictor.run`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from app import imaging
+from app.serving.admission import Admission
 from app.serving.batching import Batcher, Result
 from app.serving.models import LoadedModel, ModelManager
 
@@ -40,20 +46,76 @@ class Predictions:
     predictions: list[Prediction]
 
 
+@dataclass(frozen=True)
+class StartedImage:
+    """One image of a request, named for error messages, whose decoding has started."""
+
+    name: str
+    decoding: asyncio.Future[np.ndarray]
+
+
+StartDecoding = Callable[[str, bytes], StartedImage]
+# Counts a body's chunks against the memory budget as they pass (see app.serving.admission).
+Meter = Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]
+# Reads a request's images, metering its body, calling StartDecoding on each image as soon as
+# it is complete.
+ReceiveImages = Callable[[StartDecoding, Meter], Awaitable[Sequence[StartedImage]]]
+
+
+@dataclass(frozen=True)
+class Classified:
+    """Every image of one request and the probabilities of each, all from one version."""
+
+    names: list[str]
+    probabilities: np.ndarray  # (images, classes), in request order
+    model: LoadedModel
+
+    def predictions(self, top_k: int | None = None) -> Predictions:
+        rows = zip(self.names, self.probabilities, strict=True)
+        classes = self.model.classes
+        return Predictions(
+            self.model.number, [_prediction(name, row, classes, top_k) for name, row in rows]
+        )
+
+
 class Predictor:
     def __init__(
         self,
         batcher: Batcher[LoadedModel],
         models: ModelManager,
+        admission: Admission,
         max_image_pixels: int,
         timeout_s: float,
     ) -> None:
         self.batcher = batcher
         self.models = models
+        self.admission = admission
         self.max_image_pixels = max_image_pixels
         self.timeout_s = timeout_s
         workers = max(2, os.cpu_count() or 2)
         self._decoder = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
+
+    async def run(self, receive: ReceiveImages, declared_bytes: int | None = None) -> Classified:
+        """One request from admission to answer, whatever protocol its images came in on.
+
+        Refused at once (503) when no model serves, the queue is full, or the memory budget for
+        bodies in flight cannot hold ``declared_bytes``, before any body is read; images decode
+        while later ones are still arriving; one version answers them all.
+        """
+        self.models.require()
+        self.batcher.ensure_room()
+        with self.admission.admit(declared_bytes) as ticket, self.batcher.arriving():
+            started = await receive(self.start_decoding, ticket.counted)
+            images = await self.decoded([image.decoding for image in started])
+        results = await self._consistent_results(images)
+        return Classified(
+            [image.name for image in started],
+            np.stack([result.probabilities for result in results]),
+            results[0].tag,
+        )
+
+    def start_decoding(self, name: str, data: bytes) -> StartedImage:
+        return StartedImage(name, self.decode_later(name, data))
 
     def decode_later(self, filename: str, data: bytes) -> asyncio.Future[np.ndarray]:
         """Start decoding one upload in the decode pool; the future raises ImageRejected."""
@@ -73,20 +135,6 @@ class Predictor:
         finally:
             for future in decoding:
                 future.cancel()
-
-    async def classify(
-        self, filenames: Sequence[str], images: list[np.ndarray], top_k: int | None = None
-    ) -> Predictions:
-        """Batch the images with everyone else's; every one answered by the same version."""
-        results = await self._consistent_results(images)
-        model = results[0].tag
-        return Predictions(
-            model.number,
-            [
-                _prediction(name, r.probabilities, model.classes, top_k)
-                for name, r in zip(filenames, results, strict=True)
-            ],
-        )
 
     async def _consistent_results(self, images: list[np.ndarray]) -> list[Result[LoadedModel]]:
         """Every image of one request answered by one version, even across a hot swap."""
