@@ -44,12 +44,15 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     KERAS_HOME=/srv/.keras \
     FLOWERS_MODEL_STORE=/srv/model_store \
-    FLOWERS_DATA_DIR=/srv/data
+    FLOWERS_DATA_DIR=/srv/data \
+    FLOWERS_GRPC_PORT=8001
 USER flowers
 WORKDIR /srv
 # Trained models live in the store volume, never in the image.
 VOLUME ["/srv/model_store"]
-EXPOSE 8000
+# HTTP (our API and the Open Inference Protocol's REST routes), and the protocol's gRPC service
+# (FLOWERS_GRPC_PORT; set it empty to turn gRPC off).
+EXPOSE 8000 8001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=3 \
     CMD ["python3", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=2).status != 200)"]
 STOPSIGNAL SIGTERM

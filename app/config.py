@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.imaging import DEFAULT_MAX_PIXELS
@@ -19,6 +19,8 @@ _PLACEHOLDER_TOKENS = frozenset(
     {"changeme", "change-me", "secret", "token", "admin", "password", "example", "xxx"}
 )
 MIN_TOKEN_LENGTH = 16
+# Room for a multipart body's boundaries and part headers beyond its files' bytes.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
 
 class Settings(BaseSettings):
@@ -61,6 +63,25 @@ class Settings(BaseSettings):
         15.0, gt=0, description="Longest pause between two chunks of an upload; slower: 408."
     )
     max_files_per_request: int = Field(16, ge=1, le=1024, description="Most images per request.")
+    header_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="A request's line and headers must arrive within this time of its first "
+        "byte; slower: 408, connection closed.",
+    )
+    max_connections: int = Field(
+        2048,
+        ge=16,
+        description="Open connections at most; a complete request arriving at the limit closes "
+        "the connections that waited longest with no request in progress.",
+    )
+    max_inflight_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Memory budget for upload bodies in flight; a request whose declared size "
+        "does not fit is refused at once (503 + Retry-After), before its body is read.",
+    )
     max_image_pixels: int = Field(
         DEFAULT_MAX_PIXELS, ge=1, description="Largest image (width x height) decoded (413)."
     )
@@ -70,6 +91,12 @@ class Settings(BaseSettings):
     retrain_weights: str = Field(
         "imagenet",
         description="Backbone weights for retrain jobs: imagenet, none, or a .h5 path.",
+    )
+    keep_versions: int = Field(
+        0,
+        ge=0,
+        description="Retention: after each publish, keep the newest N versions plus the active "
+        "one and delete the rest; 0: keep every version.",
     )
     poll_interval_s: float = Field(
         5.0, ge=0, description="How often the store's active pointer is re-read; 0: never."
@@ -83,9 +110,22 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS (JSON list); empty: CORS off."
     )
+    grpc_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Port of the Open Inference Protocol gRPC server; unset or empty: no gRPC "
+        "server.",
+    )
     shutdown_drain_s: float = Field(
         10.0, ge=0, description="On SIGTERM, how long queued images may take to finish."
     )
+
+    @field_validator("grpc_port", mode="before")
+    @classmethod
+    def _empty_port_is_off(cls, port: object) -> object:
+        # The container image sets a port; FLOWERS_GRPC_PORT= (empty) turns gRPC off again.
+        return None if isinstance(port, str) and not port.strip() else port
 
     @field_validator("admin_token")
     @classmethod
@@ -99,6 +139,17 @@ class Settings(BaseSettings):
                 "characters (e.g. `openssl rand -hex 32`), not a placeholder"
             )
         return token
+
+    @model_validator(mode="after")
+    def _budget_fits_one_full_request(self) -> Settings:
+        largest = self.max_files_per_request * self.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
+        if self.max_inflight_bytes < largest:
+            raise ValueError(
+                f"FLOWERS_MAX_INFLIGHT_BYTES ({self.max_inflight_bytes:,}) must hold at least one "
+                "full request: FLOWERS_MAX_FILES_PER_REQUEST x FLOWERS_MAX_UPLOAD_BYTES + 64 KiB "
+                f"= {largest:,}"
+            )
+        return self
 
     def feature_cache_dir(self, model_store: Path | None = None) -> Path:
         """The feature cache folder: the setting, else ``.cache/features`` inside the store."""
@@ -117,7 +168,8 @@ def load_settings() -> Settings:
         first = error.errors()[0]
         name = f"FLOWERS_{str(first['loc'][0]).upper()}" if first["loc"] else "settings"
         message = first["msg"].removeprefix("Value error, ")
-        raise SettingsError(message if message.startswith(name) else f"{name}: {message}") from None
+        named = message.startswith("FLOWERS_")
+        raise SettingsError(message if named else f"{name}: {message}") from None
 
 
 def documented_settings() -> list[tuple[str, str, str]]:

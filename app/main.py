@@ -14,14 +14,15 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app.api import admin, classes, errors, health, predict, uploads
+from app.api import admin, classes, errors, health, predict, uploads, web
 from app.api.auth import require_admin
 from app.api.middleware import RequestContextMiddleware
 from app.config import Settings
 from app.events import Published
+from app.protocols import rest
 from app.serving import logs
+from app.serving.admission import Admission
 from app.serving.inference import local_backend
-from app.serving.job_records import JobRecords
 from app.serving.jobs import JobRunner, retrain_command
 from app.serving.labelling import DatasetWriter
 from app.serving.metrics import Metrics
@@ -29,7 +30,9 @@ from app.serving.prediction import Predictor
 from app.serving.service import Service
 
 if TYPE_CHECKING:
-    from app.serving.models import ModelManager
+    from grpc import aio
+
+    from app.serving.follower import StoreFollower
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +69,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.build_service = build_service or build_local_service
     errors.install(app, metrics)
-    for router in (predict.router, classes.router, health.router):
+    for router in (predict.router, classes.router, health.router, rest.router, web.router):
         app.include_router(router)
     app.include_router(admin.router, prefix="/admin", dependencies=[Depends(require_admin)])
     _document_upload_limit(app, settings.max_files_per_request)
@@ -94,36 +97,53 @@ def _document_upload_limit(app: FastAPI, max_files: int) -> None:
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
     build: ServiceFactory = app.state.build_service
-    service = build(app.state.settings, app.state.metrics)
+    service = build(settings, app.state.metrics)
     await service.start()
     app.state.service = service
+    grpc_server: aio.Server | None = None
     try:
+        if settings.grpc_port:
+            grpc_server = await _start_grpc(service)
         yield
     finally:
+        if grpc_server is not None:  # in-flight calls finish while the batcher still runs
+            await grpc_server.stop(settings.shutdown_drain_s)
         await service.stop()
 
 
+async def _start_grpc(service: Service) -> aio.Server:
+    # Imported only to serve gRPC: the generated messages would clash with another copy of the
+    # protocol (tritonclient's) in the same process.
+    from app.protocols import grpc_service
+
+    assert service.settings.grpc_port is not None
+    return await grpc_service.start(service, service.settings.grpc_port)
+
+
 def build_local_service(settings: Settings, metrics: Metrics) -> Service:
-    """The whole service in this process: batcher, model manager, child-process retrains."""
+    """The whole service in this process: batcher, models, store follower, child-process
+    retrains (the model loads in the background once started: liveness answers at once)."""
     backend = local_backend(settings, observer=metrics, on_loaded=metrics.model_loaded)
-    store = backend.models.store
-    predictor = Predictor(backend, settings.max_image_pixels, settings.request_timeout_s)
+    store = backend.store
+    admission = Admission(settings.max_inflight_bytes)
+    predictor = Predictor(backend, admission, settings.max_image_pixels, settings.request_timeout_s)
     jobs = JobRunner(
-        JobRecords(store.root / "jobs"),
+        store,
         partial(retrain_command, settings),
-        lambda published: _serve_published(backend.models, published),
+        lambda published: _serve_published(backend.follower, published),
     )
     writer = (
         DatasetWriter(settings.data_dir, settings.max_image_pixels) if settings.data_dir else None
     )
-    return Service(settings, store, metrics, backend, predictor, jobs, writer)
+    return Service(settings, admission, store, metrics, backend, predictor, jobs, writer)
 
 
-async def _serve_published(models: ModelManager, published: Published) -> None:
+async def _serve_published(follower: StoreFollower, published: Published) -> None:
     # Whatever the job decided, the store's active pointer says what serves (an operator may
     # have rolled back while the job was publishing).
-    await models.sync_with_store()
+    await follower.sync()
 
 
 def __getattr__(name: str) -> FastAPI:

@@ -15,10 +15,18 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
+class ClassScores(_Open):
+    precision: float | None = None
+    recall: float | None = None
+    f1: float | None = None
+    support: int | None = None
+
+
 class Metrics(_Open):
     val_accuracy: float | None = None
     # How val_accuracy was measured (e.g. "holdout" or "5-fold cross-validation").
     evaluation: str | None = None
+    per_class: dict[str, ClassScores] = Field(default_factory=dict)
 
 
 class Backbone(_Open):
@@ -31,6 +39,10 @@ class Activation(_Open):
     reason: str | None = None
 
 
+class JobRef(_Open):
+    id: str
+
+
 class VersionMetadata(_Open):
     version: int
     classes: list[str] = Field(min_length=1)
@@ -39,6 +51,7 @@ class VersionMetadata(_Open):
     metrics: Metrics = Field(default_factory=Metrics)
     backbone: Backbone = Field(default_factory=Backbone)
     activation: Activation = Field(default_factory=Activation)
+    job: JobRef | None = None  # the server's retrain job that published it
 
     @property
     def val_accuracy(self) -> float | None:

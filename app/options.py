@@ -64,12 +64,14 @@ class TrainOptions(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _json_numbers_only(cls, value: object, info: Any) -> object:
-        # JSON Schema's numbers: `false` is not a seed and "10" is not a number of epochs, though
-        # pydantic's lax mode would convert them (10.0 stays acceptable for an integer).
-        numeric = cls.model_fields[info.field_name].annotation in (int, float)
-        if numeric and isinstance(value, bool | str):
+    def _json_types_only(cls, value: object, info: Any) -> object:
+        # JSON Schema's types, which pydantic's lax mode would convert: `false` is not a seed,
+        # "10" is not a number of epochs, 0 is not a boolean (10.0 stays an acceptable integer).
+        kind = cls.model_fields[info.field_name].annotation
+        if kind in (int, float) and isinstance(value, bool | str):
             raise ValueError("must be a JSON number")
+        if kind is bool and not isinstance(value, bool):
+            raise ValueError("must be true or false")
         return value
 
 

@@ -15,17 +15,16 @@ import threading
 import time
 import urllib.request
 from types import FrameType
-from typing import Any, Final
+from typing import Final
 
 from app.config import SettingsError, load_settings
+from app.serving.http_protocol import ConnectionLimits, hardened_protocol
 from app.store import ModelStore
 
 # Uvicorn timeouts (documented in the README): idle keep-alive connections are closed after
 # KEEP_ALIVE_S; on SIGTERM, in-flight requests get shutdown_drain_s + GRACE_S to finish.
 KEEP_ALIVE_S: Final = 5
 GRACE_S: Final = 5
-MAX_CONNECTIONS: Final = 2048
-MAX_HEADER_BYTES: Final = 64 * 1024
 EXIT_USAGE: Final = 2
 # The ready banner's watcher: first look after 0.5 s, then ever more rarely (up to 10 s), and
 # one line if the server is still not ready after NOT_READY_NOTICE_S.
@@ -60,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
             return code
     import uvicorn
 
-    threading.Thread(target=_announce_when_ready, args=(args.port,), daemon=True).start()
+    threading.Thread(
+        target=_announce_when_ready, args=(args.port, settings.grpc_port), daemon=True
+    ).start()
     # uvicorn stops gracefully on SIGTERM/SIGINT (no new connections, requests and the batch
     # queue drained), then re-raises the signal into the handler that was installed before it.
     # Installing a no-op here turns that into a clean exit with status 0.
@@ -68,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(stop_signal, _stopped)
     uvicorn.run(
         "app.main:app",
-        http=_http_protocol(),
+        http=hardened_protocol(
+            ConnectionLimits(settings.header_timeout_s, settings.max_connections)
+        ),
         host=args.host,
         port=args.port,
         workers=1,
@@ -76,58 +79,16 @@ def main(argv: list[str] | None = None) -> int:
         log_config=None,  # app.logs configures logging from the settings
         timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=int(settings.shutdown_drain_s + GRACE_S),
-        limit_concurrency=MAX_CONNECTIONS,
+        limit_concurrency=settings.max_connections,
     )
     return 0
-
-
-def _http_protocol() -> type[Any] | str:
-    """httptools' protocol, hardened for untrusted clients:
-
-    - a connection that never sends a request is closed after the keep-alive timeout (uvicorn
-      starts that timer only after a first response, so such a client would hold its file
-      descriptor forever);
-    - request headers over MAX_HEADER_BYTES get 400 and the connection is closed (httptools
-      itself accepts headers of any size, buffering them in memory).
-    """
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    except ImportError:  # httptools missing: uvicorn picks h11, which limits headers itself
-        return "auto"
-
-    class HardenedHttpToolsProtocol(HttpToolsProtocol):
-        _reading_head = False
-        _head_bytes = 0
-
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
-            self.timeout_keep_alive_task = self.loop.call_later(
-                self.timeout_keep_alive, self.timeout_keep_alive_handler
-            )
-
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            self._reading_head, self._head_bytes = True, 0
-
-        def on_headers_complete(self) -> None:
-            self._reading_head = False
-            super().on_headers_complete()
-
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            if self._reading_head:
-                self._head_bytes += len(data)
-                if self._head_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
-                    self.send_400_response("Request headers are too large.")
-
-    return HardenedHttpToolsProtocol
 
 
 def _stopped(signum: int, frame: FrameType | None) -> None:
     """The graceful shutdown already happened; nothing is left to do."""
 
 
-def _announce_when_ready(port: int) -> None:
+def _announce_when_ready(port: int, grpc_port: int | None) -> None:
     """Print where the server is once it is ready; say once if that takes long."""
     url = f"http://127.0.0.1:{port}/health/ready"
     started, delay, noticed = time.monotonic(), WATCH_FIRST_S, False
@@ -142,11 +103,14 @@ def _announce_when_ready(port: int) -> None:
         time.sleep(delay)
         delay = min(delay * 2, WATCH_MAX_S)
     base = f"http://localhost:{port}"
+    grpc = f", gRPC localhost:{grpc_port}" if grpc_port else ""
     print(
         f"\nThe flower classifier is ready at {base}\n"
+        f"  in a browser: {base}/ (classify photos), {base}/admin (the operator's console)\n"
         f"  curl -F file=@rose.jpg {base}/predict\n"
         f"  curl {base}/classes\n"
-        f"  API docs: {base}/docs\n",
+        f"  API docs: {base}/docs\n"
+        f"  Open Inference Protocol (Triton and KServe clients): {base}/v2{grpc}\n",
         flush=True,
     )
 

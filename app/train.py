@@ -80,6 +80,13 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         help="publish without activating (same as --activate never)",
     )
     output.add_argument(
+        "--keep-versions",
+        type=int,
+        default=settings.keep_versions,
+        help="after publishing, keep the newest N versions plus the active one and delete the "
+        "rest (env FLOWERS_KEEP_VERSIONS); 0: keep every version",
+    )
+    output.add_argument(
         "--progress-file",
         type=Path,
         default=None,
@@ -91,6 +98,9 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="lower this process's CPU priority by N (serving keeps precedence)",
+    )
+    process.add_argument(
+        "--job-id", default=None, help="the server's job id, recorded in the version's metadata"
     )
     process.add_argument(
         "--die-with-parent",
@@ -153,6 +163,7 @@ def _run(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> in
         reporter.line(f"  {root} is empty: copying the flower_photos dataset into it")
         datasets.seed_with_flower_photos(root)
     data = datasets.scan(root)
+    datasets.require_class_sizes(data.counts())  # fail fast, before any image is decoded
     timings["scan"] = round(time.monotonic() - scan_started, 2)
     reporter.line(
         f"  {len(data.samples)} images in {len(data.class_names)} classes: {data.counts()}"
@@ -169,20 +180,39 @@ def _run(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> in
         data_dir=data.root,
         weights=args.weights,
         precision=settings.engine_precision,
+        job_id=args.job_id,
     )
     trained = training.train(config, data, reporter, timings)
-    with training.timed(timings, "publish"):
-        version, activation = publishing.publish(trained, ModelStore(config.model_store), reporter)
-    timings["total"] = round(time.monotonic() - started, 2)
-    published = Published(
-        version=version.number,
-        activated=activation.activate,
-        reason=activation.reason,
-        val_accuracy=version.metadata.val_accuracy,
-    )
-    reporter.event(EventKind.SUCCEEDED, **published.model_dump())
+    store = ModelStore(config.model_store)
+    try:
+        with training.timed(timings, "publish"):
+            version, activation = publishing.publish(trained, store, reporter, _hold_cancel)
+            publishing.apply_retention(store, args.keep_versions, reporter)
+        timings["total"] = round(time.monotonic() - started, 2)
+        published = Published(
+            version=version.number,
+            activated=activation.activate,
+            reason=activation.reason,
+            val_accuracy=version.metadata.val_accuracy,
+        )
+        reporter.event(EventKind.SUCCEEDED, **published.model_dump())
+    finally:
+        _release_cancel()  # a cancel that came while publishing takes effect now
     reporter.line(summary.render(trained, version, activation))
     return 0
+
+
+_CANCEL_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+
+
+def _hold_cancel() -> None:
+    """From the moment a version is renamed into the store until its success is reported, a
+    cancel waits: the job's record then tells what happened (published, or nothing)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, _CANCEL_SIGNALS)
+
+
+def _release_cancel() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _CANCEL_SIGNALS)
 
 
 _USER_ERRORS = (OptionError, DatasetError, DatasetUnavailable, WeightsUnavailable, StoreError)

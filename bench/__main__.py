@@ -11,12 +11,13 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench import load, raw, report, server
+from bench import load, protocols, raw, report, server
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PHOTOS = REPO.parent / "shared" / "datasets" / "flower_photos_dev"
@@ -45,6 +46,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--max-batch-size", type=int, default=None, help="server setting (default: its own)"
     )
     parser.add_argument("--max-batch-delay-ms", type=float, default=None, help="server setting")
+    parser.add_argument(
+        "--protocol-concurrency",
+        type=int,
+        default=16,
+        help="clients for /predict vs the Open Inference Protocol (V2 REST, gRPC)",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per load level")
     parser.add_argument("--raw-seconds", type=float, default=3.0, help="seconds per raw batch size")
     parser.add_argument(
@@ -73,6 +80,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     if args.smoke:
         args.duration, args.concurrency, args.images_per_request = 1.0, [1, 4], [1]
         args.batch_sizes, args.rounds, args.raw_seconds = [1, 4], 1, 0.3
+        args.protocol_concurrency = 4
     if args.out is None:
         args.out = REPO / "bench" / "results" / ("smoke" if args.smoke else "")
     return args
@@ -132,6 +140,8 @@ def _measure_engine(
     if args.max_batch_delay_ms is not None:
         tuned["max_batch_delay_ms"] = str(args.max_batch_delay_ms)
     plain = {**tuned, "max_batch_size": "1", "max_batch_delay_ms": "0"}
+    grpc_port = server.free_port()
+    tuned["grpc_port"] = str(grpc_port)
     levels: dict[str, list[dict[str, Any]]] = {"batching": [], "no_batching": []}
     with contextlib.ExitStack() as stack:
         # The servers run side by side and take turns, with raw-engine measurements in between:
@@ -159,7 +169,65 @@ def _measure_engine(
                 )
                 for mode in modes:
                     levels[mode].append(measured[mode])
-    return {"name": engine.name, "raw": sweep, "best_raw_batch_size": best, "service": levels}
+        compared = _protocols(args, bases["batching"], f"127.0.0.1:{grpc_port}", chosen)
+    return {
+        "name": engine.name,
+        "raw": sweep,
+        "best_raw_batch_size": best,
+        "service": levels,
+        "protocols": compared,
+    }
+
+
+def _protocols(
+    args: argparse.Namespace, base: str, grpc_target: str, chosen: list[Path]
+) -> dict[str, Any]:
+    """/predict, V2 REST (binary) and V2 gRPC on one server, same photos, taking turns."""
+    concurrency = args.protocol_concurrency
+    runs = {
+        "predict": _http_load(base, load.multipart_bodies(chosen, 1, 64), concurrency),
+        "v2_rest": _http_load(base, protocols.v2_rest_requests(chosen, 1, 64), concurrency),
+        "v2_grpc": _grpc_load(grpc_target, protocols.v2_grpc_messages(chosen, 1, 64), concurrency),
+    }
+    for run in runs.values():  # warm: connections, code paths
+        run(min(1.0, args.duration / 4))
+    segment_s = args.duration / args.rounds
+    segments: dict[str, list[tuple[load.LoadResult, float, float]]] = {name: [] for name in runs}
+    names = list(runs)
+    for round_index in range(args.rounds):
+        # each round starts with the next protocol: none always runs first (or last)
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            run = runs[name]
+            before = server.batch_counters(base)
+            result = run(segment_s)
+            after = server.batch_counters(base)
+            segments[name].append((result, after[0] - before[0], after[1] - before[1]))
+    out: dict[str, Any] = {"concurrency": concurrency}
+    for name, measured in segments.items():
+        out[name] = _merge(measured, concurrency, 1)
+        level = out[name]
+        print(
+            f"    {name:<11} c={concurrency:<3} 1 img/req: {level['images_per_s']:7.1f} img/s "
+            f"p50 {level['p50_ms']:7.1f} ms p99 {level['p99_ms']:7.1f} ms "
+            f"batch {level['mean_batch_size']:5.1f} errors {level['errors'] or 0}",
+            flush=True,
+        )
+    return out
+
+
+def _http_load(
+    base: str, requests: list[load.Request], concurrency: int
+) -> Callable[[float], load.LoadResult]:
+    return lambda seconds: asyncio.run(load.run(base, requests, concurrency, 1, seconds))
+
+
+def _grpc_load(
+    target: str, messages: list[bytes], concurrency: int
+) -> Callable[[float], load.LoadResult]:
+    return lambda seconds: asyncio.run(
+        protocols.run_grpc(target, messages, concurrency, 1, seconds)
+    )
 
 
 def _interleaved(
@@ -169,7 +237,7 @@ def _interleaved(
     best: int,
     bases: dict[str, str],
     modes: list[str],
-    bodies: list[tuple[bytes, str]],
+    bodies: list[load.Request],
     concurrency: int,
     per_request: int,
 ) -> dict[str, dict[str, Any]]:

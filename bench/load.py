@@ -1,7 +1,7 @@
 """A closed-loop async HTTP load generator: N clients, each sending its next request as soon as
 the previous one answers, for a fixed duration.
 
-Requests (multipart bodies and HTTP/1.1 framing) are built before the clock starts, and each
+Requests (bodies and HTTP/1.1 framing) are built before the clock starts, and each
 client speaks plain HTTP/1.1 over its own keep-alive connection with asyncio streams: on a
 2-core machine that shares its CPUs with the server, a full client library (httpx) spent about
 2 ms of CPU per request, which the server would have lost from its own measurement.
@@ -42,8 +42,17 @@ class LoadResult:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
 
 
-def multipart_bodies(photos: list[Path], per_request: int, count: int) -> list[tuple[bytes, str]]:
-    """``count`` ready-to-send multipart bodies of ``per_request`` photos each (cycling)."""
+@dataclass(frozen=True)
+class Request:
+    """One POST, ready to send: its path, headers and body."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+def multipart_bodies(photos: list[Path], per_request: int, count: int) -> list[Request]:
+    """``count`` ready-to-send /predict requests of ``per_request`` photos each (cycling)."""
     bodies = []
     for index in range(count):
         boundary = uuid.uuid4().hex
@@ -57,20 +66,21 @@ def multipart_bodies(photos: list[Path], per_request: int, count: int) -> list[t
                 + b"\r\n"
             )
         body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-        bodies.append((body, f"multipart/form-data; boundary={boundary}"))
+        content_type = f"multipart/form-data; boundary={boundary}"
+        bodies.append(Request("/predict", {"Content-Type": content_type}, body))
     return bodies
 
 
 async def run(
     base_url: str,
-    bodies: list[tuple[bytes, str]],
+    bodies: list[Request],
     concurrency: int,
     per_request: int,
     seconds: float,
 ) -> LoadResult:
     """``concurrency`` closed-loop clients, each on its own keep-alive connection."""
     host, port = base_url.removeprefix("http://").split(":")
-    requests = [_http_request(host, body, content_type) for body, content_type in bodies]
+    requests = [_http_request(host, request) for request in bodies]
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
     retry_after = [True]
@@ -116,12 +126,10 @@ async def run(
     )
 
 
-def _http_request(host: str, body: bytes, content_type: str) -> bytes:
-    head = (
-        f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode("latin-1") + body
+def _http_request(host: str, request: Request) -> bytes:
+    headers = {"Host": host, **request.headers, "Content-Length": str(len(request.body))}
+    lines = [f"POST {request.path} HTTP/1.1", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + request.body
 
 
 async def _exchange(

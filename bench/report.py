@@ -9,6 +9,8 @@ from typing import Any
 TARGET_SERVICE_VS_RAW = 0.85
 TARGET_BATCHING_GAIN = 1.3
 TARGET_P50_SLACK_MS = 10.0
+TARGET_PROTOCOL_VS_PREDICT = 0.95
+PROTOCOLS = {"predict": "/predict", "v2_rest": "V2 REST (binary)", "v2_grpc": "V2 gRPC"}
 
 
 def ratios(engine: dict[str, Any], queue_limit: int) -> dict[str, Any]:
@@ -43,6 +45,12 @@ def ratios(engine: dict[str, Any], queue_limit: int) -> dict[str, Any]:
     out["beyond_bound_only_503_with_retry_after"] = all(
         set(lvl["errors"]) <= {"503"} and lvl["retry_after_on_503"] for lvl in beyond
     )
+    compared = engine.get("protocols")
+    if compared:
+        for name in ("v2_rest", "v2_grpc"):
+            out[f"{name}_vs_predict"] = round(
+                compared[name]["images_per_s"] / compared["predict"]["images_per_s"], 3
+            )
     out["targets_met"] = {
         "service >= 0.85 x raw": out.get("service_c16_vs_raw", 0) >= TARGET_SERVICE_VS_RAW,
         "batching >= 1.3 x none": out.get("batching_vs_none_c16", 0) >= TARGET_BATCHING_GAIN,
@@ -51,6 +59,10 @@ def ratios(engine: dict[str, Any], queue_limit: int) -> dict[str, Any]:
         "no errors up to the queue bound": out["errors_within_queue_bound"] == 0,
         "beyond it only 503 + Retry-After": out["beyond_bound_only_503_with_retry_after"],
     }
+    if compared:
+        for name in ("v2_rest", "v2_grpc"):
+            met = out[f"{name}_vs_predict"] >= TARGET_PROTOCOL_VS_PREDICT
+            out["targets_met"][f"{PROTOCOLS[name]} >= 0.95 x /predict"] = met
     return out
 
 
@@ -78,7 +90,32 @@ def markdown(record: dict[str, Any]) -> str:
         for mode in ("batching", "no_batching", "cluster"):
             lines += [_service_row(mode, level) for level in engine["service"].get(mode, [])]
         lines += ["", *_ratio_lines(engine["ratios"]), *_cluster_lines(engine["service"]), ""]
+        if engine.get("protocols"):
+            lines += [*_protocol_lines(engine["protocols"], engine["ratios"]), ""]
     return "\n".join(lines)
+
+
+def _protocol_lines(compared: dict[str, Any], r: dict[str, Any]) -> list[str]:
+    """/predict beside the Open Inference Protocol, same server and photos, taking turns."""
+    lines = [
+        "| protocol (same server) | conc. | img/s | p50 ms | p95 ms | p99 ms | mean batch "
+        "| errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, label in PROTOCOLS.items():
+        level = compared[name]
+        errors = ", ".join(f"{k}: {v}" for k, v in level["errors"].items()) or "0"
+        lines.append(
+            f"| {label} | {compared['concurrency']} | {level['images_per_s']:.1f} "
+            f"| {level['p50_ms']:.0f} | {level['p95_ms']:.0f} | {level['p99_ms']:.0f} "
+            f"| {level['mean_batch_size']:.1f} | {errors} |"
+        )
+    return [
+        *lines,
+        "",
+        f"- V2 REST (binary) / /predict: **{r.get('v2_rest_vs_predict')}**; V2 gRPC / /predict: "
+        f"**{r.get('v2_grpc_vs_predict')}** (target >= {TARGET_PROTOCOL_VS_PREDICT})",
+    ]
 
 
 def _service_row(mode: str, level: dict[str, Any]) -> str:

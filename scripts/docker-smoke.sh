@@ -119,6 +119,11 @@ assert abs(total - 1) < 1e-4
 assert set(prediction["probabilities"]) == {"daisy", "dandelion", "roses", "sunflowers", "tulips"}
 PY
 
+# The web console's files ship inside the image (package data): the page and a script it loads.
+curl -fsS "http://127.0.0.1:$PORT/" | grep -q "Classify flower photos"
+curl -fsS -o /dev/null "http://127.0.0.1:$PORT/web/console.js"
+echo "web console: / and /web/console.js served from the image"
+
 uid=$(docker exec "$CONTAINER" id -u)
 echo "container user: $(docker exec "$CONTAINER" id -un) (uid $uid)"
 [ "$uid" != 0 ]

@@ -6,6 +6,7 @@ including the ones inside functions:
 - ``app/serving`` imports the core and itself, never training (a retrain is a child process
   started by name: ``python -m app.train``);
 - ``app/api`` imports the core, serving and itself;
+- ``app/protocols`` (the Open Inference Protocol) imports the core, serving, api and itself;
 - ``app/cluster`` (the Ray Serve adapter) reaches across like an entry point, to reuse serving,
   api and the app factory, but not training: its retrain is a Ray task running the trainer by
   name;
@@ -23,14 +24,15 @@ from tests.conftest import REPO
 
 APP = REPO / "app"
 ENTRY_POINTS = frozenset({"main", "serve", "train"})
-LAYERS = frozenset({"core", "training", "serving", "api", "cluster"})
+LAYERS = frozenset({"core", "training", "serving", "api", "protocols", "cluster"})
 ALLOWED = {
     "core": {"core"},
     "training": {"core", "training"},
     "serving": {"core", "serving"},
     "api": {"core", "serving", "api"},
-    "cluster": {"core", "serving", "api", "entry", "cluster"},
-    "entry": {"core", "training", "serving", "api", "entry"},
+    "protocols": {"core", "serving", "api", "protocols"},
+    "cluster": {"core", "serving", "api", "protocols", "entry", "cluster"},
+    "entry": {"core", "training", "serving", "api", "protocols", "entry"},
 }
 
 
@@ -96,6 +98,7 @@ def test_every_import_follows_the_layer_rules() -> None:
         ("app.training.pipeline", "training"),
         ("app.serving.jobs", "serving"),
         ("app.api.admin", "api"),
+        ("app.protocols.rest", "protocols"),
         ("app.cluster.model", "cluster"),
         ("app.train", "entry"),
     ],

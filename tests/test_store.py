@@ -5,15 +5,23 @@ import os
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from app.store import ACTIVE_FILE, METADATA_FILE, MODEL_FILE, ModelStore, StoreError
+from app import owners
+from app.store import ACTIVE_FILE, METADATA_FILE, MODEL_FILE, ActivateIf, ModelStore, StoreError
+
+
+def _archive(path: Path) -> None:
+    """A stand-in for a .keras file: a real zip archive (what the store checks), not a model."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", "{}")
 
 
 def _stage(store: ModelStore, folder: Path, classes: list[str] | None = None) -> dict[str, object]:
-    (folder / MODEL_FILE).write_bytes(b"model bytes")
+    _archive(folder / MODEL_FILE)
     return {"classes": classes or ["a", "b"], "metrics": {"val_accuracy": 0.5}}
 
 
@@ -160,16 +168,87 @@ def test_non_version_folders_are_ignored(tmp_path: Path) -> None:
 
 
 def test_staging_of_a_dead_local_publisher_is_removed_at_once(tmp_path: Path) -> None:
-    from app import store as store_module
-
     store = ModelStore(tmp_path)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    mine = tmp_path / f".staging-{store_module._HOST}-{dead.pid}-abcdef12"
-    alive = tmp_path / f".staging-{store_module._HOST}-{os.getpid()}-abcdef12"
+    mine = tmp_path / f".staging-{owners.HOST}-{dead.pid}-abcdef12"
+    alive = tmp_path / f".staging-{owners.HOST}-{os.getpid()}-abcdef12"
     elsewhere = tmp_path / f".staging-otherhost-{dead.pid}-abcdef12"
     for folder in (mine, alive, elsewhere):
         folder.mkdir()
     store.remove_stale_staging()
     assert not mine.exists()
     assert alive.exists() and elsewhere.exists()
+
+
+@pytest.mark.parametrize(
+    "garbled", [b"\xff\xfe", b"9" * 5000, "٣".encode(), b"0", b"-1", b"", b"2 3", b"1.0"]
+)
+def test_a_garbled_pointer_is_a_store_error_and_nothing_else(
+    tmp_path: Path, garbled: bytes
+) -> None:
+    store = ModelStore(tmp_path)
+    _publish(store)
+    (tmp_path / ACTIVE_FILE).write_bytes(garbled)
+    with pytest.raises(StoreError, match="not a version number"):
+        store.active_number()
+
+
+def test_without_a_pointer_an_unapproved_version_is_never_the_fallback(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    _publish(store)
+    with store.staging() as folder:
+        metadata = {**_stage(store, folder), "activation": {"policy": "never", "activated": False}}
+        store.publish(folder, metadata)
+    assert store.active_number() is None
+    assert store.fallback() is not None and store.fallback().number == 1  # type: ignore[union-attr]
+    assert store.active().number == 1  # type: ignore[union-attr]
+
+
+def test_an_empty_model_file_makes_the_version_incomplete(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    _publish(store)
+    _publish(store)
+    (tmp_path / "2" / MODEL_FILE).write_bytes(b"")
+    with pytest.raises(StoreError, match="empty or not a Keras archive"):
+        store.get(2)
+    assert [v.number for v in store.versions()] == [1]
+    with pytest.raises(StoreError, match="empty or not a Keras archive"):
+        store.set_active(2)
+
+
+def test_a_publisher_activates_only_if_nobody_moved_the_pointer(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    store.set_active(_publish(store))
+    _publish(store)
+    seen = store.active_number()
+    with store.staging() as folder:
+        third = store.publish(folder, _stage(store, folder), ActivateIf(seen))
+    assert store.active_number() == third.number == 3
+    assert third.metadata.activation.activated is not False
+    seen = store.active_number()
+    store.set_active(1)  # an operator rolls back while the next version trains
+    with store.staging() as folder:
+        metadata = {**_stage(store, folder), "activation": {"policy": "always", "activated": True}}
+        fourth = store.publish(folder, metadata, ActivateIf(seen))
+    assert store.active_number() == 1
+    assert fourth.metadata.activation.activated is False
+    assert "changed from 3 to 1" in (fourth.metadata.activation.reason or "")
+
+
+def test_the_pointer_is_written_under_the_store_lock(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    store.set_active(_publish(store))
+    _publish(store)
+    script = (
+        "import sys, time; from pathlib import Path; from app import owners\n"
+        "with owners.exclusive(Path(sys.argv[1])):\n"
+        "    print('held', flush=True); time.sleep(1.5)"
+    )
+    command = [sys.executable, "-c", script, str(tmp_path / ".lock")]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as holder:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        store.set_active(2)
+        waited = time.monotonic() - started
+    assert waited > 0.5 and store.active_number() == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -129,12 +130,35 @@ def test_second_run_reuses_the_feature_cache(trained_store: tuple[Path, Path, st
     assert [v.number for v in ModelStore(store_root).versions()] == [1, 2]
 
 
+@pytest.mark.slow
+def test_publishing_prunes_old_versions_by_the_retention_setting(
+    trained_store: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    from tests.support.modelfactory import publish_tiny
+
+    store = ModelStore(tmp_path / "store")
+    for seed in range(3):
+        publish_tiny(store, ["cats", "dogs", "owls"], seed=seed, activate=seed == 1)
+    source = trained_store[0]
+    result = _train_cli(
+        *("--data-dir", str(source.parent / "data"), "--model-store", str(store.root)),
+        *("--feature-cache", str(source / ".cache" / "features"), *FAST),
+        *("--no-activate", "--no-openvino"),
+        env={**os.environ, "FLOWERS_KEEP_VERSIONS": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "retention: deleted versions [1, 3] (kept the newest 1 + active)" in result.stdout
+    assert [v.number for v in store.versions()] == [2, 4]
+    assert store.active_number() == 2
+
+
 @pytest.mark.parametrize(
     ("layout", "message"),
     [
         ({}, "does not exist"),
         ({"only": 3}, "at least 2"),
         ({"a": 3, "empty": 0}, "holds no images"),
+        ({"roses": 3, "Roses": 1}, "too few images to train and validate: 'Roses' has 1"),
     ],
 )
 def test_bad_dataset_folders_exit_2_with_one_line(
@@ -187,6 +211,8 @@ def test_help_documents_every_option() -> None:
         "--dropout",
         "--feature-cache",
         "--progress-file",
+        "--keep-versions",
+        "FLOWERS_KEEP_VERSIONS",
         "--mixed-precision",
         "--no-openvino",
         "FLOWERS_MODEL_STORE",

@@ -6,16 +6,19 @@ Guarded once, where the router is included (``dependencies=[Depends(require_admi
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from pathlib import Path as FilePath
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Path, Request, status
+from fastapi import APIRouter, Path, Request, status
+from fastapi.responses import FileResponse
 
 from app import imaging
-from app.api import uploads
+from app.api import bodies, uploads
 from app.api.deps import ServiceDep
 from app.api.errors import responses, status_of
 from app.api.schemas import (
     ClassCount,
+    ClassScores,
     DatasetAddResult,
     DatasetSummary,
     DuplicateImage,
@@ -24,12 +27,14 @@ from app.api.schemas import (
     RejectedImage,
     RetrainRequest,
     StoredImage,
+    VersionDetail,
     VersionSummary,
 )
 from app.serving.job_records import Job
 from app.serving.labelling import CLASS_NAME, DatasetWriter
 from app.serving.service import Service
-from app.store import StoreError
+from app.serving.spool import spooled
+from app.store import PLOTS, Version
 
 router = APIRouter(tags=["admin"], responses=responses(401, 403))
 
@@ -37,19 +42,23 @@ ClassName = Annotated[
     str, Path(pattern=CLASS_NAME.pattern, description="Letters, digits, _ and -; 1-64 characters")
 ]
 JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{1,64}$")]
+VersionNumber = Annotated[int, Path(ge=1)]
+PlotName = Annotated[
+    Literal["history.png", "confusion.png"], Path(description="One of the plots in store.PLOTS")
+]
 
 
 @router.post(
     "/retrain",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobAccepted,
-    responses=responses(409, descriptions={400: "The body is not valid JSON"}),
+    responses=responses(409, 413, 415, 422),
+    openapi_extra=bodies.json_body(RetrainRequest),
 )
-async def retrain(
-    service: ServiceDep, params: Annotated[RetrainRequest | None, Body()] = None
-) -> JobAccepted:
+async def retrain(request: Request, service: ServiceDep) -> JobAccepted:
     """Start a training job on the server's dataset folder; poll its status_url."""
-    job = await service.jobs.start(params or RetrainRequest())
+    recipe = await bodies.read_model(request, RetrainRequest)  # after the token check
+    job = await service.jobs.start(recipe)
     return JobAccepted(job_id=job.id, status_url=f"/admin/jobs/{job.id}")
 
 
@@ -77,37 +86,92 @@ async def list_models(service: ServiceDep) -> ModelList:
     return await asyncio.to_thread(_model_list, service)
 
 
+@router.get("/models/{version}", response_model=VersionDetail, responses=responses(404, 409))
+async def get_model(service: ServiceDep, version: VersionNumber) -> VersionDetail:
+    """A version's summary, per-class validation metrics, plots and whole metadata."""
+    return await asyncio.to_thread(_version_detail, service, version)
+
+
+@router.get(
+    "/models/{version}/plots/{plot}",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
+        **responses(404, 409),
+    },
+)
+async def get_plot(service: ServiceDep, version: VersionNumber, plot: PlotName) -> FileResponse:
+    """A version's training curves (history.png) or validation confusion matrix (confusion.png)."""
+    path = await asyncio.to_thread(service.store.plot, version, plot)
+    return FileResponse(path, media_type="image/png")
+
+
 @router.post("/models/{version}/activate", response_model=ModelList, responses=responses(404, 409))
-async def activate(service: ServiceDep, version: Annotated[int, Path(ge=1)]) -> ModelList:
+async def activate(service: ServiceDep, version: VersionNumber) -> ModelList:
     """Load and warm up a version beside the serving one, swap it in, and point the store at it."""
     await service.backend.activate(version)
     return await asyncio.to_thread(_model_list, service)
 
 
+@router.delete("/models/{version}", response_model=ModelList, responses=responses(404, 409))
+async def delete_model(service: ServiceDep, version: VersionNumber) -> ModelList:
+    """Delete a version from the store; never the active one or one that serves."""
+    await asyncio.to_thread(service.store.delete, version, _in_use(service))
+    return await asyncio.to_thread(_model_list, service)
+
+
 def _model_list(service: Service) -> ModelList:
-    store = service.store
-    try:
-        active = store.active_number()
-    except (StoreError, OSError, ValueError):  # a garbled pointer is shown as "none"
-        active = None
-    model = service.backend.serving()
-    serving = model.number if model else None
-    versions = [
-        VersionSummary(
-            version=str(v.number),
-            created_at=v.metadata.created_at,
-            classes=v.classes,
-            val_accuracy=v.metadata.val_accuracy,
-            size_bytes=store.size_bytes(v),
-            active=v.number == active,
-            serving=v.number == serving,
-        )
-        for v in store.versions()
-    ]
+    active, serving = _active_and_serving(service)
+    versions = [_summary(service, v, active, serving) for v in service.store.versions()]
     return ModelList(
         active=str(active) if active else None,
         serving=str(serving) if serving else None,
+        keep_versions=service.settings.keep_versions,
         versions=versions,
+    )
+
+
+def _active_and_serving(service: Service) -> tuple[int | None, int | None]:
+    current = service.backend.serving()
+    # a garbled pointer is shown as "none"
+    return service.store.pointer_or_none(), current.number if current else None
+
+
+def _in_use(service: Service) -> set[int]:
+    """The versions this server serves: on a cluster, every Model replica's."""
+    replicas = service.backend.replicas() or []
+    models = [service.backend.serving(), *(replica.model for replica in replicas)]
+    return {model.number for model in models if model is not None}
+
+
+def _summary(
+    service: Service, version: Version, active: int | None, serving: int | None
+) -> VersionSummary:
+    return VersionSummary(
+        version=str(version.number),
+        created_at=version.metadata.created_at,
+        classes=version.classes,
+        val_accuracy=version.metadata.val_accuracy,
+        evaluation=version.metadata.metrics.evaluation,
+        size_bytes=service.store.size_bytes(version),
+        active=version.number == active,
+        serving=version.number == serving,
+    )
+
+
+def _version_detail(service: Service, number: int) -> VersionDetail:
+    version = service.store.get(number)
+    summary = _summary(service, version, *_active_and_serving(service))
+    scores = version.metadata.metrics.per_class
+    return VersionDetail(
+        **summary.model_dump(),
+        per_class={name: ClassScores(**vars(score)) for name, score in scores.items()},
+        plots={
+            name: f"/admin/models/{number}/plots/{name}"
+            for name in PLOTS
+            if (version.path / name).is_file()
+        },
+        metadata=version.metadata.as_dict(),
     )
 
 
@@ -135,19 +199,29 @@ async def add_images(
 ) -> DatasetAddResult:
     """Add labelled images to a class (created if new); duplicates and bad files are reported."""
     writer = service.dataset()  # 409 before reading the body when no folder is configured
-    uploaded = await uploads.read_images(request, service.settings, lambda name, data: (name, data))
-    # One file after the other, in upload order, so duplicates within a request are reported
-    # against the first copy.
-    return await asyncio.to_thread(_add_all, writer, class_name, uploaded)
+    await asyncio.to_thread(writer.check_new_class, class_name)  # 422 before reading it too
+    declared = uploads.declared_size(request, service.settings)
+    with service.admission.admit(declared) as ticket:
+        async with spooled(writer.root) as spool:
+            parts = await uploads.read_images(
+                request,
+                service.settings,
+                lambda name, data: (name, spool.write_later(data)),
+                ticket.counted,
+            )
+            files = [(name, await written) for name, written in parts]
+            # One file after the other, in upload order, so duplicates within a request are
+            # reported against the first copy.
+            return await asyncio.to_thread(_add_all, writer, class_name, files)
 
 
 def _add_all(
-    writer: DatasetWriter, class_name: str, uploaded: list[tuple[str, bytes]]
+    writer: DatasetWriter, class_name: str, uploaded: list[tuple[str, FilePath]]
 ) -> DatasetAddResult:
     result = DatasetAddResult(class_name=class_name, stored=[], duplicates=[], rejected=[])
-    for filename, data in uploaded:
+    for filename, path in uploaded:
         try:
-            outcome = writer.add(class_name, data)
+            outcome = writer.add(class_name, path.read_bytes())
         except imaging.ImageError as error:
             code, _, _ = status_of(error)
             result.rejected.append(RejectedImage(filename=filename, status=code, reason=str(error)))

@@ -19,9 +19,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from app import imaging
-from app.api import uploads
+from app.api import bodies, uploads
 from app.api.auth import AdminDisabled, Unauthorized
-from app.api.schemas import Error
+from app.api.schemas import Error, ValidationErrors
+from app.serving.admission import UploadBudgetFull
 from app.serving.batching import BatchFailed, Overloaded, ShuttingDown, TimedOut
 from app.serving.job_records import JobNotFound
 from app.serving.jobs import JobConflict
@@ -29,7 +30,7 @@ from app.serving.labelling import DatasetNotConfigured, InvalidClassName
 from app.serving.metrics import Metrics
 from app.serving.models import ModelLoadError, NoModel
 from app.serving.prediction import ImageRejected
-from app.store import VersionNotFound
+from app.store import ArtifactNotFound, StoreError, VersionInUse, VersionNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -50,15 +51,21 @@ _STATUS: Final[dict[type[Exception], tuple[int, str, dict[str, str]]]] = {
     uploads.TooManyFiles: (413, "too_many_files", {}),
     uploads.NotMultipart: (415, "not_multipart", {}),
     uploads.MissingImage: (422, "missing_image", {}),
+    bodies.BodyTooLarge: (413, "body_too_large", {}),
+    bodies.NotJson: (415, "not_json", {}),
     Unauthorized: (401, "unauthorized", _BEARER),
     AdminDisabled: (403, "admin_disabled", {}),
     VersionNotFound: (404, "not_found", {}),
+    ArtifactNotFound: (404, "not_found", {}),
+    VersionInUse: (409, "version_in_use", {}),
+    StoreError: (409, "store_conflict", {}),
     JobNotFound: (404, "not_found", {}),
     JobConflict: (409, "conflict", {}),
     ModelLoadError: (409, "model_load_failed", {}),
     DatasetNotConfigured: (409, "no_dataset", {}),
     InvalidClassName: (422, "invalid_class_name", {}),
     NoModel: (503, "not_ready", _RETRY),
+    UploadBudgetFull: (503, "upload_budget_full", _RETRY),
     Overloaded: (503, "overloaded", _RETRY),
     ShuttingDown: (503, "shutting_down", _RETRY),
     TimedOut: (504, "timeout", {}),
@@ -68,16 +75,18 @@ _STATUS: Final[dict[type[Exception], tuple[int, str, dict[str, str]]]] = {
 DESCRIPTIONS: Final = {
     401: "Missing or wrong admin token (send Authorization: Bearer <token>)",
     403: "The admin API is disabled: set FLOWERS_ADMIN_TOKEN to enable it",
-    404: "No such job or model version",
+    404: "No such job, model version or plot",
     408: "The upload stalled: no body bytes for longer than the upload timeout",
-    409: "Conflict: a job is already running, the job is not running, the version cannot be "
-    "loaded, or no dataset folder is configured",
+    409: "Conflict: a job is already running, the job is not running (or already published), "
+    "the version cannot be loaded or activated, the version to delete is active or serving, "
+    "or no dataset folder is configured",
     400: "Not a decodable image (e.g. a text file named .jpg, a truncated JPEG, zero bytes), "
     "or a malformed multipart body",
     413: "A file over the upload limit, an image over the pixel limit (decompression bomb), "
-    "or more files than allowed per request",
+    "more files than allowed per request, or a JSON body over 64 KiB",
+    422: "The body, a path or a query parameter is not valid (the list says which and why)",
     415: "A well-formed file of a format that is not accepted (SVG, PDF, HEIC, ...), "
-    "or a request that is not multipart/form-data",
+    "a request that is not multipart/form-data, or a body that is not JSON where JSON is read",
     500: "Inference failed for the batch this request was in",
     503: "No model is loaded yet, or the server is at capacity (see Retry-After)",
     504: "The request waited longer than the request timeout",
@@ -89,7 +98,10 @@ def responses(
 ) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for a route, from the same descriptions the handlers use."""
     described = {status: DESCRIPTIONS[status] for status in statuses} | (descriptions or {})
-    return {status: {"model": Error, "description": text} for status, text in described.items()}
+    return {
+        status: {"model": ValidationErrors if status == 422 else Error, "description": text}
+        for status, text in described.items()
+    }
 
 
 def status_of(error: Exception) -> tuple[int, str, dict[str, str]]:
@@ -99,6 +111,17 @@ def status_of(error: Exception) -> tuple[int, str, dict[str, str]]:
         if kind in _STATUS:
             return _STATUS[kind]
     return 500, "internal", {}
+
+
+def record(error: Exception, metrics: Metrics) -> tuple[int, str, dict[str, str]]:
+    """:func:`status_of`, with the refusal counted and server errors logged (every protocol)."""
+    status, reason, headers = status_of(error)
+    metrics.rejected.labels(reason=reason).inc()
+    if reason == "internal":
+        logger.error("request failed: %s", error, exc_info=error)
+    elif status >= 500 and status not in (503, 504):
+        logger.error("request failed: %s", error)
+    return status, reason, headers
 
 
 def error_response(
@@ -123,10 +146,7 @@ def install(app: FastAPI, metrics: Metrics) -> None:
     """Register one handler for every mapped error type."""
 
     async def handle(request: Request, error: Exception) -> JSONResponse:
-        status, reason, headers = status_of(error)
-        metrics.rejected.labels(reason=reason).inc()
-        if status >= 500 and status not in (503, 504):
-            logger.error("request failed: %s", error)
+        status, reason, headers = record(error, metrics)
         return error_response(request, status, str(error), headers, reason)
 
     for kind in (*_STATUS, ImageRejected):

@@ -59,8 +59,9 @@ class RequestContextMiddleware:
             nonlocal status, responded
             if message["type"] == "http.response.start":
                 status, responded = message["status"], True
-                added = _headers(scope, request_id if self.request_id_header else None)
-                message["headers"] = [*message.get("headers", []), *added]
+                own = list(message.get("headers", []))
+                ours = request_id if self.request_id_header else None
+                message["headers"] = [*own, *_headers(scope, ours, own)]
             await send(message)
 
         try:
@@ -76,8 +77,7 @@ class RequestContextMiddleware:
             logs.request_id.reset(token)
 
     def _observe(self, scope: Scope, status: int, seconds: float) -> None:
-        route = scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
+        template = route_template(scope)
         labels = {"route": template, "method": scope["method"], "status": str(status)}
         self.metrics.requests.labels(**labels).inc()
         self.metrics.latency.labels(**labels).observe(seconds)
@@ -90,6 +90,19 @@ class RequestContextMiddleware:
             seconds * 1000,
             extra={"fields": {"route": template, "status": status, "ms": round(seconds * 1000, 1)}},
         )
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template with the prefix of the router that included it
+    (``/admin/jobs/{job_id}``, not ``/jobs/{job_id}``): the prefix is the request path's leading
+    segments that the template does not cover; "unmatched" for no route."""
+    template = getattr(scope.get("route"), "path", None)
+    if not template:
+        return "unmatched"
+    segments = scope["path"].rstrip("/").split("/")
+    depth = len(template.rstrip("/").split("/"))
+    prefix = "/".join(segments[: max(len(segments) - depth + 1, 1)])
+    return f"{prefix}{template}" if prefix else str(template)
 
 
 async def _internal_error(request_id: str, send: Send) -> None:
@@ -108,9 +121,13 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-def _headers(scope: Scope, request_id: str | None) -> list[tuple[bytes, bytes]]:
+def _headers(
+    scope: Scope, request_id: str | None, own: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
     own_id = [] if request_id is None else [(b"x-request-id", request_id.encode("latin-1"))]
     headers = [*own_id, *_SECURITY_HEADERS]
-    if not scope["path"].startswith(_DOCS_PREFIXES):  # Swagger UI needs its scripts and styles
+    # Swagger UI needs its scripts and styles; the web console's pages bring their own policy.
+    has_policy = any(name.lower() == _API_CSP[0] for name, _ in own)
+    if not scope["path"].startswith(_DOCS_PREFIXES) and not has_policy:
         headers.append(_API_CSP)
     return headers

@@ -28,18 +28,14 @@ async def predict(
     ] = None,
 ) -> PredictResponse:
     """Classify one or more images sent as multipart file parts named `file` or `files`."""
-    backend = service.backend
-    backend.require()  # no model, or no room in the queue: 503 before reading the body
-    backend.ensure_room()
-    predictor = service.predictor
-    with backend.arriving():
-        started = await uploads.read_images(
-            request,
-            service.settings,
-            lambda name, data: (name, predictor.decode_later(name, data)),
-        )
-        images = await predictor.decoded([future for _, future in started])
-    result = await predictor.classify([name for name, _ in started], images, top_k)
+    # A declared body over the limit is 413 before anything else; no model, no room in the queue
+    # or in the memory budget for the declared body: 503, before a byte of the body is read.
+    declared = uploads.declared_size(request, service.settings)
+    classified = await service.predictor.run(
+        lambda start, meter: uploads.read_images(request, service.settings, start, meter),
+        declared,
+    )
+    result = classified.predictions(top_k)
     return PredictResponse(
         model_version=str(result.model_version),
         predictions=[Prediction(**vars(p)) for p in result.predictions],

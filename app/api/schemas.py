@@ -107,6 +107,15 @@ class Health(BaseModel):
     )
 
 
+class ValidationErrors(BaseModel):
+    """A 422: FastAPI's list of validation errors, with the request id."""
+
+    detail: list[dict[str, Any]] = Field(
+        examples=[[{"type": "greater_than_equal", "loc": ["body", "epochs"], "msg": "..."}]]
+    )
+    request_id: str | None = Field(None, description="Also in the X-Request-ID response header")
+
+
 class Error(BaseModel):
     detail: str = Field(
         examples=["rose.svg: SVG images are not accepted; send JPEG, PNG, WEBP, GIF, BMP, TIFF"]
@@ -130,6 +139,11 @@ class VersionSummary(BaseModel):
     created_at: str | None
     classes: list[str]
     val_accuracy: float | None
+    evaluation: str | None = Field(
+        None,
+        description="How val_accuracy was measured (e.g. 5-fold cross-validation); null: on the "
+        "version's held-out validation split",
+    )
     size_bytes: int
     active: bool = Field(description="The store's active pointer names this version")
     serving: bool = Field(description="This server is serving this version now")
@@ -138,7 +152,31 @@ class VersionSummary(BaseModel):
 class ModelList(BaseModel):
     active: str | None
     serving: str | None
+    keep_versions: int = Field(
+        description="Retention (FLOWERS_KEEP_VERSIONS): after each publish the newest N versions "
+        "plus the active one are kept; 0: every version is kept"
+    )
     versions: list[VersionSummary]
+
+
+class ClassScores(BaseModel):
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    support: int | None = Field(description="Validation images of this class")
+
+
+class VersionDetail(VersionSummary):
+    per_class: dict[str, ClassScores] = Field(
+        description="Validation precision, recall and F1 per class (empty when not measured)"
+    )
+    plots: dict[str, str] = Field(
+        description="The plots this version holds, by name, with their URLs (admin token needed)",
+        examples=[{"history.png": "/admin/models/3/plots/history.png"}],
+    )
+    metadata: dict[str, Any] = Field(
+        description="The version's whole metadata.json (metrics, training, dataset, activation)"
+    )
 
 
 class ClassCount(BaseModel):

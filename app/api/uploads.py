@@ -17,15 +17,15 @@ from python_multipart.exceptions import FormParserError, MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from app.config import Settings
+from app.config import MULTIPART_OVERHEAD_BYTES, Settings
 
 T = TypeVar("T")
+Meter = Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]
 
 IMAGE_FIELDS = frozenset({"file", "files"})
 MAX_TEXT_FIELD_BYTES = 64 * 1024
 MAX_PART_HEADER_BYTES = 4096
 MAX_PART_HEADERS = 8
-_MULTIPART_OVERHEAD = 64 * 1024
 
 
 class UploadError(ValueError):
@@ -70,7 +70,7 @@ class UploadLimits:
 
     @property
     def max_body_bytes(self) -> int:
-        return self.max_files * self.max_file_bytes + _MULTIPART_OVERHEAD
+        return self.max_files * self.max_file_bytes + MULTIPART_OVERHEAD_BYTES
 
 
 @dataclass
@@ -134,6 +134,13 @@ class _FormCollector(Generic[T]):
             raise MissingImage(
                 f"the part {self.part.name!r} has no filename: send images as file uploads "
                 f"(e.g. curl -F '{self.part.name}=@rose.jpg')"
+            )
+        if self.part.filename and not self.is_image_part():
+            # A photo under another name (curl -F image=@rose.jpg) would otherwise be read past
+            # as a text field and refused as an oversized form (413), a misleading answer.
+            raise MissingImage(
+                f"the file part {self.part.name!r} is not one the API reads: name image parts "
+                f"'file' or 'files' (e.g. curl -F 'file=@{self.part.filename}')"
             )
 
     def is_image_part(self) -> bool:
@@ -213,6 +220,29 @@ async def _with_idle_timeout(body: AsyncIterator[bytes], seconds: float) -> Asyn
         yield chunk
 
 
+async def receive_body(
+    content_length: str | None,
+    body: AsyncIterator[bytes],
+    max_bytes: int,
+    idle_timeout_s: float,
+) -> bytes:
+    """A whole request body of at most ``max_bytes``, for bodies that are not multipart.
+
+    A declared Content-Length over the limit is refused before anything is read, and a body
+    that grows past it is refused as soon as it does (UploadTooLarge), never buffered whole;
+    a body that stalls gets UploadStalled.
+    """
+    declared_within(content_length, max_bytes)
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in _with_idle_timeout(body, idle_timeout_s):
+        received += len(chunk)
+        if received > max_bytes:
+            raise UploadTooLarge(f"the request body is over {max_bytes:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def boundary_of(content_type: str | None) -> bytes:
     """The multipart boundary, or NotMultipart/MalformedUpload."""
     media_type, options = parse_options_header(content_type)
@@ -227,14 +257,39 @@ def boundary_of(content_type: str | None) -> bytes:
     return boundary
 
 
+def declared_within(content_length: str | None, max_bytes: int) -> int | None:
+    """The declared body size (None when undeclared); UploadTooLarge if over ``max_bytes``."""
+    declared = int(content_length) if content_length and content_length.isdecimal() else None
+    if declared is not None and declared > max_bytes:
+        raise UploadTooLarge(f"the request body is over {max_bytes:,} bytes")
+    return declared
+
+
+def checked_length(content_length: str | None, limits: UploadLimits) -> int | None:
+    """:func:`declared_within` the multipart body limit."""
+    return declared_within(content_length, limits.max_body_bytes)
+
+
+def declared_size(request: Request, settings: Settings) -> int | None:
+    """:func:`checked_length` of a request: 413 for an oversized body before anything else."""
+    return checked_length(
+        request.headers.get("content-length"), UploadLimits.from_settings(settings)
+    )
+
+
 async def read_images(
-    request: Request, settings: Settings, on_image: Callable[[str, bytes], T]
+    request: Request,
+    settings: Settings,
+    on_image: Callable[[str, bytes], T],
+    meter: Meter | None = None,
 ) -> list[T]:
-    """:func:`receive_images` on a request's body, with the upload limits of ``settings``."""
+    """:func:`receive_images` on a request's body, with the upload limits of ``settings``;
+    ``meter`` sees the body's chunks first (the memory budget's count)."""
+    body = request.stream()
     return await receive_images(
         request.headers.get("content-type"),
         request.headers.get("content-length"),
-        request.stream(),
+        meter(body) if meter is not None else body,
         UploadLimits.from_settings(settings),
         on_image,
     )
@@ -249,12 +304,7 @@ async def receive_images(
 ) -> list[T]:
     """Parse the body; return ``on_image(filename, bytes)`` for each image part, in order."""
     boundary = boundary_of(content_type)
-    if (
-        content_length
-        and content_length.isdecimal()
-        and int(content_length) > limits.max_body_bytes
-    ):
-        raise UploadTooLarge(f"the request body is over {limits.max_body_bytes:,} bytes")
+    checked_length(content_length, limits)
     collector = _FormCollector(limits, on_image)
     received = 0
     try:

@@ -21,9 +21,9 @@ from app.events import Published
 from app.options import TrainOptions
 from app.serving import logs
 from app.serving.inference import ReplicaStatus
-from app.serving.job_records import Job, JobRecords
+from app.serving.job_records import Job
 from app.serving.jobs import JobRunner, retrain_command
-from app.store import ModelStore, StoreError
+from app.store import ModelStore
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class Coordinator:
         self._store = ModelStore(settings.model_store)
         self._registry = ReplicaRegistry()
         self._jobs = JobRunner(
-            JobRecords(self._store.root / "jobs"),
+            self._store,
             partial(retrain_command, settings),
             self._serve_published,
             launch=ray_launcher(retrain),
@@ -58,13 +58,8 @@ class Coordinator:
         self._registry.forget(replica)
 
     async def view(self) -> ClusterView:
-        return ClusterView(await asyncio.to_thread(self._active), self._registry.current())
-
-    def _active(self) -> int | None:
-        try:
-            return self._store.active_number()
-        except (StoreError, OSError):
-            return None
+        active = await asyncio.to_thread(self._store.pointer_or_none)
+        return ClusterView(active, self._registry.current())
 
     async def start_job(self, recipe: TrainOptions) -> Job:
         return await self._jobs.start(recipe)
@@ -75,7 +70,7 @@ class Coordinator:
     async def _serve_published(self, published: Published) -> None:
         """The job is done once every Model replica serves what the store's pointer names
         (they follow it); the trainer itself moved the pointer if it activated the version."""
-        wanted = await asyncio.to_thread(self._active)
+        wanted = await asyncio.to_thread(self._store.pointer_or_none)
         if wanted is None:
             return
         loop = asyncio.get_running_loop()

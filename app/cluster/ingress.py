@@ -19,6 +19,7 @@ from app.cluster.remote import RemoteBackend, RemoteJobs
 from app.cluster.replica import identity
 from app.config import Settings
 from app.main import create_app
+from app.serving.admission import Admission
 from app.serving.job_records import JobRecords
 from app.serving.labelling import DatasetWriter
 from app.serving.metrics import Metrics
@@ -52,9 +53,10 @@ def cluster_service(
     """The service of an Ingress replica: decoding here, the model and the jobs elsewhere."""
     store = ModelStore(settings.model_store)
     backend = RemoteBackend(model, coordinator, settings, identity())
-    predictor = Predictor(backend, settings.max_image_pixels, settings.request_timeout_s)
+    admission = Admission(settings.max_inflight_bytes)
+    predictor = Predictor(backend, admission, settings.max_image_pixels, settings.request_timeout_s)
     jobs = RemoteJobs(coordinator, JobRecords(store.root / "jobs"))
     writer = (
         DatasetWriter(settings.data_dir, settings.max_image_pixels) if settings.data_dir else None
     )
-    return Service(settings, store, metrics, backend, predictor, jobs, writer)
+    return Service(settings, admission, store, metrics, backend, predictor, jobs, writer)

@@ -44,10 +44,7 @@ class Model:
         logs.configure(settings.log_level, settings.log_format)
         self._counts = _Counts()
         self._backend = local_backend(settings, observer=self._counts)
-        try:
-            await self._backend.models.load_active()
-        except Exception:  # serve 503s meanwhile, and keep following the store
-            logger.exception("the active model could not be loaded")
+        await self._backend.load()  # a failure is logged: 503s meanwhile, the store followed
         await self._backend.start()
         self._me = identity()
         self._reporter = Reporter(coordinator, self._status)

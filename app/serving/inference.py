@@ -21,6 +21,7 @@ import numpy as np
 from app.config import Settings
 from app.metadata import VersionMetadata
 from app.serving.batching import Batcher, BatchObserver, Result
+from app.serving.follower import StoreFollower
 from app.serving.models import LoadedModel, ModelManager
 from app.store import ModelStore
 
@@ -116,12 +117,17 @@ class InferenceBackend(Protocol):
 
 
 class LocalBackend:
-    """The batcher and the model manager of this process."""
+    """The batcher, the model manager and the store follower of this process."""
 
     def __init__(
-        self, models: ModelManager, batcher: Batcher[LoadedModel], poll_interval_s: float
+        self,
+        models: ModelManager,
+        follower: StoreFollower,
+        batcher: Batcher[LoadedModel],
+        poll_interval_s: float,
     ) -> None:
         self.models = models
+        self.follower = follower
         self.batcher = batcher
         self.poll_interval_s = poll_interval_s
         self._background: asyncio.Task[None] | None = None
@@ -129,17 +135,27 @@ class LocalBackend:
     async def start(self) -> None:
         """Start batching; load and warm up in the background, then follow the store's pointer.
 
-        Liveness answers at once, readiness once warmed up (load_active() first to wait).
+        Liveness answers at once, readiness once warmed up (``load()`` first to wait).
         """
         self.batcher.start()
         self._background = asyncio.create_task(self._load_then_follow(), name="model-loader")
 
-    async def _load_then_follow(self) -> None:
+    async def load(self) -> None:
+        """Load and warm up what the store's pointer names (errors are logged, not raised)."""
         try:
-            await self.models.load_active()
+            if await self.follower.start() is None:
+                logger.warning("model_store %s holds no usable version: not ready", self.store.root)
         except Exception:
             logger.exception("the active model could not be loaded; the server is not ready")
-        await self.models.follow_store(self.poll_interval_s)
+
+    @property
+    def store(self) -> ModelStore:
+        return self.models.store
+
+    async def _load_then_follow(self) -> None:
+        if self.models.current is None:
+            await self.load()
+        await self.follower.follow(self.poll_interval_s)
 
     async def stop(self, drain_s: float) -> None:
         if self._background is not None:
@@ -206,6 +222,7 @@ def local_backend(
     models = ModelManager(ModelStore(settings.model_store), device, engines)
     if on_loaded is not None:
         models.on_loaded.append(on_loaded)
+    follower = StoreFollower(models)
     batcher = Batcher(
         models.run_batch,
         max_batch_size=settings.max_batch_size,
@@ -213,4 +230,4 @@ def local_backend(
         queue_limit=settings.queue_limit,
         observer=observer,
     )
-    return LocalBackend(models, batcher, settings.poll_interval_s)
+    return LocalBackend(models, follower, batcher, settings.poll_interval_s)

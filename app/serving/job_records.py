@@ -52,6 +52,7 @@ class Job(BaseModel):
     result: JobResult | None = None
     error: str | None = None
     pid: int | None = None
+    owner: str | None = Field(None, description="The server supervising the job (pid on host)")
     log_tail: list[str] = Field(default_factory=list)
 
     def apply(self, event: Event) -> None:
@@ -120,11 +121,12 @@ class JobRecords:
         record = job.model_copy(update={"log_tail": []})  # the log itself is the source
         atomic.write_text(self.path(job.id, ".json"), record.model_dump_json(indent=2))
 
-    def fail_interrupted(self) -> list[Job]:
-        """Records left queued or running by a server that died: failed, as interrupted."""
+    def fail_interrupted(self, alive: frozenset[str] = frozenset()) -> list[Job]:
+        """Records left queued or running by a server that died (any active job not in
+        ``alive``, the ones a live server still supervises): failed, as interrupted."""
         interrupted = []
         for job in self.all():
-            if job.state in ACTIVE:
+            if job.state in ACTIVE and job.id not in alive:
                 job.state, job.error, job.finished_at, job.pid = (
                     JobState.FAILED,
                     INTERRUPTED,

@@ -1,11 +1,16 @@
-"""Background retrain jobs: one at a time, each a trainer running ``python -m app.train``.
+"""Background retrain jobs: one at a time across every server sharing the store (see
+:mod:`app.serving.job_lock`), each a trainer running ``python -m app.train``.
 
 The trainer is a child process by default (:func:`launch_child`), at a lower CPU priority than
 serving and dying with the server; the cluster adapter launches it as a Ray task instead (the
-``launch`` argument).  Its progress is read back from the events it writes (:mod:`app.events`),
-never guessed.  Records are kept by :class:`~app.serving.job_records.JobRecords`; every file
-operation runs off the event loop.  What happens once a version is published (serving it) is
-the caller's ``on_published``.
+``launch`` argument).  Its progress is
+read back from the events it writes (:mod:`app.events`), never guessed.  Records are kept by
+:class:`~app.serving.job_records.JobRecords`; every file operation runs off the event loop.
+What happens once a version is published (serving it) is the caller's ``on_published``.
+
+A record says what happened: a cancel is honoured until the trainer starts to publish; from
+there the trainer holds it off until its success is reported, so a job is either cancelled with
+nothing published, or succeeded with its version (and the DELETE says it came too late).
 """
 
 from __future__ import annotations
@@ -16,16 +21,19 @@ import logging
 import os
 import signal
 import sys
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final, Protocol
 
-from app import options
+from app import options, owners
 from app.config import Settings
 from app.events import EventKind, EventReader, Published
 from app.options import TrainOptions
+from app.serving.job_lock import RENEW_EVERY_S, JobLock, JobLocked
 from app.serving.job_records import ACTIVE, Job, JobRecords, JobResult, JobState, now
+from app.store import ModelStore
 
 logger = logging.getLogger(__name__)
 
@@ -87,12 +95,14 @@ class JobRunner:
 
     def __init__(
         self,
-        records: JobRecords,
+        store: ModelStore,
         command: Command,
         on_published: OnPublished,
         launch: Launch | None = None,
     ) -> None:
-        self.records = records
+        self.store = store
+        self.records = JobRecords(store.root / "jobs")
+        self.lock = JobLock(store.root / "jobs")
         self._command = command
         self._on_published = on_published
         self._launch = launch or launch_child
@@ -102,24 +112,40 @@ class JobRunner:
         self._lock = asyncio.Lock()
 
     async def recover(self) -> None:
-        """At startup: jobs left running by a dead server are failed as interrupted."""
-        for job in await asyncio.to_thread(self.records.fail_interrupted):
-            logger.warning("job %s was interrupted by a server restart", job.id)
+        """Jobs whose supervising server is gone are failed as interrupted; a job that another
+        live server (sharing the store) runs is left alone."""
+        for job in await asyncio.to_thread(self._recover):
+            logger.warning("job %s was interrupted: its server stopped while it ran", job.id)
+
+    def _recover(self) -> list[Job]:
+        holder = self.lock.holder()
+        elsewhere: frozenset[str] = frozenset()
+        if holder is not None and holder.alive(time.time()) and holder.owner != owners.me():
+            elsewhere = frozenset({holder.job_id})
+        return self.records.fail_interrupted(elsewhere)
 
     async def start(self, recipe: TrainOptions) -> Job:
-        """Start a job, or raise JobConflict naming the one that runs."""
+        """Start a job, or raise JobConflict naming the one that runs (here or elsewhere)."""
         async with self._lock:
-            running = await asyncio.to_thread(self.records.active)
-            if running is not None:
-                raise JobConflict(f"job {running.id} is {running.state}; one job runs at a time")
             job = Job(
                 id=uuid.uuid4().hex[:12],
                 state=JobState.QUEUED,
                 params=recipe.model_dump(mode="json"),
                 created_at=now(),
+                owner=str(owners.me()),
             )
-            await asyncio.to_thread(self.records.save, job)
-            process = await self._spawn(job, recipe)
+            try:
+                replaced = await asyncio.to_thread(self.lock.acquire, job.id)
+            except JobLocked as error:
+                raise JobConflict(str(error)) from None
+            if replaced is not None:
+                await self.recover()  # its server died: that job is failed as interrupted
+            try:
+                await asyncio.to_thread(self.records.save, job)
+                process = await self._spawn(job, recipe)
+            except BaseException:
+                await asyncio.to_thread(self.lock.release, job.id)
+                raise
             job.state, job.started_at, job.pid = JobState.RUNNING, now(), process.pid
             await asyncio.to_thread(self.records.save, job)
         monitor = asyncio.create_task(self._watch(job, process), name=f"job-{job.id}")
@@ -130,6 +156,8 @@ class JobRunner:
     async def _spawn(self, job: Job, recipe: TrainOptions) -> Trainer:
         command = [
             *self._command(recipe),
+            "--job-id",
+            job.id,
             "--progress-file",
             str(self.records.events_path(job.id)),
             "--nice",
@@ -144,18 +172,25 @@ class JobRunner:
     async def _watch(self, job: Job, process: Trainer) -> None:
         reader = EventReader(self.records.events_path(job.id))
         outcome = _Outcome()
-        while True:
-            try:
-                code: int | None = await asyncio.wait_for(process.wait(), POLL_S)
-            except TimeoutError:
-                code = None
-            changed = await self._read_events(reader, job, outcome)
-            if code is not None:
-                break
-            if changed:
-                await asyncio.to_thread(self.records.save, job)
-        self._processes.pop(job.id, None)
-        await self._finish(job, code, outcome)
+        renewed = time.monotonic()
+        try:
+            while True:
+                try:
+                    code: int | None = await asyncio.wait_for(process.wait(), POLL_S)
+                except TimeoutError:
+                    code = None
+                changed = await self._read_events(reader, job, outcome)
+                if code is not None:
+                    break
+                if changed:
+                    await asyncio.to_thread(self.records.save, job)
+                if time.monotonic() - renewed > RENEW_EVERY_S:
+                    renewed = time.monotonic()
+                    await asyncio.to_thread(self.lock.renew, job.id)
+            self._processes.pop(job.id, None)
+            await self._finish(job, code, outcome)
+        finally:
+            await asyncio.to_thread(self.lock.release, job.id)
 
     async def _read_events(self, reader: EventReader, job: Job, outcome: _Outcome) -> bool:
         events = await asyncio.to_thread(reader.read_new)
@@ -168,18 +203,17 @@ class JobRunner:
         return bool(events)
 
     async def _finish(self, job: Job, code: int, outcome: _Outcome) -> None:
-        published = outcome.published
-        if job.id in self._cancelling and published is None:
-            job.state, job.error = JobState.CANCELLED, "cancelled by an operator"
-        elif code == 0 and published is not None:
+        published = outcome.published or await asyncio.to_thread(self._published_by, job.id)
+        cancelling = job.id in self._cancelling
+        if published is not None:
             job.result = JobResult(**published.model_dump())
             job.result.serving_error = await self._serve(published)
-            job.state = JobState.SUCCEEDED
-            job.progress = {
-                "phase": "done",
-                "detail": f"published version {published.version}",
-                "fraction": 1.0,
-            }
+            job.state, job.error = JobState.SUCCEEDED, None
+            late = " (the cancel came after publishing had begun)" if cancelling else ""
+            detail = f"published version {published.version}{late}"
+            job.progress = {"phase": "done", "detail": detail, "fraction": 1.0}
+        elif cancelling:
+            job.state, job.error = JobState.CANCELLED, "cancelled by an operator: nothing published"
         else:
             job.state = JobState.FAILED
             job.error = outcome.failure or f"the trainer exited with status {code}"
@@ -187,6 +221,18 @@ class JobRunner:
         self._cancelling.discard(job.id)
         await asyncio.to_thread(self.records.save, job)
         logger.info("job %s %s", job.id, job.state)
+
+    def _published_by(self, job_id: str) -> Published | None:
+        """A version this job's trainer published before it died without saying so."""
+        for version in reversed(self.store.versions()):
+            if version.metadata.job is not None and version.metadata.job.id == job_id:
+                return Published(
+                    version=version.number,
+                    activated=self.store.pointer_or_none() == version.number,
+                    reason="the trainer stopped after publishing, before reporting it",
+                    val_accuracy=version.metadata.val_accuracy,
+                )
+        return None
 
     async def _serve(self, published: Published) -> str | None:
         """The job is done once its version serves (or could not): the error, if any."""
@@ -211,17 +257,27 @@ class JobRunner:
             process.kill()
             await process.wait()
         await asyncio.gather(*self._monitors, return_exceptions=True)
-        return await asyncio.to_thread(self.records.get, job_id)
+        ended = await asyncio.to_thread(self.records.get, job_id)
+        if ended.state is JobState.SUCCEEDED and ended.result is not None:
+            raise JobConflict(
+                f"job {job_id} could not be cancelled: it had begun publishing, and version "
+                f"{ended.result.version} is published (see the job's record)"
+            )
+        return ended
 
     async def close(self) -> None:
         """Server shutdown: stop any trainer; its job is recorded as interrupted."""
-        for job_id, process in list(self._processes.items()):
+        running = list(self._processes.items())
+        for job_id, process in running:
             self._cancelling.discard(job_id)
             process.terminate()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(process.wait(), CANCEL_GRACE_S)
         for monitor in list(self._monitors):
             monitor.cancel()
+        await asyncio.gather(*self._monitors, return_exceptions=True)
+        for job_id, _ in running:
+            await asyncio.to_thread(self.lock.release, job_id)
         await self.recover()
 
 
@@ -235,6 +291,8 @@ def retrain_command(settings: Settings, recipe: TrainOptions) -> list[str]:
         str(settings.model_store),
         "--weights",
         settings.retrain_weights,
+        "--keep-versions",
+        str(settings.keep_versions),
         *options.to_argv(recipe),
     ]
     if settings.data_dir is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -55,6 +56,10 @@ def check_class_name(name: str) -> str:
     return name
 
 
+def _folded(name: str) -> str:
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
 class DatasetWriter:
     """Adds images under ``root``; keeps an index of content digests to find duplicates."""
 
@@ -71,9 +76,20 @@ class DatasetWriter:
             classes.append(ClassSummary(folder.name, len(sizes), sum(sizes)))
         return classes
 
+    def check_new_class(self, class_name: str) -> None:
+        """A valid name that is not a near-twin of an existing class (``Roses`` beside ``roses``
+        would silently become a sixth class with a handful of photos)."""
+        check_class_name(class_name)
+        for folder in datafolder.class_folders(self.root):
+            if folder.name != class_name and _folded(folder.name) == _folded(class_name):
+                raise InvalidClassName(
+                    f"class {class_name!r} differs from the existing class {folder.name!r} only "
+                    f"by case or Unicode form: use {folder.name!r}"
+                )
+
     def add(self, class_name: str, data: bytes) -> Added:
         """Validate (raises imaging.ImageError) and store one image; blocking: run it off-loop."""
-        check_class_name(class_name)
+        self.check_new_class(class_name)
         imaging.preprocess(data, max_pixels=self.max_pixels)
         digest = hashlib.sha256(data).hexdigest()
         with self._lock:

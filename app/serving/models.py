@@ -1,4 +1,5 @@
-"""The model that serves, and how it changes without interrupting traffic.
+"""The model that serves, and how it changes without interrupting traffic (which version should
+serve is :mod:`app.serving.follower`'s business).
 
 A new version is loaded and warmed up in a background thread while the old one keeps serving;
 then the switch is one reference assignment.  The batcher reads the reference once per batch, so
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from app.serving.batching import BatchOutput
-from app.store import ModelStore, StoreError, Version, VersionNotFound
+from app.store import ModelStore, Version, VersionNotFound
 
 if TYPE_CHECKING:  # both import TensorFlow: a process that never loads a model (the cluster's
     # HTTP ingress) imports this module for its types and errors only
@@ -75,22 +76,6 @@ class ModelManager:
         model = self.require()
         return BatchOutput(model.engine.predict(images), model)
 
-    async def load_active(self) -> LoadedModel | None:
-        """Startup: load the active version (or the newest complete one if the pointer is bad)."""
-        version = self._startup_version()
-        if version is None:
-            logger.warning("model_store %s holds no usable version: not ready", self.store.root)
-            return None
-        return await self.switch_to(version.number)
-
-    def _startup_version(self) -> Version | None:
-        try:
-            return self.store.active()
-        except StoreError as error:
-            latest = self.store.latest()
-            logger.error("active pointer unusable (%s); serving the newest version instead", error)
-            return latest
-
     async def switch_to(self, number: int) -> LoadedModel:
         """Load and warm ``number`` off the event loop, then swap it in (one at a time)."""
         async with self._switch_lock:
@@ -108,45 +93,6 @@ class ModelManager:
             for callback in self.on_loaded:
                 callback(loaded)
             return loaded
-
-    async def follow_store(self, interval_s: float) -> None:
-        """Poll the active pointer; hot-swap when another replica or the CLI moves it."""
-        if interval_s <= 0:
-            return
-        failed: int | None = None  # a version that would not load is not retried every poll
-        while True:
-            await asyncio.sleep(interval_s)
-            wanted = await asyncio.to_thread(self._wanted_number)
-            current = self.current.number if self.current else None
-            if wanted is None or wanted in (current, failed):
-                continue
-            try:
-                await self.switch_to(wanted)
-                failed = None
-            except (ModelLoadError, VersionNotFound) as error:
-                failed = wanted
-                logger.error(
-                    "the store points at version %d, which cannot serve: %s", wanted, error
-                )
-
-    def _wanted_number(self) -> int | None:
-        try:
-            number = self.store.active_number()
-        except StoreError as error:
-            logger.error("cannot read the active pointer: %s", error)
-            return None
-        if number is None:
-            latest = self.store.latest()
-            return latest.number if latest else None
-        return number
-
-    async def sync_with_store(self) -> LoadedModel | None:
-        """Serve the version the store's active pointer names: the pointer is the one truth."""
-        wanted = await asyncio.to_thread(self._wanted_number)
-        current = self.current
-        if wanted is None or (current is not None and current.number == wanted):
-            return current
-        return await self.switch_to(wanted)
 
     def _load(self, number: int) -> LoadedModel:
         from app.engine import load_engine

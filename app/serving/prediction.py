@@ -1,16 +1,25 @@
-"""The data plane of /predict: decode uploads off the loop, batch them, shape the answer."""
+"""The data plane of every inference route: admit a request, decode its images off the loop as
+they arrive, batch them with everyone else's, answer from one version.
+
+Where the batcher and the engine run is the backend's business (:mod:`app.serving.inference`):
+in this process, or in a Ray Serve Model replica.
+
+/predict (multipart) and the Open Inference Protocol (REST and gRPC) differ only in how images
+arrive and how the answer is shaped: both call :meth:`Predictor.run`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from app import imaging
+from app.serving.admission import Admission
 from app.serving.inference import InferenceBackend
 
 
@@ -37,13 +46,73 @@ class Predictions:
     predictions: list[Prediction]
 
 
+@dataclass(frozen=True)
+class StartedImage:
+    """One image of a request, named for error messages, whose decoding has started."""
+
+    name: str
+    decoding: asyncio.Future[np.ndarray]
+
+
+StartDecoding = Callable[[str, bytes], StartedImage]
+# Counts a body's chunks against the memory budget as they pass (see app.serving.admission).
+Meter = Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]
+# Reads a request's images, metering its body, calling StartDecoding on each image as soon as
+# it is complete.
+ReceiveImages = Callable[[StartDecoding, Meter], Awaitable[Sequence[StartedImage]]]
+
+
+@dataclass(frozen=True)
+class Classified:
+    """Every image of one request and the probabilities of each, all from one version."""
+
+    names: list[str]
+    probabilities: np.ndarray  # (images, classes), in request order
+    version: int  # the version that computed every row
+    classes: list[str]  # that version's classes, in output order
+
+    def predictions(self, top_k: int | None = None) -> Predictions:
+        rows = zip(self.names, self.probabilities, strict=True)
+        classes = self.classes
+        return Predictions(
+            self.version, [_prediction(name, row, classes, top_k) for name, row in rows]
+        )
+
+
 class Predictor:
-    def __init__(self, backend: InferenceBackend, max_image_pixels: int, timeout_s: float) -> None:
+    def __init__(
+        self,
+        backend: InferenceBackend,
+        admission: Admission,
+        max_image_pixels: int,
+        timeout_s: float,
+    ) -> None:
         self.backend = backend
+        self.admission = admission
         self.max_image_pixels = max_image_pixels
         self.timeout_s = timeout_s
         workers = max(2, os.cpu_count() or 2)
         self._decoder = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
+
+    async def run(self, receive: ReceiveImages, declared_bytes: int | None = None) -> Classified:
+        """One request from admission to answer, whatever protocol its images came in on.
+
+        Refused at once (503) when no model serves, the queue is full, or the memory budget for
+        bodies in flight cannot hold ``declared_bytes``, before any body is read; images decode
+        while later ones are still arriving; one version answers them all.
+        """
+        backend = self.backend
+        backend.require()
+        backend.ensure_room()
+        with self.admission.admit(declared_bytes) as ticket, backend.arriving():
+            started = await receive(self.start_decoding, ticket.counted)
+            images = await self.decoded([image.decoding for image in started])
+        inference = await backend.infer(images, self.timeout_s)
+        names = [image.name for image in started]
+        return Classified(names, inference.probabilities, inference.version, inference.classes)
+
+    def start_decoding(self, name: str, data: bytes) -> StartedImage:
+        return StartedImage(name, self.decode_later(name, data))
 
     def decode_later(self, filename: str, data: bytes) -> asyncio.Future[np.ndarray]:
         """Start decoding one upload in the decode pool; the future raises ImageRejected."""
@@ -63,19 +132,6 @@ class Predictor:
         finally:
             for future in decoding:
                 future.cancel()
-
-    async def classify(
-        self, filenames: Sequence[str], images: list[np.ndarray], top_k: int | None = None
-    ) -> Predictions:
-        """Batch the images with everyone else's; every one answered by the same version."""
-        inference = await self.backend.infer(images, self.timeout_s)
-        return Predictions(
-            inference.version,
-            [
-                _prediction(name, row, inference.classes, top_k)
-                for name, row in zip(filenames, inference.probabilities, strict=True)
-            ],
-        )
 
     def close(self) -> None:
         self._decoder.shutdown(wait=False, cancel_futures=True)

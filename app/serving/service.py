@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.config import Settings
+from app.serving.admission import Admission
 from app.serving.inference import InferenceBackend
 from app.serving.jobs import JobControl
 from app.serving.labelling import DatasetNotConfigured, DatasetWriter
@@ -16,6 +17,7 @@ from app.store import ModelStore
 @dataclass
 class Service:
     settings: Settings
+    admission: Admission
     store: ModelStore
     metrics: Metrics
     backend: InferenceBackend

@@ -24,6 +24,7 @@ FLOWERS_URL: Final = (
     "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
 )
 ENV_DATA_DIR: Final = "FLOWERS_DATA_DIR"
+MIN_IMAGES_PER_CLASS: Final = 2  # one to train on, one to validate
 
 
 class DatasetError(ValueError):
@@ -121,6 +122,17 @@ def scan(root: Path, hash_files: bool = True) -> Dataset:
 
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def require_class_sizes(counts: dict[str, int], minimum: int = MIN_IMAGES_PER_CLASS) -> None:
+    """Refuse classes too small to be both trained and validated on, naming each."""
+    small = {name: count for name, count in counts.items() if count < minimum}
+    if small:
+        listed = ", ".join(f"{name!r} has {count}" for name, count in small.items())
+        raise DatasetError(
+            f"too few images to train and validate: {listed}; each class needs at least "
+            f"{minimum} (add photos, or remove or merge the class folder)"
+        )
 
 
 def stratified_split(

@@ -13,6 +13,7 @@ import logging
 import os
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +30,10 @@ Progress = Callable[[int, int], None]
 class FeatureCache:
     """Feature vectors on disk; a damaged entry reads as a miss and is recomputed."""
 
-    def __init__(self, root: Path, backbone_digest: str, dim: int) -> None:
+    def __init__(self, root: Path, backbone_digest: str, dim: int, name: str = "") -> None:
         self.folder = Path(root) / imaging.PREPROCESSING_VERSION / backbone_digest
+        if name:
+            self.folder /= name
         self.dim = dim
 
     def _path(self, digest: str) -> Path:
@@ -53,6 +56,71 @@ class FeatureCache:
         os.replace(partial, path)  # no fsync: a torn entry after a crash is just a cache miss
 
 
+@dataclass(frozen=True)
+class View:
+    """One feature view of every photo: how it is computed from a decoded batch, and its cache."""
+
+    extract: Extractor
+    cache: FeatureCache
+
+
+def mirrored(extract: Extractor) -> Extractor:
+    """The same features of the photos' mirror images (left and right swapped)."""
+    return lambda images: extract(np.ascontiguousarray(images[:, :, ::-1, :]))
+
+
+def featurize_views(
+    dataset: Dataset,
+    views: Sequence[View],
+    batch_size: int = 32,
+    on_progress: Progress | None = None,
+) -> tuple[list[np.ndarray], list[int], int]:
+    """Every view's features for every loadable sample: (one (N, dim) array per view, kept
+    indices, how many samples were computed).  A sample missing from any view's cache is decoded
+    once and computed for every view; unreadable images are skipped (``dataset.skipped``)."""
+    found: list[dict[int, np.ndarray]] = [{} for _ in views]
+    missing: list[int] = []
+    for index, sample in enumerate(dataset.samples):
+        vectors = [view.cache.get(sample.digest) for view in views]
+        if any(vector is None for vector in vectors):
+            missing.append(index)
+            continue
+        for store, vector in zip(found, vectors, strict=True):
+            store[index] = vector  # type: ignore[assignment]
+    total, done = len(dataset.samples), len(dataset.samples) - len(missing)
+    if on_progress is not None:
+        on_progress(done, total)
+    for start in range(0, len(missing), batch_size):
+        chunk = missing[start : start + batch_size]
+        for store, computed in zip(found, _compute_views(dataset, chunk, views), strict=True):
+            store.update(computed)
+        done += len(chunk)
+        if on_progress is not None:
+            on_progress(done, total)
+    kept = sorted(found[0])
+    arrays = [
+        _stacked(store, kept, view.cache.dim) for store, view in zip(found, views, strict=True)
+    ]
+    return arrays, kept, sum(1 for index in missing if index in found[0])
+
+
+def _compute_views(
+    dataset: Dataset, chunk: Sequence[int], views: Sequence[View]
+) -> list[dict[int, np.ndarray]]:
+    images, loaded = load_images(dataset, chunk)
+    results: list[dict[int, np.ndarray]] = []
+    for view in views:
+        batch = view.extract(images) if loaded else np.zeros((0, view.cache.dim), np.float32)
+        for index, vector in zip(loaded, batch, strict=True):
+            view.cache.put(dataset.samples[index].digest, vector)
+        results.append(dict(zip(loaded, batch, strict=True)))
+    return results
+
+
+def _stacked(store: dict[int, np.ndarray], kept: list[int], dim: int) -> np.ndarray:
+    return np.stack([store[i] for i in kept]) if kept else np.zeros((0, dim), np.float32)
+
+
 def featurize(
     dataset: Dataset,
     extract: Extractor,
@@ -60,41 +128,8 @@ def featurize(
     batch_size: int = 32,
     on_progress: Progress | None = None,
 ) -> tuple[np.ndarray, list[int], int]:
-    """Features for every loadable sample: (features (N, dim), kept indices, computed count).
-
-    Cached vectors are read; the rest are decoded and run through ``extract`` in batches.
-    Unreadable images are skipped (recorded in ``dataset.skipped``), never fatal.
-    """
-    vectors: dict[int, np.ndarray] = {}
-    missing: list[int] = []
-    for index, sample in enumerate(dataset.samples):
-        cached = cache.get(sample.digest)
-        if cached is None:
-            missing.append(index)
-        else:
-            vectors[index] = cached
-    total = len(dataset.samples)
-    done = len(vectors)
-    if on_progress is not None:
-        on_progress(done, total)
-    for start in range(0, len(missing), batch_size):
-        chunk = missing[start : start + batch_size]
-        vectors.update(_compute(dataset, chunk, extract, cache))
-        done += len(chunk)
-        if on_progress is not None:
-            on_progress(done, total)
-    kept = sorted(vectors)
-    features = np.stack([vectors[i] for i in kept]) if kept else np.zeros((0, cache.dim), "f4")
-    return features, kept, sum(1 for index in missing if index in vectors)
-
-
-def _compute(
-    dataset: Dataset, chunk: Sequence[int], extract: Extractor, cache: FeatureCache
-) -> dict[int, np.ndarray]:
-    images, loaded = load_images(dataset, chunk)
-    if not loaded:
-        return {}
-    batch = extract(images)
-    for index, vector in zip(loaded, batch, strict=True):
-        cache.put(dataset.samples[index].digest, vector)
-    return dict(zip(loaded, batch, strict=True))
+    """One view: (features (N, dim), kept indices, computed count)."""
+    arrays, kept, computed = featurize_views(
+        dataset, [View(extract, cache)], batch_size, on_progress
+    )
+    return arrays[0], kept, computed

@@ -36,6 +36,7 @@ class TrainConfig:
     data_dir: Path | None = None
     weights: str = "imagenet"
     precision: Precision = "auto"  # the CPU engine's, for the exported IR's agreement check
+    job_id: str | None = None  # the server's retrain job that started this run
 
 
 @dataclass
@@ -155,6 +156,8 @@ def _require_every_class(data: datasets.Dataset, kept: list[int]) -> None:
     empty = [name for label, name in enumerate(data.class_names) if label not in present]
     if empty:
         raise datasets.DatasetError(f"no readable images in class folder(s): {', '.join(empty)}")
+    readable = np.bincount([data.samples[i].label for i in kept], minlength=len(data.class_names))
+    datasets.require_class_sizes(dict(zip(data.class_names, map(int, readable), strict=True)))
 
 
 def _split(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import logging
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata as package_metadata
 from pathlib import Path
@@ -14,7 +15,15 @@ import numpy as np
 
 from app import imaging
 from app import model as models
-from app.store import MODEL_FILE, ModelStore, StoreError, Version
+from app.store import (
+    CONFUSION_PLOT,
+    HISTORY_PLOT,
+    MODEL_FILE,
+    ActivateIf,
+    ModelStore,
+    StoreError,
+    Version,
+)
 from app.training import dataset as datasets
 from app.training import evaluation
 from app.training.pipeline import TrainedModel
@@ -31,25 +40,51 @@ class Activation:
     reason: str
     compared_with: int | None = None
     active_accuracy: float | None = None
+    seen: int | None = None  # the pointer when the decision was made
 
 
 def publish(
-    trained: TrainedModel, store: ModelStore, reporter: Reporter
+    trained: TrainedModel,
+    store: ModelStore,
+    reporter: Reporter,
+    before_publishing: Callable[[], None] = lambda: None,
 ) -> tuple[Version, Activation]:
-    """Write the version folder, publish it atomically, then activate it if the policy says so."""
+    """Write the version folder, then publish it and (if the policy says so, and nobody moved
+    the active pointer meanwhile) activate it in one locked step.
+
+    ``before_publishing`` runs just before that step: the CLI holds cancellation there, so a
+    version is either not published or published with its job's record complete.
+    """
     reporter.phase("publish", f"writing a new version into {store.root}")
     activation = decide_activation(trained, store)
     with store.staging() as folder:
         models.save(trained.classifier, folder / MODEL_FILE)
-        evaluation.plot_history(trained.history, folder / "history.png")
+        evaluation.plot_history(trained.history, folder / HISTORY_PLOT)
         evaluation.plot_confusion(
-            trained.report["confusion_matrix"], trained.data.class_names, folder / "confusion.png"
+            trained.report["confusion_matrix"], trained.data.class_names, folder / CONFUSION_PLOT
         )
         engines = _export_engines(trained, folder, reporter)
-        version = store.publish(folder, build_metadata(trained, activation, engines))
-    if activation.activate:
-        store.set_active(version.number)
+        metadata = build_metadata(trained, activation, engines)
+        condition = ActivateIf(activation.seen) if activation.activate else None
+        before_publishing()
+        version = store.publish(folder, metadata, condition)
+    final = version.metadata.activation
+    if activation.activate and final.activated is False:  # an operator moved the pointer
+        activation = Activation(False, final.reason or "not activated", seen=activation.seen)
     return version, activation
+
+
+def apply_retention(store: ModelStore, keep: int, reporter: Reporter) -> list[int]:
+    """Delete the versions retention does not keep (the newest ``keep`` and the active one stay);
+    a failure is reported, never fatal: the new version is published either way."""
+    try:
+        deleted = store.prune(keep)
+    except (StoreError, OSError) as error:
+        reporter.line(f"  retention: could not delete old versions: {error}")
+        return []
+    if deleted:
+        reporter.line(f"  retention: deleted versions {deleted} (kept the newest {keep} + active)")
+    return deleted
 
 
 def _export_engines(trained: TrainedModel, folder: Path, reporter: Reporter) -> dict[str, Any]:
@@ -63,25 +98,27 @@ def _export_engines(trained: TrainedModel, folder: Path, reporter: Reporter) -> 
 def decide_activation(trained: TrainedModel, store: ModelStore) -> Activation:
     """always / never / if_better (compared with the active version on the same split)."""
     mode = trained.config.options.activate
+    seen = store.pointer_or_none()
     if mode == "always":
-        return Activation(True, "activate=always")
+        return Activation(True, "activate=always", seen=seen)
     if mode == "never":
-        return Activation(False, "activate=never: published without activating")
+        return Activation(False, "activate=never: published without activating", seen=seen)
     try:
         active = store.active()
-    except StoreError as error:
-        return Activation(True, f"the active version is unusable ({error}); activating the new one")
-    if active is None:
-        return Activation(True, "no version was active")
+        old = accuracy_of(active, store, trained) if active is not None else None
+    except Exception as error:  # what cannot be loaded cannot be compared with
+        unusable = f"the active version is unusable ({error}); activating the new one"
+        return Activation(True, unusable, seen=seen)
+    if active is None or old is None:
+        return Activation(True, "no version was active", seen=seen)
     new = float(trained.report["accuracy"])
-    old = accuracy_of(active, store, trained)
     count = len(trained.val_indices)
     verdict = ">=" if new >= old else "<"
     reason = (
         f"validation accuracy {new:.4f} {verdict} active version {active.number}'s {old:.4f} "
         f"on the same {count} validation images"
     )
-    return Activation(new >= old, reason, compared_with=active.number, active_accuracy=old)
+    return Activation(new >= old, reason, active.number, old, seen=seen)
 
 
 def accuracy_of(version: Version, store: ModelStore, trained: TrainedModel) -> float:
@@ -108,7 +145,9 @@ def build_metadata(
     config, data, report = trained.config, trained.data, trained.report
     labels = [data.samples[i].label for i in trained.val_indices]
     val_counts = np.bincount(labels, minlength=len(data.class_names))
+    job = {"job": {"id": config.job_id}} if config.job_id else {}
     return {
+        **job,
         "classes": data.class_names,
         "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "input": {"shape": list(models.INPUT_SHAPE), "dtype": "float32", "values": "RGB 0..255"},

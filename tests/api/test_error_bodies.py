@@ -176,10 +176,16 @@ def test_a_bug_answers_500_in_the_same_shape_and_the_server_goes_on(tmp_path: Pa
 
 
 def test_a_422_never_echoes_a_large_input(client: TestClient) -> None:
-    response = client.post("/admin/retrain", json={"epochs": "x" * 100_000}, headers=AUTH)
+    response = client.post("/admin/retrain", json={"epochs": "x" * 60_000}, headers=AUTH)
     assert_error_shape(response, 422)
     assert len(response.content) < 2_000
     assert "characters omitted" in response.text
+
+
+def test_a_json_body_over_the_cap_is_413(client: TestClient) -> None:
+    response = client.post("/admin/retrain", json={"epochs": "x" * 100_000}, headers=AUTH)
+    assert_error_shape(response, 413)
+    assert "over 65,536 bytes" in response.json()["detail"]
 
 
 def test_every_documented_status_is_walked() -> None:

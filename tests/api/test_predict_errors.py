@@ -68,10 +68,16 @@ CASES: dict[str, tuple[Send, int, str]] = {
     "no body": (lambda c: c.post("/predict"), 415, "multipart/form-data"),
     "no image part": (
         lambda c: c.post(
-            "/predict", data={"comment": "hello"}, files=[("other", ("x.txt", b"x", "text/plain"))]
+            "/predict", content=_raw_part(b'form-data; name="comment"', b"hi"), headers=_RAW_HEADERS
         ),
         422,
         "no image in the form",
+    ),
+    # curl -F image=@rose.jpg: over 64 KB this was "413 non-file form fields are over 65,536 bytes"
+    "a photo under another field name": (
+        _post("rose.jpg", make.jpeg() + b"\0" * 100_000, field="image"),
+        422,
+        "the file part 'image' is not one the API reads: name image parts 'file' or 'files'",
     ),
     "image part without a filename": (
         lambda c: c.post(

@@ -48,8 +48,12 @@ def test_the_smoke_benchmark_writes_json_table_and_plot(tmp_path: Path) -> None:
         assert all(lvl["requests"] > 0 for lvl in engine["service"]["no_batching"])
         assert "p50_c1_minus_raw_batch1_ms" in engine["ratios"]
         assert engine["ratios"]["errors_within_queue_bound"] == 0
+        compared = engine["protocols"]  # /predict beside the Open Inference Protocol
+        for name in ("predict", "v2_rest", "v2_grpc"):
+            assert compared[name]["requests"] > 0 and compared[name]["errors"] == {}, name
+        assert {"v2_rest_vs_predict", "v2_grpc_vs_predict"} <= set(engine["ratios"])
     table = (tmp_path / "out" / "latest.md").read_text()
-    assert "| server | conc. |" in table
+    assert "| server | conc. |" in table and "| V2 gRPC | 4 |" in table
     assert "None" not in table and "at c=16: not measured in this run" in table
     assert (tmp_path / "out" / "latest.png").read_bytes().startswith(b"\x89PNG")
     assert "written:" in result.stdout

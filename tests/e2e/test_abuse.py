@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import socket
 import threading
 import time
@@ -22,6 +21,7 @@ import pytest
 from app.store import ModelStore
 from tests.support import imagefactory as make
 from tests.support.modelfactory import publish_tiny
+from tests.support.rawhttp import garbage, request_head, stream_until_answered
 from tests.support.servers import running_server
 
 pytestmark = pytest.mark.slow
@@ -67,43 +67,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Abused]:
         yield abused
 
 
-def _head(path: str, headers: dict[str, str]) -> bytes:
-    lines = [f"POST {path} HTTP/1.1", "Host: test", *(f"{k}: {v}" for k, v in headers.items())]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-async def _stream_until_answered(
-    port: int, head: bytes, chunks: Iterator[bytes], pause_s: float
-) -> tuple[int, int]:
-    """Send ``head`` then chunks (pausing between them) until the server answers.
-
-    Returns (status, body bytes sent before the answer)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(head)
-    answer = asyncio.create_task(reader.readline())
-    sent = 0
-    try:
-        for chunk in chunks:
-            if answer.done():
-                break
-            writer.write(chunk)
-            await writer.drain()
-            sent += len(chunk)
-            await asyncio.sleep(pause_s)
-        status_line = await asyncio.wait_for(answer, 30)
-    except (ConnectionError, OSError):
-        status_line = await asyncio.wait_for(answer, 30)
-    finally:
-        writer.close()
-    return int(status_line.split()[1]), sent
-
-
-def _garbage(total: int, size: int = 64 * 1024) -> Iterator[bytes]:
-    block = os.urandom(size)
-    for _ in range(total // size):
-        yield block
-
-
 def test_a_body_of_several_hundred_mb_streamed_slowly_is_cut_off_early(server: Abused) -> None:
     before = server.rss_mb()
     served_meanwhile: list[bool] = []
@@ -111,7 +74,7 @@ def test_a_body_of_several_hundred_mb_streamed_slowly_is_cut_off_early(server: A
         target=lambda: served_meanwhile.extend(server.predict_ok() for _ in range(5))
     )
     boundary = "XyZ"
-    head = _head(
+    head = request_head(
         "/predict",
         {
             "Content-Type": f"multipart/form-data; boundary={boundary}",
@@ -123,11 +86,11 @@ def test_a_body_of_several_hundred_mb_streamed_slowly_is_cut_off_early(server: A
     )
 
     def chunked() -> Iterator[bytes]:
-        for chunk in [part.encode(), *_garbage(400 * 2**20)]:  # 400 MB if nobody stops it
+        for chunk in [part.encode(), *garbage(400 * 2**20)]:  # 400 MB if nobody stops it
             yield f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
 
     worker.start()
-    status, sent = asyncio.run(_stream_until_answered(server.port, head, chunked(), pause_s=0.001))
+    status, sent = asyncio.run(stream_until_answered(server.port, head, chunked(), pause_s=0.001))
     worker.join()
     growth = server.rss_mb() - before
     print(
@@ -141,11 +104,11 @@ def test_a_body_of_several_hundred_mb_streamed_slowly_is_cut_off_early(server: A
 
 
 def test_a_declared_huge_body_is_refused_before_it_is_sent(server: Abused) -> None:
-    head = _head(
+    head = request_head(
         "/predict",
         {"Content-Type": "multipart/form-data; boundary=b", "Content-Length": str(500 * 2**20)},
     )
-    status, sent = asyncio.run(_stream_until_answered(server.port, head, _garbage(2**20), 0.05))
+    status, sent = asyncio.run(stream_until_answered(server.port, head, garbage(2**20), 0.05))
     assert status == 413
     assert sent <= 2**20
 
@@ -204,11 +167,11 @@ def test_a_huge_http_header_is_refused_and_the_server_goes_on(server: Abused) ->
 
 
 def test_a_content_length_that_lies_gets_408_not_a_hung_request(server: Abused) -> None:
-    head = _head(
+    head = request_head(
         "/predict", {"Content-Type": "multipart/form-data; boundary=b", "Content-Length": "100000"}
     )
     started = time.monotonic()
-    status, _ = asyncio.run(_stream_until_answered(server.port, head, iter([b"--b\r\n"]), 0.0))
+    status, _ = asyncio.run(stream_until_answered(server.port, head, iter([b"--b\r\n"]), 0.0))
     waited = time.monotonic() - started
     assert status == 408
     assert waited < UPLOAD_TIMEOUT_S + 5
@@ -216,7 +179,7 @@ def test_a_content_length_that_lies_gets_408_not_a_hung_request(server: Abused) 
 
 
 def test_the_408_answer_has_the_error_shape_of_every_other_error(server: Abused) -> None:
-    head = _head(
+    head = request_head(
         "/predict", {"Content-Type": "multipart/form-data; boundary=b", "Content-Length": "1000"}
     )
     with socket.create_connection(

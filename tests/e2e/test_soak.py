@@ -1,6 +1,8 @@
-"""Soak (long profile: `pytest -m long tests/test_soak.py -s`): sustained load on the real
-server with a retrain and two version switches in the middle. Reports memory over time and
-latency percentiles before, during and after; asserts zero failed requests and bounded memory."""
+"""Soak (long profile: `pytest -m long tests/e2e/test_soak.py -s`): sustained load on two real
+replicas sharing one store, with a retrain and two version switches in the middle; the second
+replica is refused a retrain while the first one's runs (one job at a time across both), and
+runs one of its own afterwards. Reports memory over time and latency percentiles before, during
+and after; asserts zero failed requests and bounded memory."""
 
 from __future__ import annotations
 
@@ -47,29 +49,30 @@ def test_soak_with_a_retrain_and_two_switches(tmp_path: Path) -> None:
     }
     samples: list[tuple[float, float]] = []
     stop = threading.Event()
-    with running_server(env) as server:
-        base = server.base
+    with running_server(env) as server, running_server(env) as replica:
+        bases = [server.base, replica.base]
         process = psutil.Process(server.process.pid)
         sampler = threading.Thread(target=_sample, args=(process, samples, stop))
         sampler.start()
         bodies = load.multipart_bodies(photos, 1, 64)
-        asyncio.run(load.run(base, bodies, CONCURRENCY, 1, 5))  # warm-up, not counted
+        for base in bases:
+            asyncio.run(load.run(base, bodies, CONCURRENCY, 1, 5))  # warm-up, not counted
         warm_rss = float(process.memory_info().rss) / 2**20
         phases = {}
         per_phase = TOTAL_REQUESTS // 3
-        phases["before"] = _until(base, bodies, per_phase)
-        job = httpx.post(
-            f"{base}/admin/retrain",
-            json={"epochs": 2, "activate": "never"},
-            headers=AUTH,
-            timeout=30,
-        ).json()
-        switcher = threading.Thread(target=_switch_twice, args=(base,))
+        phases["before"] = _until(bases, bodies, per_phase)
+        job = _retrain(server.base)
+        assert job.status_code == 202, job.text
+        refused = _retrain(replica.base)  # one job at a time across the replicas
+        switcher = threading.Thread(target=_switch_twice, args=(server.base,))
         switcher.start()
-        phases["during"] = _until(base, bodies, per_phase)
+        phases["during"] = _until(bases, bodies, per_phase)
         switcher.join()
-        state = _job_done(base, job["job_id"])
-        phases["after"] = _until(base, bodies, TOTAL_REQUESTS - 2 * per_phase)
+        state = _job_done(server.base, job.json()["job_id"])
+        second = _retrain(replica.base)
+        assert second.status_code == 202, second.text
+        phases["after"] = _until(bases, bodies, TOTAL_REQUESTS - 2 * per_phase)
+        second_state = _job_done(replica.base, second.json()["job_id"])
         stop.set()
         sampler.join()
         end_rss = float(process.memory_info().rss) / 2**20
@@ -78,8 +81,10 @@ def test_soak_with_a_retrain_and_two_switches(tmp_path: Path) -> None:
     failed = sum(r["failed"] for r in report.values())
     rss = [mb for _, mb in samples]
     print(
-        f"\nsoak: {served} requests, {failed} failed; retrain job {state}; "
-        f"RSS after warm-up {warm_rss:.0f} MB, peak {max(rss):.0f} MB, end {end_rss:.0f} MB"
+        f"\nsoak on 2 replicas: {served} requests, {failed} failed; retrain on replica 1 "
+        f"{state}; replica 2's retrain meanwhile: {refused.status_code} "
+        f"({refused.json()['detail']}); its own retrain afterwards: {second_state}; replica 1 RSS "
+        f"after warm-up {warm_rss:.0f} MB, peak {max(rss):.0f} MB, end {end_rss:.0f} MB"
     )
     print(
         "memory over time (s, MB):",
@@ -89,6 +94,7 @@ def test_soak_with_a_retrain_and_two_switches(tmp_path: Path) -> None:
         print(f"  {name:<6} {summary}")
     assert failed == 0
     assert served >= TOTAL_REQUESTS
+    assert refused.status_code == 409 and state == second_state == "succeeded"
     assert end_rss - warm_rss < MEMORY_GROWTH_BOUND_MB
 
 
@@ -101,11 +107,22 @@ def _sample(
         stop.wait(1.0)
 
 
-def _until(base: str, bodies: list[tuple[bytes, str]], count: int) -> list[load.LoadResult]:
+def _until(bases: list[str], bodies: list[tuple[bytes, str]], count: int) -> list[load.LoadResult]:
+    """Load both replicas at once (half the clients each) until ``count`` requests are done."""
     results: list[load.LoadResult] = []
+
+    async def both() -> list[load.LoadResult]:
+        runs = (load.run(base, bodies, CONCURRENCY // 2, 1, 3) for base in bases)
+        return list(await asyncio.gather(*runs))
+
     while sum(r.requests + sum(r.errors.values()) for r in results) < count:
-        results.append(asyncio.run(load.run(base, bodies, CONCURRENCY, 1, 3)))
+        results.extend(asyncio.run(both()))
     return results
+
+
+def _retrain(base: str) -> httpx.Response:
+    body = {"epochs": 2, "activate": "never"}
+    return httpx.post(f"{base}/admin/retrain", json=body, headers=AUTH, timeout=30)
 
 
 def _switch_twice(base: str) -> None:

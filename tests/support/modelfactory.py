@@ -55,10 +55,15 @@ def publish_tiny(
     openvino: bool = False,
     activate: bool = True,
     weights: tuple[np.ndarray, np.ndarray] | None = None,
+    job_id: str | None = None,
+    plots: bool = False,
+    metrics: dict[str, Any] | None = None,
 ) -> Version:
     model = tiny_classifier(len(classes), seed, weights)
     with store.staging() as folder:
         model.save(folder / MODEL_FILE)
+        if plots:
+            _plot(folder, classes)
         if openvino:
             from app.training.export import write_openvino_ir
 
@@ -67,13 +72,27 @@ def publish_tiny(
         metadata = {
             "classes": classes,
             "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "metrics": {"val_accuracy": val_accuracy},
+            "metrics": {"val_accuracy": val_accuracy, **(metrics or {})},
             "preprocessing_version": "test",
+            **({"job": {"id": job_id}} if job_id else {}),
         }
         version = store.publish(folder, metadata)
     if activate:
         store.set_active(version.number)
     return version
+
+
+def _plot(folder: Path, classes: list[str]) -> None:
+    """The training plots a published version holds, drawn by the trainer's own functions from
+    a two-epoch history and a diagonal confusion matrix."""
+    from app.store import CONFUSION_PLOT, HISTORY_PLOT
+    from app.training import evaluation
+
+    history = {"accuracy": [0.5, 0.8], "val_accuracy": [0.4, 0.7], "loss": [1.0, 0.5]}
+    evaluation.plot_history({**history, "val_loss": [1.1, 0.6]}, folder / HISTORY_PLOT)
+    size = len(classes)
+    confusion = [[2 if row == column else 0 for column in range(size)] for row in range(size)]
+    evaluation.plot_confusion(confusion, classes, folder / CONFUSION_PLOT)
 
 
 def store_with_versions(root: Path, *class_lists: list[str], openvino: bool = False) -> ModelStore:

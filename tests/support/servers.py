@@ -9,6 +9,8 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
 
 import httpx2 as httpx
 
@@ -33,10 +35,15 @@ def running_server(
     command: list[str] | None = None,
     capture: bool = False,
     stop: bool = True,
+    log: Path | None = None,
 ) -> Iterator[Server]:
-    """Start the server with ``env`` on top of ours; yield it once ready; SIGTERM it after."""
+    """Start the server with ``env`` on top of ours; yield it once ready; SIGTERM it after.
+
+    Its output is discarded, piped (``capture``: read it, or a chatty server blocks), or
+    written to the file ``log``."""
     port = free_port()
-    output = subprocess.PIPE if capture else subprocess.DEVNULL
+    log_file = log.open("w") if log is not None else None
+    output: int | IO[str] = log_file or (subprocess.PIPE if capture else subprocess.DEVNULL)
     argv = serve_command(port) if command is None else [*command, "--port", str(port)]
     process = subprocess.Popen(
         argv,
@@ -46,6 +53,8 @@ def running_server(
         stderr=subprocess.STDOUT,
         text=True,
     )
+    if log_file is not None:
+        log_file.close()  # the child holds its own copy
     server = Server(f"http://127.0.0.1:{port}", port, process)
     try:
         wait_ready(server)

@@ -1,0 +1,105 @@
+"""Screenshots of the web console for the README: both pages at desktop and phone widths.
+
+Starts the real server over a store (ideally one trained on the real photos, so the predictions
+shown are real), classifies a few real photos, signs in to the console and opens the newest
+version's details; writes small palette PNGs into docs/.
+
+    python scripts/web_screenshots.py --store model_store \
+        --data ../shared/datasets/flower_photos_dev
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.support.browser import CHROMIUM_ARGS, chromium_path  # noqa: E402
+from tests.support.servers import running_server  # noqa: E402
+
+TOKEN = secrets.token_hex(16)  # this run's server only
+SIZES = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
+PHOTOS = {"desktop": ("roses", "sunflowers", "daisy"), "phone": ("tulips",)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", type=Path, required=True, help="the model store to serve")
+    parser.add_argument("--data", type=Path, required=True, help="a folder of class folders")
+    parser.add_argument("--out", type=Path, default=REPO / "docs")
+    args = parser.parse_args()
+    executable = chromium_path()
+    if executable is None:
+        raise SystemExit("no Chromium found: apt-get install chromium (or set FLOWERS_CHROMIUM)")
+    from playwright.sync_api import sync_playwright
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    env = {
+        "FLOWERS_MODEL_STORE": str(args.store.resolve()),
+        "FLOWERS_DATA_DIR": str(args.data.resolve()),
+        "FLOWERS_ADMIN_TOKEN": TOKEN,
+        "FLOWERS_KEEP_VERSIONS": "5",
+        "FLOWERS_POLL_INTERVAL_S": "0",
+    }
+    with running_server(env) as server, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        for size, viewport in SIZES.items():
+            context = browser.new_context(viewport=viewport, is_mobile=size == "phone")
+            page = context.new_page()
+            classify(page, server.base, [first_photo(args.data, c) for c in PHOTOS[size]])
+            save(page, args.out / f"web-classify-{size}.png")
+            console(page, server.base)
+            save(page, args.out / f"web-console-{size}.png")
+            context.close()
+        browser.close()
+    return 0
+
+
+def first_photo(data: Path, name: str) -> Path:
+    return sorted((data / name).iterdir())[0]
+
+
+def classify(page: Any, base: str, photos: list[Path]) -> None:
+    page.goto(f"{base}/")
+    page.get_by_label("Choose photos").set_input_files(photos)
+    page.locator(".card[data-state='done']").nth(len(photos) - 1).wait_for()
+    page.evaluate("document.activeElement.blur()")
+    if page.viewport_size["width"] < 600:  # a phone shows one card: scroll to it
+        page.evaluate("document.getElementById('results-title').scrollIntoView()")
+
+
+def console(page: Any, base: str) -> None:
+    page.goto(f"{base}/admin")
+    page.get_by_label("Admin token").fill(TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    newest = page.locator("#versions tbody tr").first
+    newest.wait_for()
+    newest.get_by_role("button", name="Details", exact=False).click()
+    page.locator("#detail figure img").nth(1).wait_for()
+    page.evaluate(
+        """() => {
+            document.activeElement.blur();
+            for (const wrap of document.querySelectorAll('.table-wrap')) wrap.scrollLeft = 0;
+            document.getElementById('versions-title').scrollIntoView();
+        }"""
+    )
+
+
+def save(page: Any, path: Path) -> None:
+    """The viewport as an adaptive-palette PNG (a UI needs few colours; the files stay small)."""
+    image = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
+    image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+    print(f"{shown}: {path.stat().st_size:,} bytes")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Browser tests: Debian's Chromium driven by Playwright against the real server (``python -m
+app.serve`` in a subprocess) over a store of tiny real models and a small dataset folder.
+
+Skipped, with the reason, where Playwright or a Chromium binary is missing (CI installs both).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.store import ModelStore
+from tests.api.conftest import FLOWERS
+from tests.conftest import write_colour_dataset
+from tests.support.browser import CHROMIUM_ARGS, chromium_path
+from tests.support.modelfactory import publish_tiny
+from tests.support.servers import running_server
+
+TOKEN = "web-console-token-0123456789abcdef"
+KEEP_VERSIONS = 4
+PHONE = {"width": 390, "height": 844}
+# Chromium's console messages that are the page working as intended: an API answer with an
+# error status is logged by the browser itself, and the pages show that answer.
+EXPECTED_CONSOLE = ("Failed to load resource: the server responded with a status of",)
+
+
+@dataclass
+class WebServer:
+    base: str
+    store: ModelStore
+    data: Path
+    log: Path
+
+
+@dataclass
+class Tab:
+    """A page in a fresh browser context, with what it requested and what went wrong in it."""
+
+    page: Any
+    base: str
+    requests: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def goto(self, path: str) -> Any:
+        return self.page.goto(self.base + path)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    executable = chromium_path()
+    if executable is None:
+        reason = "no Chromium found (apt-get install chromium, or set FLOWERS_CHROMIUM)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}: .ci/run installs it, so CI must have it")
+        pytest.skip(reason)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("Playwright for Python is not installed (pip install -e '.[dev]')")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def web(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[WebServer]:
+    """The server: versions 1 (with plots and per-class scores) and 2 (active) of a tiny model
+    over the five flower classes, and a dataset folder of blue/green/red photos to retrain on."""
+    root = tmp_path_factory.mktemp("web")
+    store = ModelStore(root / "store")
+    scores = {
+        name: {"precision": 0.8, "recall": 0.6, "f1": 0.6857, "support": 5} for name in FLOWERS
+    }
+    publish_tiny(store, FLOWERS, seed=0, plots=True, metrics={"per_class": scores})
+    publish_tiny(store, FLOWERS, seed=1)
+    data = write_colour_dataset(root / "data", per_class=5)
+    env = {
+        "FLOWERS_MODEL_STORE": str(store.root),
+        "FLOWERS_DATA_DIR": str(data),
+        "FLOWERS_ADMIN_TOKEN": TOKEN,
+        "FLOWERS_RETRAIN_WEIGHTS": "none",
+        "FLOWERS_KEEP_VERSIONS": str(KEEP_VERSIONS),
+        "FLOWERS_POLL_INTERVAL_S": "0",
+        "FLOWERS_ENGINE": "tensorflow",
+    }
+    log = root / "server.log"
+    with running_server(env, log=log) as server:
+        yield WebServer(server.base, store, data, log)
+
+
+def open_tab(browser: Any, web: WebServer, **context_options: Any) -> Tab:
+    context = browser.new_context(**context_options)
+    page = context.new_page()
+    tab = Tab(page, web.base)
+    page.on("request", lambda request: tab.requests.append(request.url))
+    page.on("pageerror", lambda error: tab.problems.append(f"uncaught: {error}"))
+
+    def console(message: Any) -> None:
+        if message.type == "error" and not message.text.startswith(EXPECTED_CONSOLE):
+            tab.problems.append(f"console: {message.text}")
+
+    page.on("console", console)
+    return tab
+
+
+@pytest.fixture
+def tab(browser: Any, web: WebServer) -> Iterator[Tab]:
+    """A desktop-sized page; the test fails if the page threw or the browser refused anything
+    (a Content-Security-Policy violation is a console error)."""
+    opened = open_tab(browser, web, viewport={"width": 1280, "height": 900})
+    yield opened
+    opened.page.context.close()
+    assert opened.problems == []
+
+
+@pytest.fixture
+def phone(browser: Any, web: WebServer) -> Iterator[Tab]:
+    opened = open_tab(browser, web, viewport=PHONE, is_mobile=True, has_touch=True)
+    yield opened
+    opened.page.context.close()
+    assert opened.problems == []
+
+
+def sign_in(tab: Tab, token: str = TOKEN) -> None:
+    """Sign in on the console with ``token`` (the page stays on /admin)."""
+    from playwright.sync_api import expect
+
+    tab.goto("/admin")
+    tab.page.get_by_label("Admin token").fill(token)
+    tab.page.get_by_role("button", name="Sign in").click()
+    if token == TOKEN:
+        expect(tab.page.locator("#versions tbody tr").first).to_be_visible()

@@ -1,0 +1,216 @@
+"""The operator's console (/admin) in a real browser: sign in, versions with their plots and
+scores, activation with a confirmation, deletion, retraining watched to the end, and labelled
+photos uploaded, each checked against the server's real state."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+
+from tests.support.modelfactory import publish_tiny
+from tests.web.conftest import FLOWERS, KEEP_VERSIONS, TOKEN, Tab, WebServer, sign_in
+
+expect = pytest.importorskip("playwright.sync_api").expect
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _row(tab: Tab, version: int) -> object:
+    return tab.page.locator(f"#versions tbody tr[data-version='{version}']")
+
+
+def test_a_wrong_token_shows_the_apis_401_message_and_stores_nothing(
+    tab: Tab, web: WebServer
+) -> None:
+    wrong = "not-the-token-0000000000"
+    api = httpx.get(f"{web.base}/admin/models", headers={"Authorization": f"Bearer {wrong}"})
+    assert api.status_code == 401
+    sign_in(tab, wrong)
+    expect(tab.page.locator("#sign-in-error")).to_have_text(api.json()["detail"])
+    expect(tab.page.locator("#console")).to_be_hidden()
+    assert tab.page.evaluate("sessionStorage.length + localStorage.length") == 0
+
+
+def test_the_right_token_lists_every_version_and_keeps_the_token_in_the_tab_only(
+    tab: Tab, web: WebServer
+) -> None:
+    sign_in(tab)
+    listed = httpx.get(f"{web.base}/admin/models", headers=AUTH).json()
+    rows = tab.page.locator("#versions tbody tr")
+    expect(rows).to_have_count(len(listed["versions"]))
+    for version in listed["versions"]:
+        row = _row(tab, int(version["version"]))
+        expect(row.locator("td").nth(1)).to_contain_text(f"{version['val_accuracy'] * 100:.1f}%")
+        expect(row.locator("td").nth(2)).to_have_text(
+            f"{len(version['classes'])}: {', '.join(version['classes'])}"
+        )
+        badges = " ".join(name for name in ("active", "serving") if version[name])
+        if badges:
+            expect(row.locator("td").nth(4)).to_have_text(badges.replace(" ", ""))
+    expect(tab.page.locator("#retention")).to_contain_text(
+        f"newest {KEEP_VERSIONS} and the active version are kept"
+    )
+    assert tab.page.evaluate("Object.values(sessionStorage)") == [TOKEN]
+    assert tab.page.evaluate("localStorage.length") == 0
+    assert not [url for url in tab.requests if TOKEN in url]
+    assert TOKEN not in web.log.read_text()
+
+
+def test_a_versions_plots_and_per_class_scores_are_shown(tab: Tab) -> None:
+    sign_in(tab)
+    tab.page.get_by_role("button", name="Details of version 1").click()
+    figures = tab.page.locator("#detail figure")
+    expect(figures).to_have_count(2)
+    for name, title in (("history.png", "Training curves"), ("confusion.png", "Confusion matrix")):
+        image = tab.page.locator(f"#detail figure[data-plot='{name}'] img")
+        expect(image).to_have_attribute("src", re.compile(r"^blob:"))
+        expect(image).to_have_attribute("alt", re.compile(f"^{title}"))
+        image.evaluate("img => img.decode()")
+        assert image.evaluate("img => img.naturalWidth") > 300
+    scores = tab.page.locator("#detail table.scores tbody tr")
+    expect(scores).to_have_count(len(FLOWERS))
+    expect(scores.first).to_have_text(re.compile(r"daisy\s*0\.800\s*0\.600\s*0\.686\s*5"))
+
+
+def test_activating_the_older_version_after_a_confirmation_makes_predict_answer_with_it(
+    tab: Tab, web: WebServer
+) -> None:
+    photo = {"file": ("x.jpg", _jpeg(), "image/jpeg")}
+    before = httpx.post(f"{web.base}/predict", files=photo, timeout=30).json()["model_version"]
+    assert (before, _versions(web)[:2]) == ("2", [1, 2])  # the fixture: 2 serves, 1 is older
+    try:
+        sign_in(tab)
+        _row(tab, 1).get_by_role("button", name="Activate version 1").click()
+        dialog = tab.page.get_by_role("dialog")
+        expect(dialog).to_contain_text("instead of version 2")
+        dialog.get_by_role("button", name="Cancel").click()  # the first answer: no
+        expect(_row(tab, 2).locator(".badge")).to_have_count(2)
+        _row(tab, 1).get_by_role("button", name="Activate version 1").click()
+        dialog.get_by_role("button", name="Activate version 1").click()
+        expect(tab.page.locator("#announce")).to_have_text("Version 1 is active and serving.")
+        expect(_row(tab, 1).locator(".badge")).to_have_text(["active", "serving"])
+        after = httpx.post(f"{web.base}/predict", files=photo, timeout=30).json()
+        assert after["model_version"] == "1"
+    finally:
+        httpx.post(f"{web.base}/admin/models/2/activate", headers=AUTH, timeout=60)
+
+
+def test_an_old_version_is_deleted_after_a_confirmation_and_the_active_one_cannot_be(
+    tab: Tab, web: WebServer
+) -> None:
+    doomed = publish_tiny(web.store, FLOWERS, seed=7, activate=False).number
+    sign_in(tab)
+    active = _versions_active(web)
+    expect(
+        _row(tab, active).get_by_role("button", name=f"Delete version {active}")
+    ).to_be_disabled()
+    _row(tab, doomed).get_by_role("button", name=f"Delete version {doomed}").click()
+    tab.page.get_by_role("dialog").get_by_role("button", name=f"Delete version {doomed}").click()
+    expect(tab.page.locator("#announce")).to_have_text(f"Version {doomed} was deleted.")
+    expect(_row(tab, doomed)).to_have_count(0)
+    assert not (web.store.root / str(doomed)).exists()
+
+
+def test_labelled_photos_are_uploaded_with_duplicates_and_rejects_reported_per_file(
+    tab: Tab, web: WebServer, flowers_dev: Path
+) -> None:
+    first, second = sorted((flowers_dev / "sunflowers").iterdir())[1:3]
+    notes = _payload("notes.jpg", b"not a photo at all")
+    copy = _payload("again.jpg", first.read_bytes())
+    sign_in(tab)
+    tab.page.get_by_label("Class (an existing one, or a new name)").fill("sunflowers")
+    photos = [_payload(path.name, path.read_bytes()) for path in (first, second)]
+    tab.page.get_by_label("Photos", exact=True).set_input_files([*photos, copy, notes])
+    tab.page.get_by_role("button", name="Upload").click()
+    outcomes = tab.page.locator("#upload-results li")
+    expect(outcomes).to_have_count(4)
+    digest = hashlib.sha256(first.read_bytes()).hexdigest()
+    expect(tab.page.locator("li[data-outcome='stored']")).to_have_count(2)
+    expect(tab.page.locator("li[data-outcome='stored']").first).to_have_text(
+        f"{first.name} stored as sunflowers/{digest}.jpg"
+    )
+    expect(tab.page.locator("li[data-outcome='duplicate']")).to_have_text(
+        f"again.jpg duplicate of sunflowers/{digest}.jpg, not stored again"
+    )
+    expect(tab.page.locator("li[data-outcome='rejected']")).to_contain_text(
+        "notes.jpg rejected (HTTP 400): the bytes are not a decodable image"
+    )
+    expect(tab.page.locator("#dataset tbody tr[data-class='sunflowers'] td").first).to_have_text(
+        "2"
+    )
+    assert len(list((web.data / "sunflowers").iterdir())) == 2
+
+
+def test_a_retrain_started_from_the_form_is_watched_until_it_succeeds(
+    tab: Tab, web: WebServer
+) -> None:
+    before = set(_versions(web))
+    classes = sorted(path.name for path in web.data.iterdir() if path.is_dir())
+    sign_in(tab)
+    page = tab.page
+    page.get_by_label("Epochs", exact=True).fill("1")
+    page.get_by_label("Openvino", exact=True).uncheck()
+    page.get_by_label("Activate", exact=True).select_option("never")
+    page.evaluate(
+        """() => {
+            window.seenStates = [];
+            const state = document.getElementById('job-state');
+            new MutationObserver(() => window.seenStates.push(state.textContent))
+              .observe(state, {childList: true, characterData: true, subtree: true});
+        }"""
+    )
+    page.get_by_role("button", name="Start retraining").click()
+    state = page.locator("#job-state")
+    expect(state).to_have_text(re.compile(r"^succeeded: published version \d+"), timeout=300_000)
+    seen = page.evaluate("window.seenStates")
+    assert any(text.startswith("running: ") for text in seen), seen
+    expect(page.locator("#job-log")).to_contain_text("version published")
+    new = set(_versions(web)) - before
+    assert len(new) == 1
+    (number,) = new
+    expect(state).to_have_text(
+        f"succeeded: published version {number}, not activated "
+        "(activate=never: published without activating)"
+    )
+    expect(_row(tab, number)).to_be_visible()
+    page.get_by_role("button", name=f"Details of version {number}").click()
+    expect(page.locator("#detail figure img")).to_have_count(2)
+    expect(page.locator("#detail table.scores tbody th")).to_have_text(classes)
+
+
+def _payload(name: str, data: bytes) -> dict[str, object]:
+    return {"name": name, "mimeType": "image/jpeg", "buffer": data}
+
+
+def _versions(web: WebServer) -> list[int]:
+    return [v.number for v in web.store.versions()]
+
+
+def _versions_active(web: WebServer) -> int:
+    number = web.store.active_number()
+    assert number is not None
+    return number
+
+
+def _jpeg() -> bytes:
+    from tests.support import imagefactory
+
+    return imagefactory.jpeg()
+
+
+def test_the_console_fits_a_phone_screen(phone: Tab) -> None:
+    sign_in(phone)
+    phone.page.get_by_role("button", name="Details of version 1").click()
+    expect(phone.page.locator("#detail figure img")).to_have_count(2)
+    overflow = phone.page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0  # wide tables scroll inside their own region
+    region = phone.page.get_by_role("region", name="Table of versions")
+    assert region.get_attribute("tabindex") == "0"  # reachable to scroll by keyboard
