@@ -163,7 +163,8 @@ def _run(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> in
         reporter.line(f"  {root} is empty: copying the flower_photos dataset into it")
         datasets.seed_with_flower_photos(root)
     data = datasets.scan(root)
-    datasets.require_class_sizes(data.counts())  # fail fast, before any image is decoded
+    minimum = max(datasets.MIN_IMAGES_PER_CLASS, recipe.folds)
+    datasets.require_class_sizes(data.counts(), minimum)  # fail fast: before any decoding
     timings["scan"] = round(time.monotonic() - scan_started, 2)
     reporter.line(
         f"  {len(data.samples)} images in {len(data.class_names)} classes: {data.counts()}"
