@@ -99,14 +99,30 @@ def build_set_extractor(backbone: Any, features: FeatureSet) -> Any:
     maps = backbone(_preprocess(pixels), training=False)
     maps = maps if isinstance(maps, list) else [maps]
     pooled = [
-        _pool(pooling, f"pool_{index}")(stage)
+        pooling_layer(pooling, f"pool_{index}")(stage)
         for index, (stage, (_, pooling)) in enumerate(zip(maps, features.taps, strict=True))
     ]
     vector = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="features")(pooled)
     return keras.Model(inputs, vector, name="feature_extractor")
 
 
-def _pool(pooling: str, name: str) -> Any:
+def build_tap_extractor(backbone: Any, features: FeatureSet, tap: str) -> Any:
+    """Raw RGB 0..255 -> one backbone stage's feature maps (what fine-tuning starts from)."""
+    inputs = keras.Input(INPUT_SHAPE, dtype="float32", name="image")
+    pixels = inputs
+    if features.input_size != IMAGE_SIZE:
+        size = features.input_size
+        pixels = keras.layers.Resizing(size, size, interpolation="bilinear", name="upscale")(pixels)
+    stage = keras.Model(backbone.input, backbone.get_layer(tap).output, name=f"{tap}_maps")
+    return keras.Model(inputs, stage(_preprocess(pixels), training=False), name="tap_extractor")
+
+
+def build_stage_tail(backbone: Any, start: str, end: str) -> Any:
+    """The backbone's layers from ``start``'s output to ``end``'s, sharing their weights."""
+    return keras.Model(backbone.get_layer(start).output, backbone.get_layer(end).output)
+
+
+def pooling_layer(pooling: str, name: str) -> Any:
     if pooling == "avg":
         return keras.layers.GlobalAveragePooling2D(name=name)
     if pooling == "gem":

@@ -8,7 +8,7 @@ stratified holdout split is measured instead, as the tutorial did.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +16,6 @@ import numpy as np
 from app.options import TrainOptions
 from app.training.dataset import Sample, stratified_split
 from app.training.folds import stratified_folds
-from app.training.heads import fit_head
 from app.training.progress import Reporter
 
 
@@ -48,23 +47,26 @@ class Measured:
         )
 
 
+# Fits the recipe on the photos of a training mask and returns its probabilities for the photos
+# of a test mask (rows aligned with ``samples``).
+FitAndPredict = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
 def measure(
     options: TrainOptions,
-    views: Sequence[np.ndarray],
+    fit_and_predict: FitAndPredict,
     labels: np.ndarray,
     samples: Sequence[Sample],
-    classes: int,
     reporter: Reporter,
 ) -> Measured:
     """The recipe's out-of-sample accuracy on these photos (``samples`` aligned with rows)."""
     if options.folds == 0:
-        return _holdout(options, views, labels, samples, classes)
+        return _holdout(options, fit_and_predict, labels, samples)
     folds = stratified_folds(samples, options.folds, options.seed)
     judged, probabilities, accuracies = [], [], []
     for fold in range(options.folds):
         test = folds == fold
-        head = fit_head(options, views, labels, samples, ~test, classes)
-        predicted = head.predict(views[0][test])
+        predicted = fit_and_predict(~test, test)
         accuracies.append(float((predicted.argmax(1) == labels[test]).mean()))
         judged.append(np.flatnonzero(test))
         probabilities.append(predicted)
@@ -82,15 +84,13 @@ def measure(
 
 def _holdout(
     options: TrainOptions,
-    views: Sequence[np.ndarray],
+    fit_and_predict: FitAndPredict,
     labels: np.ndarray,
     samples: Sequence[Sample],
-    classes: int,
 ) -> Measured:
     train, validation = stratified_split(samples, options.validation_split, options.seed)
     rows = np.zeros(len(samples), bool)
     rows[train] = True
-    head = fit_head(options, views, labels, samples, rows, classes)
-    predicted = head.predict(views[0][validation])
+    predicted = fit_and_predict(rows, ~rows)
     accuracy = float((predicted.argmax(1) == labels[validation]).mean())
     return Measured("holdout", [accuracy], np.asarray(validation), predicted, options.seed)

@@ -55,7 +55,7 @@ class MlpFit:
     history: dict[str, list[float]] = field(default_factory=dict)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.predict(features, batch_size=256, verbose=0))
+        return predict_in_batches(self.model, features)
 
     def graph(self) -> Any:
         return self.model
@@ -110,7 +110,7 @@ def _fit_mlp(
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    callbacks = [_EpochLines(reporter, "head", options.epochs)] if reporter else []
+    callbacks = [epoch_lines(reporter, "head", options.epochs)] if reporter else []
     fitted = model.fit(
         np.concatenate([view[rows] for view in views]),
         np.concatenate([labels[rows]] * len(views)),
@@ -122,6 +122,21 @@ def _fit_mlp(
     )
     history = {k: [float(v) for v in values] for k, values in fitted.history.items()}
     return MlpFit(model, history)
+
+
+def predict_in_batches(model: Any, inputs: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The model called on ``inputs`` batch by batch (model.predict would build a new traced
+    function for every model, and folds make many)."""
+    parts = [
+        np.asarray(model(inputs[start : start + batch_size], training=False), dtype=np.float32)
+        for start in range(0, len(inputs), batch_size)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+def epoch_lines(reporter: Reporter, phase: str, epochs: int) -> Any:
+    """A Keras callback printing (and reporting as events) one line per epoch."""
+    return _EpochLines(reporter, phase, epochs)
 
 
 class _EpochLines(keras.callbacks.Callback):  # type: ignore[misc]

@@ -26,7 +26,8 @@ from app.training import dataset as datasets
 from app.training import evaluation, weights
 from app.training.crossval import Measured, measure
 from app.training.features import FeatureCache, View, featurize_views, mirrored
-from app.training.heads import fit_head
+from app.training.finetune import FineTuner, activation_views
+from app.training.heads import FittedHead, fit_head
 from app.training.progress import Reporter
 
 AGREEMENT_PHOTOS = 64  # photos the exported OpenVINO model is checked against Keras on
@@ -100,42 +101,96 @@ def train(
         }
     extractor = models.build_set_extractor(backbone, features)
     with timed(timings, "features"):
-        views, kept, computed = _features(
-            config, data, extractor, features, backbone_info, reporter
+        views, activations, kept, computed = _features(
+            config, data, backbone, extractor, features, backbone_info, reporter
         )
     samples = [data.samples[i] for i in kept]
     labels = np.array([s.label for s in samples])
     classes = len(data.class_names)
+    recipe_fit = _Recipe(
+        recipe, backbone, features, views, activations, labels, samples, classes, reporter
+    )
     with timed(timings, "evaluate"):
         reporter.phase("evaluate", _evaluating(recipe, len(samples)))
-        measured = measure(recipe, views, labels, samples, classes, reporter)
+        measured = measure(recipe, recipe_fit.fit_and_predict, labels, samples, reporter)
         reporter.line(f"  {measured.describe()}")
         predicted = measured.probabilities.argmax(axis=1)
         report = evaluation.classification_report(
             labels[measured.judged], predicted, data.class_names
         )
         report["accuracy"] = measured.accuracy  # the mean over folds, as reported
+    rows = _final_rows(recipe, measured, len(samples))
     with timed(timings, "train_head"):
-        rows = _final_rows(recipe, measured, len(samples))
         reporter.phase("train_head", f"the published head, on {int(rows.sum())} photos")
-        head = fit_head(recipe, views, labels, samples, rows, classes, reporter)
-    classifier = models.chain(extractor, head.graph())
-    reference = list(range(min(AGREEMENT_PHOTOS, len(samples))))
+        head = recipe_fit.last_head if recipe_fit.reusable(rows) else None
+        head = head or fit_head(recipe, views, labels, samples, rows, classes, reporter)
+    head_graph, history = head.graph(), {**head.history, "fold_accuracy": measured.accuracies}
+    if recipe.fine_tune_epochs:
+        with timed(timings, "fine_tune"):
+            reporter.phase("fine_tune", f"conv5 and the head, {recipe.fine_tune_epochs} epochs")
+            tuner = FineTuner(backbone, features, head_graph)
+            history |= tuner.fit(recipe, activations, labels, rows, reporter)
+    classifier = models.chain(extractor, head_graph)
+    reference = [kept[i] for i in range(min(AGREEMENT_PHOTOS, len(samples)))]
     return TrainedModel(
         config,
         data,
         classifier,
         backbone_info,
-        {**head.history, "fold_accuracy": measured.accuracies},
+        history,
         measured,
         samples,
         report,
-        [kept[i] for i in reference],
-        head.predict(views[0][reference]),
+        reference,
+        _reference_probabilities(classifier, data, reference),
         {"computed": computed, "cached": len(kept) - computed},
         int(rows.sum()),
         timings,
     )
+
+
+@dataclass
+class _Recipe:
+    """The recipe fitted on some photos and judged on others: the head alone, or the head then
+    conv5 fine-tuned (whose weights are restored after each measurement)."""
+
+    options: TrainOptions
+    backbone: Any
+    features: models.FeatureSet
+    views: list[np.ndarray]
+    activations: list[np.ndarray]
+    labels: np.ndarray
+    samples: list[datasets.Sample]
+    classes: int
+    reporter: Reporter | None = None  # a holdout's head is the published one: show its epochs
+    last_head: FittedHead | None = None
+    last_rows: np.ndarray | None = None
+
+    def fit_and_predict(self, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        reporter = self.reporter if self.options.folds == 0 else None
+        head = fit_head(
+            self.options, self.views, self.labels, self.samples, train, self.classes, reporter
+        )
+        self.last_head, self.last_rows = head, train
+        if not self.options.fine_tune_epochs:
+            return head.predict(self.views[0][test])
+        tuner = FineTuner(self.backbone, self.features, head.graph())
+        tuner.fit(self.options, self.activations, self.labels, train)
+        predicted = tuner.predict(self.activations[0][test])
+        tuner.restore()
+        return predicted
+
+    def reusable(self, rows: np.ndarray) -> bool:
+        """The last head measured was fitted on exactly these photos (a holdout's training part)
+        and left unchanged: it is the one to publish, no need to fit it again."""
+        same = self.last_rows is not None and np.array_equal(self.last_rows, rows)
+        return same and not self.options.fine_tune_epochs
+
+
+def _reference_probabilities(classifier: Any, data: datasets.Dataset, reference: list[int]) -> Any:
+    """The published model's probabilities on the reference photos (the OpenVINO check's)."""
+    images, _ = datasets.load_images(data, reference)
+    return np.asarray(classifier.predict(images.astype(np.float32), batch_size=16, verbose=0))
 
 
 def _evaluating(recipe: TrainOptions, photos: int) -> str:
@@ -155,30 +210,36 @@ def _final_rows(recipe: TrainOptions, measured: Measured, count: int) -> np.ndar
 def _features(
     config: TrainConfig,
     data: datasets.Dataset,
+    backbone: Any,
     extractor: Any,
     features: models.FeatureSet,
     info: dict[str, Any],
     reporter: Reporter,
-) -> tuple[list[np.ndarray], list[int], int]:
-    """Every view of every readable photo, from the cache or computed once."""
+) -> tuple[list[np.ndarray], list[np.ndarray], list[int], int]:
+    """Every view of every readable photo, from the cache or computed from one decode: the
+    features, and (to fine-tune) conv4's activations."""
+    recipe, digest, root = config.options, info["weights_digest"], config.feature_cache
     extract = _batch_predictor(extractor)
-    digest, root = info["weights_digest"], config.feature_cache
     views = [View(extract, FeatureCache(root, digest, features.dim, features.key))]
-    if config.options.flips:
+    if recipe.flips:
         cache = FeatureCache(root, digest, features.dim, f"{features.key}/mirrored")
         views.append(View(mirrored(extract), cache))
-    shown = "photos and their mirror images" if config.options.flips else "photos"
-    reporter.phase("features", f"{features.key}: features of the {shown} (cached)")
+    tuning = []
+    if recipe.fine_tune_epochs:
+        tuning = activation_views(recipe, backbone, features, root, digest, _batch_predictor)
+    shown = "photos and their mirror images" if recipe.flips else "photos"
+    kinds = "features and conv4 activations" if tuning else "features"
+    reporter.phase("features", f"{features.key}: {kinds} of the {shown} (cached)")
     arrays, kept, computed = featurize_views(
-        data, views, config.options.batch_size, reporter.progress
+        data, [*views, *tuning], recipe.batch_size, reporter.progress
     )
     reporter.line(
         f"  {computed} computed, {len(kept) - computed} from the cache ({views[0].cache.folder})"
     )
     if data.skipped:
         reporter.line(f"  skipped {len(data.skipped)} unreadable image(s)")
-    _require_every_class(data, kept, config.options.folds)
-    return arrays, kept, computed
+    _require_every_class(data, kept, recipe.folds)
+    return arrays[: len(views)], arrays[len(views) :], kept, computed
 
 
 def _batch_predictor(model: Any) -> Callable[[np.ndarray], np.ndarray]:
