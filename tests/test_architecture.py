@@ -7,7 +7,8 @@ including the ones inside functions:
   started by name: ``python -m app.train``);
 - ``app/api`` imports the core, serving and itself;
 - ``app/protocols`` (the Open Inference Protocol) imports the core, serving, api and itself;
-- only the entry points (``app/main.py``, ``app/serve.py``, ``app/train.py``) reach across.
+- only the entry points (``app/main.py``, ``app/serve.py``, ``app/train.py``,
+  ``app/evaluate.py``) reach across.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 from tests.conftest import REPO
 
 APP = REPO / "app"
-ENTRY_POINTS = frozenset({"main", "serve", "train"})
+ENTRY_POINTS = frozenset({"main", "serve", "train", "evaluate"})
 LAYERS = frozenset({"core", "training", "serving", "api", "protocols"})
 ALLOWED = {
     "core": {"core"},

@@ -27,8 +27,8 @@ from app.training import evaluation, weights
 from app.training.crossval import Measured, measure
 from app.training.features import FeatureCache, View, featurize_views, mirrored
 from app.training.finetune import FineTuner, activation_views
-from app.training.heads import FittedHead, fit_head
 from app.training.progress import Reporter
+from app.training.recipe import RecipeFitter
 
 AGREEMENT_PHOTOS = 64  # photos the exported OpenVINO model is checked against Keras on
 
@@ -78,10 +78,25 @@ def feature_set(options: TrainOptions) -> models.FeatureSet:
     return models.FeatureSet(FEATURE_SETS[options.features], options.input_size)
 
 
-def train(
+@dataclass
+class Prepared:
+    """Everything a recipe is fitted from: the backbone, and every readable photo's views."""
+
+    backbone: Any
+    features: models.FeatureSet
+    extractor: Any
+    backbone_info: dict[str, Any]
+    kept: list[int]  # indices into the dataset's samples
+    samples: list[datasets.Sample]
+    labels: np.ndarray
+    computed: int
+    recipe: RecipeFitter
+
+
+def prepare(
     config: TrainConfig, data: datasets.Dataset, reporter: Reporter, timings: dict[str, float]
-) -> TrainedModel:
-    """Run every phase after the scan, up to (not including) publishing."""
+) -> Prepared:
+    """The backbone and every photo's features (and activations), from the cache or computed."""
     device = configure_devices()  # GPU memory growth; the CPU otherwise
     reporter.line(f"  training on {device.name} ({device.backend})")
     recipe = config.options
@@ -107,84 +122,73 @@ def train(
     samples = [data.samples[i] for i in kept]
     labels = np.array([s.label for s in samples])
     classes = len(data.class_names)
-    recipe_fit = _Recipe(
+    fitter = RecipeFitter(
         recipe, backbone, features, views, activations, labels, samples, classes, reporter
     )
+    return Prepared(
+        backbone, features, extractor, backbone_info, kept, samples, labels, computed, fitter
+    )
+
+
+def evaluate(
+    prepared: Prepared,
+    options: TrainOptions,
+    data: datasets.Dataset,
+    reporter: Reporter,
+    timings: dict[str, float],
+) -> tuple[Measured, dict[str, Any]]:
+    """The recipe's out-of-sample accuracy (``options`` may differ from the prepared run's in
+    anything that keeps the features: folds, seed, head, penalty, fine-tuning)."""
+    prepared.recipe.options = options
     with timed(timings, "evaluate"):
-        reporter.phase("evaluate", _evaluating(recipe, len(samples)))
-        measured = measure(recipe, recipe_fit.fit_and_predict, labels, samples, reporter)
+        reporter.phase("evaluate", _evaluating(options, len(prepared.samples)))
+        measured = measure(
+            options, prepared.recipe.fit_and_predict, prepared.labels, prepared.samples, reporter
+        )
         reporter.line(f"  {measured.describe()}")
         predicted = measured.probabilities.argmax(axis=1)
-        report = evaluation.classification_report(
-            labels[measured.judged], predicted, data.class_names
-        )
+        truth = prepared.labels[measured.judged]
+        report = evaluation.classification_report(truth, predicted, data.class_names)
         report["accuracy"] = measured.accuracy  # the mean over folds, as reported
+    return measured, report
+
+
+def train(
+    config: TrainConfig, data: datasets.Dataset, reporter: Reporter, timings: dict[str, float]
+) -> TrainedModel:
+    """Run every phase after the scan, up to (not including) publishing."""
+    recipe = config.options
+    prepared = prepare(config, data, reporter, timings)
+    measured, report = evaluate(prepared, recipe, data, reporter, timings)
+    fitter, samples, labels = prepared.recipe, prepared.samples, prepared.labels
     rows = _final_rows(recipe, measured, len(samples))
     with timed(timings, "train_head"):
         reporter.phase("train_head", f"the published head, on {int(rows.sum())} photos")
-        head = recipe_fit.last_head if recipe_fit.reusable(rows) else None
-        head = head or fit_head(recipe, views, labels, samples, rows, classes, reporter)
+        head = fitter.published_head(rows)
     head_graph, history = head.graph(), {**head.history, "fold_accuracy": measured.accuracies}
     if recipe.fine_tune_epochs:
         with timed(timings, "fine_tune"):
             reporter.phase("fine_tune", f"conv5 and the head, {recipe.fine_tune_epochs} epochs")
-            tuner = FineTuner(backbone, features, head_graph)
-            history |= tuner.fit(recipe, activations, labels, rows, reporter)
-    classifier = models.chain(extractor, head_graph)
+            tuner = FineTuner(prepared.backbone, prepared.features, head_graph)
+            history |= tuner.fit(recipe, fitter.activations, labels, rows, reporter)
+    classifier = models.chain(prepared.extractor, head_graph)
+    kept = prepared.kept
     reference = [kept[i] for i in range(min(AGREEMENT_PHOTOS, len(samples)))]
     return TrainedModel(
         config,
         data,
         classifier,
-        backbone_info,
+        prepared.backbone_info,
         history,
         measured,
         samples,
         report,
         reference,
         _reference_probabilities(classifier, data, reference),
-        {"computed": computed, "cached": len(kept) - computed},
+        {"computed": prepared.computed, "cached": len(kept) - prepared.computed},
         int(rows.sum()),
         timings,
     )
-
-
-@dataclass
-class _Recipe:
-    """The recipe fitted on some photos and judged on others: the head alone, or the head then
-    conv5 fine-tuned (whose weights are restored after each measurement)."""
-
-    options: TrainOptions
-    backbone: Any
-    features: models.FeatureSet
-    views: list[np.ndarray]
-    activations: list[np.ndarray]
-    labels: np.ndarray
-    samples: list[datasets.Sample]
-    classes: int
-    reporter: Reporter | None = None  # a holdout's head is the published one: show its epochs
-    last_head: FittedHead | None = None
-    last_rows: np.ndarray | None = None
-
-    def fit_and_predict(self, train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        reporter = self.reporter if self.options.folds == 0 else None
-        head = fit_head(
-            self.options, self.views, self.labels, self.samples, train, self.classes, reporter
-        )
-        self.last_head, self.last_rows = head, train
-        if not self.options.fine_tune_epochs:
-            return head.predict(self.views[0][test])
-        tuner = FineTuner(self.backbone, self.features, head.graph())
-        tuner.fit(self.options, self.activations, self.labels, train)
-        predicted = tuner.predict(self.activations[0][test])
-        tuner.restore()
-        return predicted
-
-    def reusable(self, rows: np.ndarray) -> bool:
-        """The last head measured was fitted on exactly these photos (a holdout's training part)
-        and left unchanged: it is the one to publish, no need to fit it again."""
-        same = self.last_rows is not None and np.array_equal(self.last_rows, rows)
-        return same and not self.options.fine_tune_epochs
 
 
 def _reference_probabilities(classifier: Any, data: datasets.Dataset, reference: list[int]) -> Any:
