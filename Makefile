@@ -6,7 +6,7 @@ HOST ?= 0.0.0.0
 PORT ?= 8000
 export FLOWERS_MODEL_STORE ?= model_store
 
-.PHONY: serve test check train bench cluster docker-smoke clean
+.PHONY: serve test check train bench cluster docker-smoke samples clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ check: $(VENV)/.installed-dev
 ## train: train a new version (ARGS="--epochs 5 ...")
 train: $(VENV)/.installed
 	$(BIN)/python -m app.train $(ARGS)
+
+## samples: copy the README's sample photos into ./samples (from a flower_photos folder)
+samples:
+	scripts/sample-photos.sh $(ARGS)
 
 ## bench: the benchmark harness (bench/README.md)
 bench: $(VENV)/.installed-dev

@@ -27,33 +27,11 @@ TAP_DIMS: Final = {"conv3_block4_out": 512, "conv4_block6_out": 1024, "conv5_blo
 HEAD_UNITS: Final = 512
 BACKBONE_NAME: Final = "resnet50"
 HEAD_NAME: Final = "head"
-# Layers of the last ResNet stage, unfrozen by the optional fine-tuning phase.
-FINE_TUNE_PREFIX: Final = "conv5_"
 
 
-def build_backbone(weights_path: Path | None) -> Any:
-    """The frozen ImageNet ResNet-50 without its top, global-average-pooled to 2048 features."""
-    backbone = keras.applications.ResNet50(
-        include_top=False,
-        weights=str(weights_path) if weights_path is not None else None,
-        input_shape=INPUT_SHAPE,
-        pooling="avg",
-        name=BACKBONE_NAME,
-    )
-    backbone.trainable = False
-    return backbone
-
-
-def build_feature_extractor(backbone: Any) -> Any:
-    """Raw RGB 0..255 -> 2048 features: ResNet-50's own preprocessing, then the backbone."""
-    inputs = keras.Input(INPUT_SHAPE, dtype="float32", name="image")
-    features = backbone(_preprocess(inputs), training=False)
-    return keras.Model(inputs, features, name="feature_extractor")
-
-
-def build_head(num_classes: int, dropout: float = 0.0) -> Any:
+def build_head(num_classes: int, dropout: float = 0.0, dim: int = FEATURE_DIM) -> Any:
     """Dense(512, relu) -> Dense(num_classes, softmax), its output float32 under any policy."""
-    features = keras.Input((FEATURE_DIM,), name="features")
+    features = keras.Input((dim,), name="features")
     hidden = keras.layers.Dense(HEAD_UNITS, activation="relu", name="head_dense")(features)
     if dropout > 0:
         hidden = keras.layers.Dropout(dropout, name="head_dropout")(hidden)
@@ -61,18 +39,6 @@ def build_head(num_classes: int, dropout: float = 0.0) -> Any:
         num_classes, activation="softmax", dtype="float32", name="probabilities"
     )(hidden)
     return keras.Model(features, outputs, name=HEAD_NAME)
-
-
-def build_classifier(backbone: Any, head: Any, augmentation: Any | None = None) -> Any:
-    """The model that is saved and served: raw RGB 0..255 float32 (N,180,180,3) -> softmax.
-
-    ``augmentation`` (fine-tuning only) is applied to the raw pixels; the published model is
-    always built without it.
-    """
-    inputs = keras.Input(INPUT_SHAPE, dtype="float32", name="image")
-    pixels = augmentation(inputs) if augmentation is not None else inputs
-    features = backbone(_preprocess(pixels), training=False)
-    return keras.Model(inputs, head(features), name="flower_classifier")
 
 
 @dataclass(frozen=True)
@@ -133,14 +99,30 @@ def build_set_extractor(backbone: Any, features: FeatureSet) -> Any:
     maps = backbone(_preprocess(pixels), training=False)
     maps = maps if isinstance(maps, list) else [maps]
     pooled = [
-        _pool(pooling, f"pool_{index}")(stage)
+        pooling_layer(pooling, f"pool_{index}")(stage)
         for index, (stage, (_, pooling)) in enumerate(zip(maps, features.taps, strict=True))
     ]
     vector = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="features")(pooled)
     return keras.Model(inputs, vector, name="feature_extractor")
 
 
-def _pool(pooling: str, name: str) -> Any:
+def build_tap_extractor(backbone: Any, features: FeatureSet, tap: str) -> Any:
+    """Raw RGB 0..255 -> one backbone stage's feature maps (what fine-tuning starts from)."""
+    inputs = keras.Input(INPUT_SHAPE, dtype="float32", name="image")
+    pixels = inputs
+    if features.input_size != IMAGE_SIZE:
+        size = features.input_size
+        pixels = keras.layers.Resizing(size, size, interpolation="bilinear", name="upscale")(pixels)
+    stage = keras.Model(backbone.input, backbone.get_layer(tap).output, name=f"{tap}_maps")
+    return keras.Model(inputs, stage(_preprocess(pixels), training=False), name="tap_extractor")
+
+
+def build_stage_tail(backbone: Any, start: str, end: str) -> Any:
+    """The backbone's layers from ``start``'s output to ``end``'s, sharing their weights."""
+    return keras.Model(backbone.get_layer(start).output, backbone.get_layer(end).output)
+
+
+def pooling_layer(pooling: str, name: str) -> Any:
     if pooling == "avg":
         return keras.layers.GlobalAveragePooling2D(name=name)
     if pooling == "gem":
@@ -173,41 +155,6 @@ def _preprocess(pixels: Any) -> Any:
     # Caffe mode (RGB->BGR, ImageNet mean subtraction) as graph ops, not a Lambda layer, so the
     # saved model loads with safe_mode=True and callers never see BGR or mean values.
     return keras.applications.resnet50.preprocess_input(pixels)
-
-
-def build_augmentation(seed: int) -> Any:
-    """Light augmentation for fine-tuning: horizontal flip, small rotation and zoom."""
-    return keras.Sequential(
-        [
-            keras.layers.RandomFlip("horizontal", seed=seed),
-            keras.layers.RandomRotation(0.05, seed=seed),
-            keras.layers.RandomZoom(0.1, seed=seed),
-        ],
-        name="augmentation",
-    )
-
-
-def unfreeze_last_stage(backbone: Any) -> int:
-    """Make conv5's convolutions trainable (BatchNorm stays frozen); returns how many layers."""
-    backbone.trainable = True
-    unfrozen = 0
-    for layer in backbone.layers:
-        trainable = layer.name.startswith(FINE_TUNE_PREFIX) and not isinstance(
-            layer, keras.layers.BatchNormalization
-        )
-        layer.trainable = trainable
-        unfrozen += int(trainable and bool(layer.weights))
-    return unfrozen
-
-
-def head_of(model: Any) -> Any:
-    """The head sub-model of a saved classifier (maps cached features to probabilities)."""
-    return model.get_layer(HEAD_NAME)
-
-
-def backbone_of(model: Any) -> Any:
-    """The ResNet-50 sub-model of a saved classifier."""
-    return model.get_layer(BACKBONE_NAME)
 
 
 def save(model: Any, path: Path) -> None:

@@ -23,6 +23,14 @@ from pydantic.fields import FieldInfo
 
 ActivatePolicy = Literal["always", "never", "if_better"]
 ACTIVATE_CHOICES: Final[tuple[str, ...]] = typing.get_args(ActivatePolicy)
+FeatureSetName = Literal["conv5-avg", "conv4-conv5-avg", "conv4-conv5-gem"]
+# Which ResNet-50 outputs each feature set taps, and how each is pooled (avg or GeM).
+FEATURE_SETS: Final[dict[str, tuple[tuple[str, str], ...]]] = {
+    "conv5-avg": (("conv5_block3_out", "avg"),),
+    "conv4-conv5-avg": (("conv4_block6_out", "avg"), ("conv5_block3_out", "avg")),
+    "conv4-conv5-gem": (("conv4_block6_out", "gem"), ("conv5_block3_out", "gem")),
+}
+HeadKind = Literal["linear", "mlp"]
 
 # The admin API's defaults where they differ from the CLI's: a background retrain must not
 # replace a better model unless asked to.
@@ -34,23 +42,64 @@ class TrainOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    epochs: int = Field(10, ge=1, le=200, description="epochs of head training on cached features")
-    fine_tune_epochs: int = Field(
-        0, ge=0, le=50, description="epochs of end-to-end fine-tuning with conv5 unfrozen (0: skip)"
+    features: FeatureSetName = Field(
+        "conv4-conv5-gem",
+        description="the frozen backbone's features: conv5 average-pooled (the tutorial's), or "
+        "conv4 and conv5 pooled by average or by generalised mean (GeM), concatenated",
     )
-    learning_rate: float = Field(1e-3, gt=0, le=1, description="Adam learning rate, head phase")
-    fine_tune_learning_rate: float = Field(
-        1e-5, gt=0, le=1, description="Adam learning rate, fine-tuning phase"
+    input_size: int = Field(
+        180,
+        ge=180,
+        le=320,
+        description="side the photo is upscaled to inside the model before the backbone (180: "
+        "none; larger sees finer detail at (size/180)^2 times the compute, serving included)",
     )
-    batch_size: int = Field(32, ge=1, le=1024, description="training batch size")
-    dropout: float = Field(
-        0.5, ge=0, lt=1, description="dropout between the head's two Dense layers (0: none)"
+    flips: bool = Field(
+        True, description="train on each photo's mirror image too (its features cached as well)"
+    )
+    head: HeadKind = Field(
+        "linear",
+        description="linear: softmax regression with L2 on standardised features (L-BFGS); "
+        "mlp: the tutorial's Dense(512) -> Dropout -> Dense, trained with Adam",
+    )
+    l2: float = Field(
+        0.03,
+        ge=0,
+        le=100,
+        description="L2 strength of the linear head; 0: chosen by a 3-fold cross-validation "
+        "inside the training photos (slower)",
+    )
+    folds: int = Field(
+        5,
+        ge=0,
+        le=20,
+        description="k of the k-fold cross-validation that measures the published accuracy (the "
+        "model is then trained on every photo); 0: one stratified holdout split instead",
     )
     validation_split: float = Field(
-        0.2, ge=0.05, le=0.5, description="fraction of each class held out for validation"
+        0.2, ge=0.05, le=0.5, description="with --folds 0: fraction of each class held out"
+    )
+    epochs: int = Field(10, ge=1, le=200, description="mlp head: epochs on cached features")
+    learning_rate: float = Field(1e-3, gt=0, le=1, description="mlp head: Adam learning rate")
+    dropout: float = Field(
+        0.5, ge=0, lt=1, description="mlp head: dropout between its two Dense layers (0: none)"
+    )
+    batch_size: int = Field(32, ge=1, le=1024, description="batch size (features, training)")
+    fine_tune_epochs: int = Field(
+        0,
+        ge=0,
+        le=50,
+        description="epochs of fine-tuning conv5 on cached conv4 activations after the head "
+        "(0: skip)",
+    )
+    fine_tune_learning_rate: float = Field(
+        1e-4, gt=0, le=1, description="Adam learning rate, fine-tuning phase"
     )
     seed: int = Field(
-        123, ge=0, le=2**31 - 1, description="seed of the split, the head's start and shuffling"
+        123,
+        ge=0,
+        le=2**31 - 1,
+        description="seed of the folds (or the split), the heads' starts and shuffling",
     )
     mixed_precision: bool = Field(
         False, description="train with the mixed_float16 policy (GPUs); the output stays float32"

@@ -36,41 +36,9 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    data = parser.add_argument_group("data")
-    data.add_argument(
-        "--data-dir",
-        type=Path,
-        default=settings.data_dir,
-        help="folder of class sub-folders of images (env FLOWERS_DATA_DIR); "
-        "unset: download the TensorFlow flower_photos dataset",
-    )
-    data.add_argument(
-        "--seed-dataset",
-        action="store_true",
-        help="when --data-dir is missing or has no class folders, fill it with the "
-        "flower_photos dataset first (Docker's first run)",
-    )
-    data.add_argument(
-        "--weights",
-        default="imagenet",
-        help="backbone weights: imagenet (env RESNET50_WEIGHTS points at a local "
-        "file), none (random, for tests), or a path to a Keras .h5 file",
-    )
+    add_source_arguments(parser, settings)
     options.add_arguments(parser, TrainOptions)
     output = parser.add_argument_group("output")
-    output.add_argument(
-        "--model-store",
-        type=Path,
-        default=settings.model_store,
-        help="the model store folder (env FLOWERS_MODEL_STORE)",
-    )
-    output.add_argument(
-        "--feature-cache",
-        type=Path,
-        default=None,
-        help="backbone feature cache (env FLOWERS_FEATURE_CACHE); "
-        "default: <model-store>/.cache/features",
-    )
     output.add_argument(
         "--no-activate",
         dest="activate",
@@ -108,6 +76,65 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         help="exit (SIGTERM) when the parent process dies (Linux)",
     )
     return parser
+
+
+def add_source_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
+    """The photos, the backbone's weights and where models and caches live (not the recipe)."""
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--data-dir",
+        type=Path,
+        default=settings.data_dir,
+        help="folder of class sub-folders of images (env FLOWERS_DATA_DIR); "
+        "unset: download the TensorFlow flower_photos dataset",
+    )
+    data.add_argument(
+        "--seed-dataset",
+        action="store_true",
+        help="when --data-dir is missing or has no class folders, fill it with the "
+        "flower_photos dataset first (Docker's first run)",
+    )
+    data.add_argument(
+        "--weights",
+        default="imagenet",
+        help="backbone weights: imagenet (env RESNET50_WEIGHTS points at a local "
+        "file), none (random, for tests), or a path to a Keras .h5 file",
+    )
+    output = parser.add_argument_group("where")
+    output.add_argument(
+        "--model-store",
+        type=Path,
+        default=settings.model_store,
+        help="the model store folder (env FLOWERS_MODEL_STORE)",
+    )
+    output.add_argument(
+        "--feature-cache",
+        type=Path,
+        default=None,
+        help="backbone feature cache (env FLOWERS_FEATURE_CACHE); "
+        "default: <model-store>/.cache/features",
+    )
+
+
+def load_dataset(
+    args: argparse.Namespace, recipe: TrainOptions, reporter: Reporter, timings: dict[str, float]
+) -> datasets.Dataset:
+    """List and hash the photos (downloading or seeding them first when asked); refuse at once
+    classes too small for the recipe."""
+    reporter.phase("scan", "listing and hashing the dataset images")
+    scan_started = time.monotonic()
+    root = args.data_dir or datasets.default_data_dir()
+    if getattr(args, "seed_dataset", False) and not datasets.has_classes(root):
+        reporter.line(f"  {root} is empty: copying the flower_photos dataset into it")
+        datasets.seed_with_flower_photos(root)
+    data = datasets.scan(root)
+    minimum = max(datasets.MIN_IMAGES_PER_CLASS, recipe.folds)
+    datasets.require_class_sizes(data.counts(), minimum)  # fail fast: before any decoding
+    timings["scan"] = round(time.monotonic() - scan_started, 2)
+    reporter.line(
+        f"  {len(data.samples)} images in {len(data.class_names)} classes: {data.counts()}"
+    )
+    return data
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,18 +183,7 @@ def _run(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> in
     recipe = options.from_arguments(args, TrainOptions)
     started = time.monotonic()
     timings: dict[str, float] = {}
-    reporter.phase("scan", "listing and hashing the dataset images")
-    scan_started = time.monotonic()
-    root = args.data_dir or datasets.default_data_dir()
-    if args.seed_dataset and not datasets.has_classes(root):
-        reporter.line(f"  {root} is empty: copying the flower_photos dataset into it")
-        datasets.seed_with_flower_photos(root)
-    data = datasets.scan(root)
-    datasets.require_class_sizes(data.counts())  # fail fast, before any image is decoded
-    timings["scan"] = round(time.monotonic() - scan_started, 2)
-    reporter.line(
-        f"  {len(data.samples)} images in {len(data.class_names)} classes: {data.counts()}"
-    )
+    data = load_dataset(args, recipe, reporter, timings)
     # Heavy imports (TensorFlow) only once the data is known to be usable: bad input fails fast.
     from app.store import ModelStore
     from app.training import pipeline as training

@@ -10,7 +10,8 @@ including the ones inside functions:
 - ``app/cluster`` (the Ray Serve adapter) reaches across like an entry point, to reuse serving,
   api and the app factory, but not training: its retrain is a Ray task running the trainer by
   name;
-- only the entry points (``app/main.py``, ``app/serve.py``, ``app/train.py``) reach across.
+- only the entry points (``app/main.py``, ``app/serve.py``, ``app/train.py``,
+  ``app/evaluate.py``) reach across.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pytest
 from tests.conftest import REPO
 
 APP = REPO / "app"
-ENTRY_POINTS = frozenset({"main", "serve", "train"})
+ENTRY_POINTS = frozenset({"main", "serve", "train", "evaluate"})
 LAYERS = frozenset({"core", "training", "serving", "api", "protocols", "cluster"})
 ALLOWED = {
     "core": {"core"},

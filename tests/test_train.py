@@ -15,7 +15,8 @@ from app import imaging
 from app.store import ModelStore
 from tests.conftest import REPO, write_class_folders
 
-FAST = ["--weights", "none", "--epochs", "2", "--batch-size", "8"]
+FAST = ["--weights", "none", "--folds", "3", "--batch-size", "8"]
+MLP = ["--weights", "none", "--head", "mlp", "--epochs", "2", "--folds", "0", "--batch-size", "8"]
 
 
 def _train_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -76,13 +77,20 @@ def test_metadata_describes_the_run(trained_store: tuple[Path, Path, str]) -> No
     metadata = json.loads((trained_store[0] / "1" / "metadata.json").read_text())
     assert metadata["version"] == 1
     assert metadata["classes"] == ["cats", "dogs", "owls"]
-    assert 0.0 <= metadata["metrics"]["val_accuracy"] <= 1.0
-    assert set(metadata["metrics"]["per_class"]["owls"]) == {"precision", "recall", "f1", "support"}
-    assert np.asarray(metadata["metrics"]["confusion_matrix"]).shape == (3, 3)
+    metrics = metadata["metrics"]
+    assert 0.0 <= metrics["val_accuracy"] <= 1.0 and len(metrics["fold_accuracies"]) == 3
+    assert metrics["val_accuracy"] == round(float(np.mean(metrics["fold_accuracies"])), 4)
+    assert metrics["evaluation"].startswith("3-fold cross-validation (seed 123): ")
+    assert metrics["trained_on"] == 16  # the published model saw every readable photo
+    assert set(metrics["per_class"]["owls"]) == {"precision", "recall", "f1", "support"}
+    assert np.asarray(metrics["confusion_matrix"]).sum() == 16  # every photo judged once
+    assert metadata["dataset"]["evaluated_counts"] == {"cats": 6, "dogs": 5, "owls": 5}
     assert metadata["input"] == {"shape": [180, 180, 3], "dtype": "float32", "values": "RGB 0..255"}
     assert metadata["preprocessing_version"] == imaging.PREPROCESSING_VERSION
-    assert metadata["training"]["epochs"] == 2 and metadata["training"]["seed"] == 123
-    assert len(metadata["training"]["history"]["val_accuracy"]) == 2
+    training = metadata["training"]
+    assert training["folds"] == 3 and training["seed"] == 123 and training["head"] == "linear"
+    assert training["features"] == "conv4-conv5-gem" and training["flips"] is True
+    assert np.allclose(training["history"]["fold_accuracy"], metrics["fold_accuracies"], atol=1e-4)
     assert metadata["dataset"]["counts"] == {"cats": 6, "dogs": 6, "owls": 5}
     assert len(metadata["dataset"]["skipped"]) == 1
     assert len(metadata["dataset"]["content_hash"]) == 16
@@ -92,11 +100,12 @@ def test_metadata_describes_the_run(trained_store: tuple[Path, Path, str]) -> No
     assert metadata["created_at"].endswith("+00:00")
 
 
-def test_output_has_epoch_lines_skip_warning_and_summary(
+def test_output_has_fold_lines_skip_warning_and_summary(
     trained_store: tuple[Path, Path, str],
 ) -> None:
     output = trained_store[2]
-    assert "head epoch 1/2" in output and "head epoch 2/2" in output
+    assert "fold 1/3  accuracy" in output and "fold 3/3  accuracy" in output
+    assert "accuracy             3-fold cross-validation" in output
     assert "broken.jpg" in output
     assert "version published    1 (active)" in output
     for heading in ("precision", "recall", "phase", "total"):
@@ -107,10 +116,10 @@ def test_progress_events_are_machine_readable(trained_store: tuple[Path, Path, s
     events = [json.loads(line) for line in trained_store[1].read_text().splitlines()]
     kinds = [e["event"] for e in events]
     assert kinds[0] == "phase" and kinds[-1] == "succeeded"
-    assert {"phase", "progress", "epoch"} <= set(kinds)
+    assert {"phase", "progress"} <= set(kinds)
     assert events[-1]["version"] == 1
-    epochs = [e for e in events if e["event"] == "epoch"]
-    assert [e["epoch"] for e in epochs] == [1, 2]
+    phases = [e["phase"] for e in events if e["event"] == "phase"]
+    assert phases == ["scan", "weights", "features", "evaluate", "train_head", "publish"]
 
 
 def test_second_run_reuses_the_feature_cache(trained_store: tuple[Path, Path, str]) -> None:
@@ -125,7 +134,7 @@ def test_second_run_reuses_the_feature_cache(trained_store: tuple[Path, Path, st
         "--no-openvino",
     )
     assert result.returncode == 0, result.stderr
-    assert "0 computed, 16 from the cache" in result.stderr + result.stdout
+    assert "0 computed, 16 from the cache" in result.stderr + result.stdout  # both views
     assert ModelStore(store_root).active_number() == 1  # --no-activate
     assert [v.number for v in ModelStore(store_root).versions()] == [1, 2]
 
@@ -220,3 +229,19 @@ def test_help_documents_every_option() -> None:
         "RESNET50_WEIGHTS",
     ):
         assert option in result.stdout, option
+
+
+def test_the_tutorials_head_trains_by_epochs_on_a_holdout(tmp_path: Path) -> None:
+    data = write_class_folders(tmp_path / "data", {"cats": 5, "dogs": 5})
+    events = tmp_path / "events.jsonl"
+    result = _train_cli(
+        "--data-dir", str(data), "--model-store", str(tmp_path / "store"), *MLP,
+        "--progress-file", str(events), "--no-openvino",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "head epoch 1/2" in result.stdout and "head epoch 2/2" in result.stdout
+    epochs = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [e["epoch"] for e in epochs if e["event"] == "epoch"] == [1, 2]
+    metadata = json.loads((tmp_path / "store" / "1" / "metadata.json").read_text())
+    assert metadata["metrics"]["evaluation"].startswith("holdout: ")
+    assert metadata["metrics"]["trained_on"] == 8  # the holdout's 2 photos were kept out

@@ -1,7 +1,7 @@
 """Export the OpenVINO artifact while publishing, and measure how closely it agrees with Keras.
 
 Servers then load a ready IR (no conversion at startup).  The agreement (top-1 and the largest
-probability difference on validation images, at the precision the CPU engine will use) is
+probability difference on reference photos, at the precision the CPU engine will use) is
 recorded in the version's metadata.
 """
 
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-AGREEMENT_IMAGES: Final = 64
 AGREEMENT_BATCH: Final = 16
 
 
@@ -41,7 +40,7 @@ def export_openvino(trained: TrainedModel, folder: Path, reporter: Reporter) -> 
     agreement = measure_agreement(trained, xml)
     reporter.line(
         f"  OpenVINO IR exported in {time.monotonic() - started:.1f}s; agreement with Keras on "
-        f"{agreement['images']} validation images: top-1 {agreement['top1_agreement']:.4f}, "
+        f"{agreement['images']} reference photos: top-1 {agreement['top1_agreement']:.4f}, "
         f"max |dp| {agreement['max_abs_diff']:.4f} ({agreement['precision']})"
     )
     return {"exported": True, "artifact": OPENVINO_XML, **agreement}
@@ -69,13 +68,13 @@ def write_openvino_ir(model: Any, xml: Path) -> None:
 
 
 def measure_agreement(trained: TrainedModel, xml: Path) -> dict[str, Any]:
-    """Run the IR on (up to) the first validation images and compare with Keras's outputs."""
-    rows = list(range(min(AGREEMENT_IMAGES, len(trained.val_indices))))
-    images, _ = datasets.load_images(trained.data, [trained.val_indices[r] for r in rows])
+    """Run the IR on the reference photos and compare with the Keras model's probabilities."""
+    images, loaded = datasets.load_images(trained.data, trained.reference_indices)
+    rows = [trained.reference_indices.index(index) for index in loaded]
     classes = trained.data.class_names
     engine = OpenVinoEngine(xml, 0, classes, AGREEMENT_BATCH, trained.config.precision)
     ov_probs = engine.predict(images)
-    keras_probs = trained.val_probabilities[rows]
+    keras_probs = trained.reference_probabilities[rows]
     same = ov_probs.argmax(axis=1) == keras_probs.argmax(axis=1)
     return {
         "precision": engine.precision,

@@ -28,13 +28,26 @@ Progress = Callable[[int, int], None]
 
 
 class FeatureCache:
-    """Feature vectors on disk; a damaged entry reads as a miss and is recomputed."""
+    """Arrays on disk, one per image (feature vectors, or float16 activation maps); a damaged
+    entry, or one of another shape or type, reads as a miss and is recomputed."""
 
-    def __init__(self, root: Path, backbone_digest: str, dim: int, name: str = "") -> None:
+    def __init__(
+        self,
+        root: Path,
+        backbone_digest: str,
+        dim: int | tuple[int, ...],
+        name: str = "",
+        dtype: str = "float32",
+    ) -> None:
         self.folder = Path(root) / imaging.PREPROCESSING_VERSION / backbone_digest
         if name:
             self.folder /= name
-        self.dim = dim
+        self.shape = (dim,) if isinstance(dim, int) else tuple(dim)
+        self.dtype = np.dtype(dtype)
+
+    @property
+    def dim(self) -> int:
+        return self.shape[0]
 
     def _path(self, digest: str) -> Path:
         return self.folder / digest[:2] / f"{digest}.npy"
@@ -44,13 +57,13 @@ class FeatureCache:
             vector = np.load(self._path(digest), allow_pickle=False)
         except (OSError, ValueError):
             return None
-        return vector if vector.shape == (self.dim,) and vector.dtype == np.float32 else None
+        return vector if vector.shape == self.shape and vector.dtype == self.dtype else None
 
     def put(self, digest: str, vector: np.ndarray) -> None:
         path = self._path(digest)
         path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
-        np.save(buffer, vector.astype(np.float32), allow_pickle=False)
+        np.save(buffer, vector.astype(self.dtype), allow_pickle=False)
         partial = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
         partial.write_bytes(buffer.getvalue())
         os.replace(partial, path)  # no fsync: a torn entry after a crash is just a cache miss
@@ -98,9 +111,7 @@ def featurize_views(
         if on_progress is not None:
             on_progress(done, total)
     kept = sorted(found[0])
-    arrays = [
-        _stacked(store, kept, view.cache.dim) for store, view in zip(found, views, strict=True)
-    ]
+    arrays = [_stacked(store, kept, view.cache) for store, view in zip(found, views, strict=True)]
     return arrays, kept, sum(1 for index in missing if index in found[0])
 
 
@@ -110,15 +121,16 @@ def _compute_views(
     images, loaded = load_images(dataset, chunk)
     results: list[dict[int, np.ndarray]] = []
     for view in views:
-        batch = view.extract(images) if loaded else np.zeros((0, view.cache.dim), np.float32)
+        empty = np.zeros((0, *view.cache.shape), view.cache.dtype)
+        batch = view.extract(images) if loaded else empty
         for index, vector in zip(loaded, batch, strict=True):
             view.cache.put(dataset.samples[index].digest, vector)
         results.append(dict(zip(loaded, batch, strict=True)))
     return results
 
 
-def _stacked(store: dict[int, np.ndarray], kept: list[int], dim: int) -> np.ndarray:
-    return np.stack([store[i] for i in kept]) if kept else np.zeros((0, dim), np.float32)
+def _stacked(store: dict[int, np.ndarray], kept: list[int], cache: FeatureCache) -> np.ndarray:
+    return np.stack([store[i] for i in kept]) if kept else np.zeros((0, *cache.shape), cache.dtype)
 
 
 def featurize(

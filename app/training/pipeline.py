@@ -1,8 +1,10 @@
-"""The training pipeline: data -> cached backbone features -> head -> (fine-tune) -> metrics.
+"""The training pipeline: data -> cached backbone features -> measured recipe -> final model.
 
-Fast path (the default): the backbone is frozen, so its features are computed once per image
-(cached on disk, see :mod:`app.features`) and only the small head trains, in seconds per epoch.
-The optional fine-tuning phase unfreezes conv5 and trains end to end on the images.
+The backbone is frozen, so each photo's features (of the photo and of its mirror image) are
+computed once and cached on disk (:mod:`app.training.features`); heads train on them in seconds.
+The recipe's accuracy is measured by k-fold cross-validation (:mod:`app.training.crossval`),
+then the published head is fitted on every photo.  With ``fine_tune_epochs``, conv5 is then
+fine-tuned on cached conv4 activations (:mod:`app.training.finetune`).
 """
 
 from __future__ import annotations
@@ -19,11 +21,16 @@ import numpy as np
 from app import model as models
 from app.devices import configure_devices, keras
 from app.engine import Precision
-from app.options import TrainOptions
+from app.options import FEATURE_SETS, TrainOptions
 from app.training import dataset as datasets
 from app.training import evaluation, weights
-from app.training.features import FeatureCache, featurize
+from app.training.crossval import Measured, measure
+from app.training.features import FeatureCache, View, featurize_views, mirrored
+from app.training.finetune import FineTuner, activation_views
 from app.training.progress import Reporter
+from app.training.recipe import RecipeFitter
+
+AGREEMENT_PHOTOS = 64  # photos the exported OpenVINO model is checked against Keras on
 
 
 @dataclass(frozen=True)
@@ -46,14 +53,15 @@ class TrainedModel:
     config: TrainConfig
     data: datasets.Dataset
     classifier: Any
-    head: Any
     backbone_info: dict[str, Any]
     history: dict[str, list[float]]
-    report: dict[str, Any]
-    val_indices: list[int]
-    val_features: np.ndarray | None
-    val_probabilities: np.ndarray
+    measured: Measured
+    measured_samples: list[datasets.Sample]  # the photos measured, rows of measured.judged
+    report: dict[str, Any]  # out-of-sample accuracy, per-class scores, confusion matrix
+    reference_indices: list[int]  # samples whose final-model probabilities are known...
+    reference_probabilities: np.ndarray  # ...from the features (for the OpenVINO check)
     feature_counts: dict[str, int]
+    trained_on: int  # photos the published model was fitted on
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -66,82 +74,176 @@ def timed(timings: dict[str, float], phase: str) -> Iterator[None]:
         timings[phase] = round(time.monotonic() - started, 2)
 
 
-def train(
+def feature_set(options: TrainOptions) -> models.FeatureSet:
+    return models.FeatureSet(FEATURE_SETS[options.features], options.input_size)
+
+
+@dataclass
+class Prepared:
+    """Everything a recipe is fitted from: the backbone, and every readable photo's views."""
+
+    backbone: Any
+    features: models.FeatureSet
+    extractor: Any
+    backbone_info: dict[str, Any]
+    kept: list[int]  # indices into the dataset's samples
+    samples: list[datasets.Sample]
+    labels: np.ndarray
+    computed: int
+    recipe: RecipeFitter
+
+
+def prepare(
     config: TrainConfig, data: datasets.Dataset, reporter: Reporter, timings: dict[str, float]
-) -> TrainedModel:
-    """Run every phase after the scan, up to (not including) publishing."""
+) -> Prepared:
+    """The backbone and every photo's features (and activations), from the cache or computed."""
     device = configure_devices()  # GPU memory growth; the CPU otherwise
     reporter.line(f"  training on {device.name} ({device.backend})")
     recipe = config.options
     keras.utils.set_random_seed(recipe.seed)  # also fixes random backbone weights (weights=none)
     if recipe.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
+    features = feature_set(recipe)
     with timed(timings, "weights"):
         reporter.phase("weights", f"backbone weights: {config.weights}")
         weights_path = weights.resolve(config.weights)
-        backbone = models.build_backbone(weights_path)
+        backbone = models.build_stage_backbone(weights_path, tuple(t for t, _ in features.taps))
         backbone_info = {
             "name": models.BACKBONE_NAME,
             "weights": config.weights,
             "weights_file": weights_path.name if weights_path else None,
             "weights_digest": weights.weights_digest(backbone),
         }
+    extractor = models.build_set_extractor(backbone, features)
     with timed(timings, "features"):
-        features, kept, computed = _features(config, data, backbone, backbone_info, reporter)
-    train_idx, val_idx = _split(config, data, kept)
-    position = {index: row for row, index in enumerate(kept)}
-    labels = np.array([s.label for s in data.samples])
-    train_rows = [position[i] for i in train_idx]
-    val_rows = [position[i] for i in val_idx]
-    with timed(timings, "train_head"):
-        reporter.phase("train_head", f"{recipe.epochs} epochs on {len(train_rows)} cached features")
-        keras.utils.set_random_seed(recipe.seed)  # the head's start depends on the seed alone
-        head = models.build_head(len(data.class_names), recipe.dropout)
-        history = _fit_head(config, head, features, labels[kept], train_rows, val_rows, reporter)
-    classifier = models.build_classifier(backbone, head)
-    val_features: np.ndarray | None = features[val_rows]
-    if recipe.fine_tune_epochs > 0:
-        with timed(timings, "fine_tune"):
-            _fine_tune(config, data, backbone, head, train_idx, val_idx, history, reporter)
-        val_features = None  # the backbone changed: cached features no longer describe it
+        views, activations, kept, computed = _features(
+            config, data, backbone, extractor, features, backbone_info, reporter
+        )
+    samples = [data.samples[i] for i in kept]
+    labels = np.array([s.label for s in samples])
+    classes = len(data.class_names)
+    fitter = RecipeFitter(
+        recipe, backbone, features, views, activations, labels, samples, classes, reporter
+    )
+    return Prepared(
+        backbone, features, extractor, backbone_info, kept, samples, labels, computed, fitter
+    )
+
+
+def evaluate(
+    prepared: Prepared,
+    options: TrainOptions,
+    data: datasets.Dataset,
+    reporter: Reporter,
+    timings: dict[str, float],
+) -> tuple[Measured, dict[str, Any]]:
+    """The recipe's out-of-sample accuracy (``options`` may differ from the prepared run's in
+    anything that keeps the features: folds, seed, head, penalty, fine-tuning)."""
+    prepared.recipe.options = options
     with timed(timings, "evaluate"):
-        probabilities = _evaluate(config, data, classifier, head, val_features, val_idx)
-        predicted = probabilities.argmax(axis=1)
-        report = evaluation.classification_report(labels[val_idx], predicted, data.class_names)
+        reporter.phase("evaluate", _evaluating(options, len(prepared.samples)))
+        measured = measure(
+            options, prepared.recipe.fit_and_predict, prepared.labels, prepared.samples, reporter
+        )
+        reporter.line(f"  {measured.describe()}")
+        predicted = measured.probabilities.argmax(axis=1)
+        truth = prepared.labels[measured.judged]
+        report = evaluation.classification_report(truth, predicted, data.class_names)
+        report["accuracy"] = measured.accuracy  # the mean over folds, as reported
+    return measured, report
+
+
+def train(
+    config: TrainConfig, data: datasets.Dataset, reporter: Reporter, timings: dict[str, float]
+) -> TrainedModel:
+    """Run every phase after the scan, up to (not including) publishing."""
+    recipe = config.options
+    prepared = prepare(config, data, reporter, timings)
+    measured, report = evaluate(prepared, recipe, data, reporter, timings)
+    fitter, samples, labels = prepared.recipe, prepared.samples, prepared.labels
+    rows = _final_rows(recipe, measured, len(samples))
+    with timed(timings, "train_head"):
+        reporter.phase("train_head", f"the published head, on {int(rows.sum())} photos")
+        head = fitter.published_head(rows)
+    head_graph, history = head.graph(), {**head.history, "fold_accuracy": measured.accuracies}
+    if recipe.fine_tune_epochs:
+        with timed(timings, "fine_tune"):
+            reporter.phase("fine_tune", f"conv5 and the head, {recipe.fine_tune_epochs} epochs")
+            tuner = FineTuner(prepared.backbone, prepared.features, head_graph)
+            history |= tuner.fit(recipe, fitter.activations, labels, rows, reporter)
+    classifier = models.chain(prepared.extractor, head_graph)
+    kept = prepared.kept
+    reference = [kept[i] for i in range(min(AGREEMENT_PHOTOS, len(samples)))]
     return TrainedModel(
         config,
         data,
         classifier,
-        head,
-        backbone_info,
+        prepared.backbone_info,
         history,
+        measured,
+        samples,
         report,
-        val_idx,
-        val_features,
-        probabilities,
-        {"computed": computed, "cached": len(kept) - computed},
+        reference,
+        _reference_probabilities(classifier, data, reference),
+        {"computed": prepared.computed, "cached": len(kept) - prepared.computed},
+        int(rows.sum()),
         timings,
     )
+
+
+def _reference_probabilities(classifier: Any, data: datasets.Dataset, reference: list[int]) -> Any:
+    """The published model's probabilities on the reference photos (the OpenVINO check's)."""
+    images, _ = datasets.load_images(data, reference)
+    return np.asarray(classifier.predict(images.astype(np.float32), batch_size=16, verbose=0))
+
+
+def _evaluating(recipe: TrainOptions, photos: int) -> str:
+    if recipe.folds == 0:
+        return f"holdout of {recipe.validation_split:.0%} of {photos} photos per class"
+    return f"{recipe.folds}-fold cross-validation over {photos} photos"
+
+
+def _final_rows(recipe: TrainOptions, measured: Measured, count: int) -> np.ndarray:
+    """Every photo after a cross-validation; only the training part of a holdout split."""
+    rows = np.ones(count, bool)
+    if recipe.folds == 0:
+        rows[measured.judged] = False
+    return rows
 
 
 def _features(
     config: TrainConfig,
     data: datasets.Dataset,
     backbone: Any,
+    extractor: Any,
+    features: models.FeatureSet,
     info: dict[str, Any],
     reporter: Reporter,
-) -> tuple[np.ndarray, list[int], int]:
-    cache = FeatureCache(config.feature_cache, info["weights_digest"], models.FEATURE_DIM)
-    extractor = models.build_feature_extractor(backbone)
-    reporter.phase("features", "loading images and computing backbone features (cached)")
-    features, kept, computed = featurize(
-        data, _batch_predictor(extractor), cache, config.options.batch_size, reporter.progress
+) -> tuple[list[np.ndarray], list[np.ndarray], list[int], int]:
+    """Every view of every readable photo, from the cache or computed from one decode: the
+    features, and (to fine-tune) conv4's activations."""
+    recipe, digest, root = config.options, info["weights_digest"], config.feature_cache
+    extract = _batch_predictor(extractor)
+    views = [View(extract, FeatureCache(root, digest, features.dim, features.key))]
+    if recipe.flips:
+        cache = FeatureCache(root, digest, features.dim, f"{features.key}/mirrored")
+        views.append(View(mirrored(extract), cache))
+    tuning = []
+    if recipe.fine_tune_epochs:
+        tuning = activation_views(recipe, backbone, features, root, digest, _batch_predictor)
+    shown = "photos and their mirror images" if recipe.flips else "photos"
+    kinds = "features and conv4 activations" if tuning else "features"
+    reporter.phase("features", f"{features.key}: {kinds} of the {shown} (cached)")
+    arrays, kept, computed = featurize_views(
+        data, [*views, *tuning], recipe.batch_size, reporter.progress
     )
-    reporter.line(f"  {computed} computed, {len(kept) - computed} from the cache ({cache.folder})")
+    reporter.line(
+        f"  {computed} computed, {len(kept) - computed} from the cache ({views[0].cache.folder})"
+    )
     if data.skipped:
         reporter.line(f"  skipped {len(data.skipped)} unreadable image(s)")
-    _require_every_class(data, kept)
-    return features, kept, computed
+    _require_every_class(data, kept, recipe.folds)
+    return arrays[: len(views)], arrays[len(views) :], kept, computed
 
 
 def _batch_predictor(model: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -151,112 +253,11 @@ def _batch_predictor(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     return predict
 
 
-def _require_every_class(data: datasets.Dataset, kept: list[int]) -> None:
+def _require_every_class(data: datasets.Dataset, kept: list[int], folds: int) -> None:
     present = {data.samples[i].label for i in kept}
     empty = [name for label, name in enumerate(data.class_names) if label not in present]
     if empty:
         raise datasets.DatasetError(f"no readable images in class folder(s): {', '.join(empty)}")
     readable = np.bincount([data.samples[i].label for i in kept], minlength=len(data.class_names))
-    datasets.require_class_sizes(dict(zip(data.class_names, map(int, readable), strict=True)))
-
-
-def _split(
-    config: TrainConfig, data: datasets.Dataset, kept: list[int]
-) -> tuple[list[int], list[int]]:
-    loadable = [data.samples[i] for i in kept]
-    train_pos, val_pos = datasets.stratified_split(
-        loadable, config.options.validation_split, config.options.seed
-    )
-    return [kept[p] for p in train_pos], [kept[p] for p in val_pos]
-
-
-class _EpochLines(keras.callbacks.Callback):  # type: ignore[misc]
-    def __init__(self, reporter: Reporter, phase: str, epochs: int) -> None:
-        super().__init__()
-        self.reporter, self.phase, self.epochs = reporter, phase, epochs
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        metrics = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
-        self.reporter.epoch(self.phase, epoch + 1, self.epochs, metrics)
-
-
-def _fit_head(
-    config: TrainConfig,
-    head: Any,
-    features: np.ndarray,
-    labels: np.ndarray,
-    train_rows: list[int],
-    val_rows: list[int],
-    reporter: Reporter,
-) -> dict[str, list[float]]:
-    head.compile(
-        optimizer=keras.optimizers.Adam(config.options.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    fitted = head.fit(
-        features[train_rows],
-        labels[train_rows],
-        validation_data=(features[val_rows], labels[val_rows]),
-        epochs=config.options.epochs,
-        batch_size=config.options.batch_size,
-        shuffle=True,
-        verbose=0,
-        callbacks=[_EpochLines(reporter, "head", config.options.epochs)],
-    )
-    return {k: [float(v) for v in values] for k, values in fitted.history.items()}
-
-
-def _fine_tune(
-    config: TrainConfig,
-    data: datasets.Dataset,
-    backbone: Any,
-    head: Any,
-    train_idx: list[int],
-    val_idx: list[int],
-    history: dict[str, list[float]],
-    reporter: Reporter,
-) -> None:
-    reporter.phase(
-        "fine_tune", f"{config.options.fine_tune_epochs} epochs end to end, conv5 unfrozen"
-    )
-    train_images, train_kept = datasets.load_images(data, train_idx)
-    val_images, val_kept = datasets.load_images(data, val_idx)
-    unfrozen = models.unfreeze_last_stage(backbone)
-    reporter.line(f"  {unfrozen} conv5 layers trainable; BatchNorm stays in inference mode")
-    trainer = models.build_classifier(
-        backbone, head, models.build_augmentation(config.options.seed)
-    )
-    trainer.compile(
-        optimizer=keras.optimizers.Adam(config.options.fine_tune_learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    labels = np.array([s.label for s in data.samples])
-    fitted = trainer.fit(
-        train_images.astype(np.float32),
-        labels[train_kept],
-        validation_data=(val_images.astype(np.float32), labels[val_kept]),
-        epochs=config.options.fine_tune_epochs,
-        batch_size=config.options.batch_size,
-        shuffle=True,
-        verbose=0,
-        callbacks=[_EpochLines(reporter, "fine_tune", config.options.fine_tune_epochs)],
-    )
-    for key, values in fitted.history.items():
-        history.setdefault(key, []).extend(float(v) for v in values)
-    backbone.trainable = False
-
-
-def _evaluate(
-    config: TrainConfig,
-    data: datasets.Dataset,
-    classifier: Any,
-    head: Any,
-    val_features: np.ndarray | None,
-    val_idx: list[int],
-) -> np.ndarray:
-    if val_features is not None:
-        return np.asarray(head.predict(val_features, batch_size=256, verbose=0))
-    images, _ = datasets.load_images(data, val_idx)
-    return np.asarray(classifier.predict(images.astype(np.float32), batch_size=32, verbose=0))
+    counts = dict(zip(data.class_names, map(int, readable), strict=True))
+    datasets.require_class_sizes(counts, max(datasets.MIN_IMAGES_PER_CLASS, folds))

@@ -24,7 +24,6 @@ from app.store import (
     StoreError,
     Version,
 )
-from app.training import dataset as datasets
 from app.training import evaluation
 from app.training.pipeline import TrainedModel
 from app.training.progress import Reporter
@@ -96,7 +95,8 @@ def _export_engines(trained: TrainedModel, folder: Path, reporter: Reporter) -> 
 
 
 def decide_activation(trained: TrainedModel, store: ModelStore) -> Activation:
-    """always / never / if_better (compared with the active version on the same split)."""
+    """always / never / if_better: the new version's measured accuracy against the active
+    version's, each as its metadata reports it (cross-validated, or a holdout for old ones)."""
     mode = trained.config.options.activate
     seen = store.pointer_or_none()
     if mode == "always":
@@ -105,46 +105,28 @@ def decide_activation(trained: TrainedModel, store: ModelStore) -> Activation:
         return Activation(False, "activate=never: published without activating", seen=seen)
     try:
         active = store.active()
-        old = accuracy_of(active, store, trained) if active is not None else None
-    except Exception as error:  # what cannot be loaded cannot be compared with
+    except StoreError as error:  # what cannot be read cannot be compared with
         unusable = f"the active version is unusable ({error}); activating the new one"
         return Activation(True, unusable, seen=seen)
+    old = active.metadata.val_accuracy if active is not None else None
     if active is None or old is None:
-        return Activation(True, "no version was active", seen=seen)
-    new = float(trained.report["accuracy"])
-    count = len(trained.val_indices)
+        return Activation(True, "no version with a measured accuracy was active", seen=seen)
+    new = trained.measured.accuracy
     verdict = ">=" if new >= old else "<"
+    how = active.metadata.metrics.evaluation or "its validation split"
     reason = (
-        f"validation accuracy {new:.4f} {verdict} active version {active.number}'s {old:.4f} "
-        f"on the same {count} validation images"
+        f"{trained.measured.method} accuracy {new:.4f} {verdict} active version "
+        f"{active.number}'s {old:.4f} ({how})"
     )
     return Activation(new >= old, reason, active.number, old, seen=seen)
-
-
-def accuracy_of(version: Version, store: ModelStore, trained: TrainedModel) -> float:
-    """The accuracy of a stored version on this run's validation images (by class name)."""
-    model = store.load(version.number)
-    same_backbone = (
-        version.metadata.backbone_digest == trained.backbone_info["weights_digest"]
-        and version.metadata.preprocessing_version == imaging.PREPROCESSING_VERSION
-    )
-    if same_backbone and trained.val_features is not None:
-        probabilities = models.head_of(model).predict(trained.val_features, verbose=0)
-    else:
-        images, _ = datasets.load_images(trained.data, trained.val_indices)
-        probabilities = model.predict(images.astype(np.float32), batch_size=32, verbose=0)
-    names = trained.data.class_names
-    truth = [names[trained.data.samples[i].label] for i in trained.val_indices]
-    predicted = [version.classes[int(i)] for i in np.asarray(probabilities).argmax(axis=1)]
-    return float(np.mean([p == t for p, t in zip(predicted, truth, strict=True)]))
 
 
 def build_metadata(
     trained: TrainedModel, activation: Activation, engines: dict[str, Any]
 ) -> dict[str, Any]:
-    config, data, report = trained.config, trained.data, trained.report
-    labels = [data.samples[i].label for i in trained.val_indices]
-    val_counts = np.bincount(labels, minlength=len(data.class_names))
+    config, data, report, measured = trained.config, trained.data, trained.report, trained.measured
+    judged = [trained.measured_samples[i].label for i in measured.judged]
+    judged_counts = np.bincount(judged, minlength=len(data.class_names))
     job = {"job": {"id": config.job_id}} if config.job_id else {}
     return {
         **job,
@@ -153,20 +135,25 @@ def build_metadata(
         "input": {"shape": list(models.INPUT_SHAPE), "dtype": "float32", "values": "RGB 0..255"},
         "preprocessing_version": imaging.PREPROCESSING_VERSION,
         "metrics": {
-            "val_accuracy": round(float(report["accuracy"]), 4),
-            "val_loss": _last(trained.history.get("val_loss")),
+            # The accuracy to expect on new photos: measured on photos the measured heads never
+            # trained on (out of fold); the published model was then fitted on trained_on photos.
+            "val_accuracy": round(measured.accuracy, 4),
+            "accuracy_sd": round(measured.spread, 4),
+            "fold_accuracies": [round(a, 4) for a in measured.accuracies],
+            "evaluation": measured.describe(),
+            "trained_on": trained.trained_on,
             "per_class": report["per_class"],
             "confusion_matrix": report["confusion_matrix"],
         },
         "training": {
             **config.options.model_dump(mode="json"),
-            "features": trained.feature_counts,
+            "feature_cache": trained.feature_counts,
             "history": trained.history,
         },
         "dataset": {
             "root": str(data.root),
             "counts": data.counts(),
-            "validation_counts": dict(zip(data.class_names, map(int, val_counts), strict=True)),
+            "evaluated_counts": dict(zip(data.class_names, map(int, judged_counts), strict=True)),
             "content_hash": data.content_hash(),
             "skipped": [{"file": str(path), "reason": reason} for path, reason in data.skipped],
             "ignored_non_image_files": data.ignored_files,
@@ -181,10 +168,6 @@ def build_metadata(
         "timings_s": trained.timings,
         "libraries": _library_versions(),
     }
-
-
-def _last(values: list[float] | None) -> float | None:
-    return round(values[-1], 4) if values else None
 
 
 def _library_versions() -> dict[str, str]:

@@ -15,7 +15,8 @@ def render(trained: TrainedModel, version: Version, activation: Activation) -> s
         "Summary",
         f"  version published    {version.number} ({state}) in {version.path}",
         f"  activation           {activation.reason}",
-        f"  validation accuracy  {report['accuracy']:.4f} on {len(trained.val_indices)} images",
+        f"  accuracy             {trained.measured.describe()}",
+        f"  trained on           {trained.trained_on} photos",
         f"  features             {trained.feature_counts['computed']} computed, "
         f"{trained.feature_counts['cached']} from the cache",
     ]

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 TOKEN = "test-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CLASSES = ["blue", "green", "red"]
-QUICK = {"epochs": 2, "seed": 1}
+QUICK = {"folds": 3, "seed": 1}
 
 
 def _settings(store: ModelStore, data: Path, **extra: Any) -> Any:
@@ -63,7 +63,7 @@ def test_a_better_model_is_activated_and_served_without_restart(tmp_path: Path) 
     assert ">=" in job["result"]["reason"] and "active version 1" in job["result"]["reason"]
     assert job["progress"]["phase"] == "done" and job["progress"]["fraction"] == 1.0
     assert job["started_at"] and job["finished_at"] and job["log_tail"]
-    assert any("head epoch 2/2" in line for line in job["log_tail"])
+    assert any("fold 3/3  accuracy" in line for line in job["log_tail"])
     assert served["model_version"] == "2"
     assert store.active_number() == 2
     assert [j["id"] for j in listed] == [job_id]
@@ -76,7 +76,9 @@ def test_if_better_keeps_the_active_version_when_the_new_one_is_worse(tmp_path: 
     data = write_colour_dataset(tmp_path / "data")
     with running(_settings(store, data)) as client:
         job_id = client.post(
-            "/admin/retrain", json={"epochs": 1, "learning_rate": 1e-7}, headers=AUTH
+            "/admin/retrain",
+            json={"head": "mlp", "epochs": 1, "learning_rate": 1e-7, "folds": 0},
+            headers=AUTH,
         ).json()["job_id"]
         job = _wait(client, job_id)
         served = client.get("/classes").json()["model_version"]

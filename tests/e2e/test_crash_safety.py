@@ -56,8 +56,8 @@ def _train(store: ModelStore, data: Path, events: Path) -> subprocess.Popen[byte
             str(store.root),
             "--weights",
             "none",
-            "--epochs",
-            "1",
+            "--folds",
+            "2",
             "--progress-file",
             str(events),
         ],
@@ -148,7 +148,7 @@ def test_killing_the_server_while_it_stores_labelled_images(tmp_path: Path) -> N
     store = ModelStore(tmp_path / "store")
     publish_tiny(store, ["a", "b"])
     data = tmp_path / "data"
-    uploads = [make.jpeg(seed=100 + i, size=(640, 480)) for i in range(60)]
+    uploads = [make.jpeg(seed=100 + i, size=(640, 480)) for i in range(160)]
     with running_server(_env(store, data)) as server:
         base = server.base
 
@@ -165,7 +165,10 @@ def test_killing_the_server_while_it_stores_labelled_images(tmp_path: Path) -> N
 
         uploader = threading.Thread(target=upload)
         uploader.start()
-        time.sleep(0.8)
+        deadline = time.monotonic() + 60
+        while len(list((data / "roses").glob("*.jpg"))) < 8:  # storing has begun: kill it now
+            assert time.monotonic() < deadline, "nothing was stored"
+            time.sleep(0.01)
         server.process.send_signal(signal.SIGKILL)
         server.process.wait()
         uploader.join()

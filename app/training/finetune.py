@@ -1,0 +1,143 @@
+"""Fine-tuning the last ResNet stage (conv5) on cached conv4 activations.
+
+Unfreezing conv5 used to mean running all of ResNet-50 at every step.  The layers before conv5
+stay frozen, so what enters conv5 (conv4's output: 12x12x1024 for a 180-pixel photo) only
+changes with the photo, the preprocessing, the backbone and the input size: it is computed once
+and cached beside the features (float16, about 295 KB a photo and as much for its mirror image),
+keyed like them, and a fine-tuning epoch runs conv5 and the head only.
+
+BatchNorm stays in inference mode (its statistics frozen); the head starts from the fitted one.
+The fine-tuned conv5 layers are the backbone's own (shared weights), so the published model is
+the same one graph taking raw RGB, with nothing new for the service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from app import model as models
+from app.devices import keras
+from app.options import TrainOptions
+from app.training.features import Extractor, FeatureCache, View, mirrored
+from app.training.heads import epoch_lines, predict_in_batches
+from app.training.progress import Reporter
+
+ENTRY: Final = "conv4_block6_out"  # what conv5 is fed: cached
+LAST: Final = "conv5_block3_out"
+_STRIDE: Final = 16  # conv4's maps are the input's side / 16
+
+
+class FineTuneError(ValueError):
+    """The recipe's feature set cannot be fine-tuned from conv4's activations."""
+
+
+def activation_views(
+    options: TrainOptions,
+    backbone: Any,
+    features: models.FeatureSet,
+    root: Path,
+    digest: str,
+    batch_predictor: Any,
+) -> list[View]:
+    """conv4's activations of each photo (and of its mirror image), cached in float16."""
+    check_taps(features)
+    extract: Extractor = batch_predictor(models.build_tap_extractor(backbone, features, ENTRY))
+    views = [View(extract, activation_cache(root, digest, features.input_size))]
+    if options.flips:
+        views.append(
+            View(mirrored(extract), activation_cache(root, digest, features.input_size, True))
+        )
+    return views
+
+
+def activation_cache(
+    root: Path, digest: str, input_size: int, of_mirror: bool = False
+) -> FeatureCache:
+    """Where conv4's activations are cached: keyed like the features (preprocessing, backbone,
+    image digest), by the input size, and apart for mirror images."""
+    side = -(-input_size // _STRIDE)
+    name = f"activations/{ENTRY}@{input_size}" + ("/mirrored" if of_mirror else "")
+    return FeatureCache(root, digest, (side, side, models.TAP_DIMS[ENTRY]), name, "float16")
+
+
+def check_taps(features: models.FeatureSet) -> None:
+    unknown = [layer for layer, _ in features.taps if layer not in (ENTRY, LAST)]
+    if unknown:
+        raise FineTuneError(
+            f"fine-tuning starts from {ENTRY}: the feature set's taps {unknown} come before it"
+        )
+
+
+class FineTuner:
+    """conv4 activations -> (conv4 pooled, conv5 -> pooled) -> the head, conv5 and head trained."""
+
+    def __init__(self, backbone: Any, features: models.FeatureSet, head_graph: Any) -> None:
+        tail = models.build_stage_tail(backbone, ENTRY, LAST)
+        self._convolutions = _unfrozen_convolutions(tail)
+        side = -(-features.input_size // _STRIDE)
+        inputs = keras.Input((side, side, models.TAP_DIMS[ENTRY]), name="conv4_activations")
+        maps = {ENTRY: inputs, LAST: tail(inputs, training=False)}
+        pooled = [
+            models.pooling_layer(pooling, f"tune_pool_{index}")(maps[layer])
+            for index, (layer, pooling) in enumerate(features.taps)
+        ]
+        vector = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate()(pooled)
+        for layer in head_graph.layers:  # the standardisation stays fixed
+            layer.trainable = not isinstance(layer, keras.layers.Normalization)
+        self.model = keras.Model(inputs, head_graph(vector), name="fine_tuner")
+        self._start = [layer.get_weights() for layer in self._trained_layers(head_graph)]
+        self._head_graph = head_graph
+
+    def _trained_layers(self, head_graph: Any) -> list[Any]:
+        return [*self._convolutions, *(layer for layer in head_graph.layers if layer.weights)]
+
+    def fit(
+        self,
+        options: TrainOptions,
+        activations: Sequence[np.ndarray],
+        labels: np.ndarray,
+        rows: np.ndarray,
+        reporter: Reporter | None = None,
+    ) -> dict[str, list[float]]:
+        """Fine-tune on every view of the photos selected by ``rows``; the epochs' history."""
+        keras.utils.set_random_seed(options.seed)
+        self.model.compile(
+            optimizer=keras.optimizers.Adam(options.fine_tune_learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        epochs = options.fine_tune_epochs
+        fitted = self.model.fit(
+            np.concatenate([view[rows] for view in activations]),
+            np.concatenate([labels[rows]] * len(activations)),
+            epochs=epochs,
+            batch_size=options.batch_size,
+            shuffle=True,
+            verbose=0,
+            callbacks=[epoch_lines(reporter, "fine_tune", epochs)] if reporter else [],
+        )
+        return {
+            f"fine_tune_{k}": [float(v) for v in values] for k, values in fitted.history.items()
+        }
+
+    def predict(self, activations: np.ndarray) -> np.ndarray:
+        return predict_in_batches(self.model, activations)
+
+    def restore(self) -> None:
+        """Back to the weights it started from (the frozen conv5 and the fitted head)."""
+        for layer, weights in zip(self._trained_layers(self._head_graph), self._start, strict=True):
+            layer.set_weights(weights)
+
+
+def _unfrozen_convolutions(tail: Any) -> list[Any]:
+    """conv5's convolutions become trainable; its BatchNorm layers stay frozen."""
+    convolutions = []
+    for layer in tail.layers:
+        layer.trainable = isinstance(layer, keras.layers.Conv2D)
+        if layer.trainable:
+            convolutions.append(layer)
+    return convolutions

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The README's sample files: ./samples/{rose,daisy,tulip,new_rose}.jpg (real flower photos) and
+# ./samples/notes.jpg (a text file named .jpg, to see an error), copied from a flower_photos
+# folder: the first argument, else $FLOWERS_DATA_DIR, else ../shared/datasets/flower_photos_dev,
+# else the copy Keras downloads to ~/.keras/datasets/flower_photos (python -m app.train does).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+candidates=("${1:-}" "${FLOWERS_DATA_DIR:-}" ../shared/datasets/flower_photos_dev \
+    "$HOME/.keras/datasets/flower_photos")
+source_dir=""
+for candidate in "${candidates[@]}"; do
+    if [ -n "$candidate" ] && [ -f "$candidate/roses/10503217854_e66a804309.jpg" ]; then
+        source_dir=$candidate
+        break
+    fi
+done
+if [ -z "$source_dir" ]; then
+    echo "error: no flower_photos folder found; pass one: scripts/sample-photos.sh PATH" >&2
+    exit 2
+fi
+mkdir -p samples
+install -m 0644 "$source_dir/roses/10503217854_e66a804309.jpg" samples/rose.jpg
+install -m 0644 "$source_dir/daisy/10172567486_2748826a8b.jpg" samples/daisy.jpg
+install -m 0644 "$source_dir/tulips/10164073235_f29931d91e.jpg" samples/tulip.jpg
+install -m 0644 "$source_dir/roses/12243068283_ee4c2683e2_n.jpg" samples/new_rose.jpg
+printf 'just some notes, not a photo\n' > samples/notes.jpg
+echo "samples/: rose.jpg daisy.jpg tulip.jpg new_rose.jpg notes.jpg (from $source_dir)"

@@ -1,0 +1,78 @@
+"""Fine-tuning conv5 on cached conv4 activations: the cache, and the model it publishes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app import imaging
+from app import model as models
+from app.options import TrainOptions
+from app.training import dataset
+from app.training.finetune import FineTuneError, activation_cache, check_taps
+from app.training.pipeline import TrainConfig, train
+from app.training.progress import Reporter
+from tests.conftest import write_class_folders
+
+DIGEST = "a" * 64
+
+
+def _maps(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(12, 12, 1024)).astype(np.float16)
+
+
+def test_activations_are_cached_in_float16_per_image(tmp_path: Path) -> None:
+    cache = activation_cache(tmp_path, "backbone1", 180)
+    assert cache.get(DIGEST) is None
+    cache.put(DIGEST, _maps(0))
+    stored = cache.get(DIGEST)
+    assert stored is not None and stored.dtype == np.float16 and np.array_equal(stored, _maps(0))
+    assert cache.get("b" * 64) is None  # another image's bytes: another key
+
+
+def test_the_activation_cache_is_keyed_like_the_features(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    activation_cache(tmp_path, "backbone1", 180).put(DIGEST, _maps(0))
+    assert activation_cache(tmp_path, "backbone2", 180).get(DIGEST) is None  # another backbone
+    assert activation_cache(tmp_path, "backbone1", 224).get(DIGEST) is None  # another input size
+    assert activation_cache(tmp_path, "backbone1", 180, of_mirror=True).get(DIGEST) is None
+    monkeypatch.setattr(imaging, "PREPROCESSING_VERSION", "pil-bilinear-180-v2")
+    assert activation_cache(tmp_path, "backbone1", 180).get(DIGEST) is None  # preprocessing
+
+
+def test_a_damaged_activation_entry_is_a_miss(tmp_path: Path) -> None:
+    cache = activation_cache(tmp_path, "backbone1", 180)
+    cache.put(DIGEST, _maps(1))
+    entry = next(cache.folder.rglob("*.npy"))
+    entry.write_bytes(entry.read_bytes()[:1000])  # torn by a crash
+    assert cache.get(DIGEST) is None
+    np.save(entry, _maps(1).astype(np.float32))  # another type (or shape) is no hit either
+    assert cache.get(DIGEST) is None
+
+
+def test_feature_sets_tapping_before_conv4_cannot_be_fine_tuned_from_it() -> None:
+    check_taps(models.FeatureSet((("conv4_block6_out", "gem"), ("conv5_block3_out", "avg"))))
+    with pytest.raises(FineTuneError, match="conv3_block4_out"):
+        check_taps(models.FeatureSet((("conv3_block4_out", "avg"), ("conv5_block3_out", "avg"))))
+
+
+@pytest.mark.slow
+def test_a_fine_tuned_model_reloads_with_the_probabilities_it_had_in_training(
+    tmp_path: Path,
+) -> None:
+    data = dataset.scan(write_class_folders(tmp_path / "data", {"a": 4, "b": 4, "c": 4}))
+    options = TrainOptions(folds=2, fine_tune_epochs=2, batch_size=8)
+    config = TrainConfig(options, tmp_path / "store", tmp_path / "cache", weights="none")
+    timings: dict[str, float] = {}
+    with (tmp_path / "log").open("w") as log:
+        trained = train(config, data, Reporter(stream=log), timings)
+    assert len(trained.history["fine_tune_loss"]) == 2 and "fine_tune" in timings
+    assert list((tmp_path / "cache").rglob("activations/*/*/*.npy"))  # cached
+    models.save(trained.classifier, tmp_path / "model.keras")
+    reloaded = models.load(tmp_path / "model.keras")
+    images, _ = dataset.load_images(data, trained.reference_indices)
+    again = np.asarray(reloaded(images.astype(np.float32)))
+    assert np.allclose(again, trained.reference_probabilities, atol=1e-5)
