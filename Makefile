@@ -6,7 +6,7 @@ HOST ?= 0.0.0.0
 PORT ?= 8000
 export FLOWERS_MODEL_STORE ?= model_store
 
-.PHONY: serve test check train bench docker-smoke samples clean
+.PHONY: serve test check train bench cluster docker-smoke samples clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +17,13 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[openvino]'
 	touch $@
 
+$(VENV)/.installed-ray: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[openvino,ray]'
+	touch $@
+
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $@ $(VENV)/.installed
+	touch $@ $(VENV)/.installed $(VENV)/.installed-ray
 
 ## serve: install, train the default model if the store has none, serve on http://localhost:8000
 serve: $(VENV)/.installed
@@ -46,6 +50,10 @@ samples:
 ## bench: the benchmark harness (bench/README.md)
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench $(ARGS)
+
+## cluster: a 2-node Ray cluster on this machine serving deploy/ray/serve.yaml; Ctrl-C stops it
+cluster: $(VENV)/.installed-ray
+	$(BIN)/python -m app.cluster.local up deploy/ray/serve.yaml
 
 ## docker-smoke: build the image and test it with a real Docker engine
 docker-smoke:

@@ -5,10 +5,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -23,13 +22,12 @@ from app.events import Published
 from app.protocols import rest
 from app.serving import logs
 from app.serving.admission import Admission
-from app.serving.batching import Batcher
+from app.serving.inference import local_backend
 from app.serving.jobs import JobRunner, retrain_command
 from app.serving.labelling import DatasetWriter
 from app.serving.metrics import Metrics
 from app.serving.prediction import Predictor
 from app.serving.service import Service
-from app.store import ModelStore
 
 if TYPE_CHECKING:
     from grpc import aio
@@ -39,7 +37,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, *, configure_logging: bool = False) -> FastAPI:
+ServiceFactory = Callable[[Settings, Metrics], Service]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    configure_logging: bool = False,
+    build_service: ServiceFactory | None = None,
+    request_id_header: bool = True,
+) -> FastAPI:
+    """The API over a service built in the lifespan (by default the whole of it in-process).
+
+    ``request_id_header=False`` behind a proxy that sets X-Request-ID on responses itself (Ray
+    Serve's), so that a response never carries two.
+    """
     settings = settings or Settings()
     if configure_logging:
         logs.configure(settings.log_level, settings.log_format)
@@ -55,6 +67,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Fa
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.build_service = build_service or build_local_service
     errors.install(app, metrics)
     for router in (predict.router, classes.router, health.router, rest.router, web.router):
         app.include_router(router)
@@ -64,7 +77,9 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Fa
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"]
         )
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_middleware(
+        RequestContextMiddleware, metrics=metrics, request_id_header=request_id_header
+    )
     return app
 
 
@@ -83,13 +98,10 @@ def _document_upload_limit(app: FastAPI, max_files: int) -> None:
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    service = _build_service(settings, app.state.metrics)
-    await service.jobs.recover()
-    service.batcher.start()
+    build: ServiceFactory = app.state.build_service
+    service = build(settings, app.state.metrics)
+    await service.start()
     app.state.service = service
-    # Load and warm up in the background: liveness answers at once, readiness once warmed up;
-    # then follow the store's active pointer (other replicas, the CLI).
-    background = asyncio.create_task(_load_then_follow(service), name="model-loader")
     grpc_server: aio.Server | None = None
     try:
         if settings.grpc_port:
@@ -98,12 +110,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         if grpc_server is not None:  # in-flight calls finish while the batcher still runs
             await grpc_server.stop(settings.shutdown_drain_s)
-        background.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await background
-        await service.jobs.close()
-        await service.batcher.stop(settings.shutdown_drain_s)
-        service.predictor.close()
+        await service.stop()
 
 
 async def _start_grpc(service: Service) -> aio.Server:
@@ -115,56 +122,28 @@ async def _start_grpc(service: Service) -> aio.Server:
     return await grpc_service.start(service, service.settings.grpc_port)
 
 
-def _build_service(settings: Settings, metrics: Metrics) -> Service:
-    from app.devices import configure_devices  # imports TensorFlow: here, never at import time
-    from app.engine import EngineChoice
-    from app.serving.follower import StoreFollower
-    from app.serving.models import ModelManager
-
-    device = configure_devices()
-    logger.info("inference device: %s (%s backend)", device.name, device.backend)
-    store = ModelStore(settings.model_store)
-    engines = EngineChoice(settings.engine, settings.max_batch_size, settings.engine_precision)
-    models = ModelManager(store, device, engines)
-    follower = StoreFollower(models)
-    models.on_loaded.append(metrics.model_loaded)
-    batcher = Batcher(
-        models.run_batch,
-        max_batch_size=settings.max_batch_size,
-        max_delay_s=settings.max_batch_delay_ms / 1000,
-        queue_limit=settings.queue_limit,
-        observer=metrics,
-    )
+def build_local_service(settings: Settings, metrics: Metrics) -> Service:
+    """The whole service in this process: batcher, models, store follower, child-process
+    retrains (the model loads in the background once started: liveness answers at once)."""
+    backend = local_backend(settings, observer=metrics, on_loaded=metrics.model_loaded)
+    store = backend.store
     admission = Admission(settings.max_inflight_bytes)
-    predictor = Predictor(
-        batcher, models, admission, settings.max_image_pixels, settings.request_timeout_s
-    )
+    predictor = Predictor(backend, admission, settings.max_image_pixels, settings.request_timeout_s)
     jobs = JobRunner(
         store,
         partial(retrain_command, settings),
-        lambda published: _serve_published(follower, published),
+        lambda published: _serve_published(backend.follower, published),
     )
     writer = (
         DatasetWriter(settings.data_dir, settings.max_image_pixels) if settings.data_dir else None
     )
-    return Service(
-        settings, admission, store, metrics, models, follower, batcher, predictor, jobs, writer
-    )
+    return Service(settings, admission, store, metrics, backend, predictor, jobs, writer)
 
 
 async def _serve_published(follower: StoreFollower, published: Published) -> None:
     # Whatever the job decided, the store's active pointer says what serves (an operator may
     # have rolled back while the job was publishing).
     await follower.sync()
-
-
-async def _load_then_follow(service: Service) -> None:
-    try:
-        if await service.follower.start() is None:
-            logger.warning("model_store %s holds no usable version: not ready", service.store.root)
-    except Exception:
-        logger.exception("the active model could not be loaded; the server is not ready")
-    await service.follower.follow(service.settings.poll_interval_s)
 
 
 def __getattr__(name: str) -> FastAPI:

@@ -64,6 +64,18 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--smoke", action="store_true", help="a few seconds: keeps the harness working"
     )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also the service on a 2-node Ray Serve cluster on this machine, at 1 img/req "
+        "(needs the ray extra)",
+    )
+    parser.add_argument(
+        "--cluster-ingress", type=int, default=1, help="Ingress (HTTP, decoding) replicas"
+    )
+    parser.add_argument(
+        "--cluster-gpus", type=float, default=0, help="GPUs of the one Model replica (e.g. 1)"
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.duration, args.concurrency, args.images_per_request = 1.0, [1, 4], [1]
@@ -132,12 +144,18 @@ def _measure_engine(
     tuned["grpc_port"] = str(grpc_port)
     levels: dict[str, list[dict[str, Any]]] = {"batching": [], "no_batching": []}
     with contextlib.ExitStack() as stack:
-        # Both servers run side by side and take turns, with raw-engine measurements in between:
+        # The servers run side by side and take turns, with raw-engine measurements in between:
         # speed drifts on shared machines, and interleaving keeps each comparison fair.
         bases = {
             "batching": stack.enter_context(server.serving(args.store, tuned)),
             "no_batching": stack.enter_context(server.serving(args.store, plain)),
         }
+        if args.cluster:
+            cluster = server.cluster_serving(
+                args.store, tuned, args.cluster_ingress, args.cluster_gpus
+            )
+            bases["cluster"] = stack.enter_context(cluster)
+            levels["cluster"] = []
         for mode, base in bases.items():
             print(f"  server ({mode}, {server.engine_of(base)} engine) at {base}", flush=True)
         for per_request in args.images_per_request:
@@ -145,7 +163,7 @@ def _measure_engine(
             for base in bases.values():
                 asyncio.run(load.run(base, bodies, 4, per_request, min(2.0, args.duration)))
             for concurrency in args.concurrency:
-                modes = ["batching", "no_batching"] if per_request == 1 else ["batching"]
+                modes = [m for m in bases if per_request == 1 or m == "batching"]
                 measured = _interleaved(
                     args, engine, images, best, bases, modes, bodies, concurrency, per_request
                 )
@@ -232,9 +250,10 @@ def _interleaved(
         if concurrency == 1 and per_request == 1:
             raw_one.append(raw.measure(engine, images, 1, segment_s / 2)["ms_per_batch"])
         for mode in modes:
-            before = server.batch_counters(bases[mode])
+            counters = server.cluster_batch_counters if mode == "cluster" else server.batch_counters
+            before = counters(bases[mode])
             result = asyncio.run(load.run(bases[mode], bodies, concurrency, per_request, segment_s))
-            after = server.batch_counters(bases[mode])
+            after = counters(bases[mode])
             segments[mode].append((result, after[0] - before[0], after[1] - before[1]))
     out = {}
     for mode in modes:

@@ -87,9 +87,9 @@ def markdown(record: dict[str, Any]) -> str:
                 f"| {r['batch_size']} | {r['ms_per_batch']:.1f} | {r['images_per_s']:.1f} |"
             )
         lines += ["", _SERVICE_COLUMNS, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-        for mode in ("batching", "no_batching"):
-            lines += [_service_row(mode, level) for level in engine["service"][mode]]
-        lines += ["", *_ratio_lines(engine["ratios"]), ""]
+        for mode in ("batching", "no_batching", "cluster"):
+            lines += [_service_row(mode, level) for level in engine["service"].get(mode, [])]
+        lines += ["", *_ratio_lines(engine["ratios"]), *_cluster_lines(engine["service"]), ""]
         if engine.get("protocols"):
             lines += [*_protocol_lines(engine["protocols"], engine["ratios"]), ""]
     return "\n".join(lines)
@@ -134,6 +134,29 @@ def _service_row(mode: str, level: dict[str, Any]) -> str:
         errors,
     ]
     return "| " + " | ".join(cells) + " |"
+
+
+def cluster_vs_single(service: dict[str, Any]) -> dict[int, dict[str, float]]:
+    """Per concurrency at 1 img/req: cluster / single-process throughput, and the p50 added."""
+    ones = [lvl for lvl in service["batching"] if lvl["images_per_request"] == 1]
+    single = {lvl["concurrency"]: lvl for lvl in ones}
+    out = {}
+    for level in service.get("cluster", []):
+        alone = single.get(level["concurrency"])
+        if alone and alone["images_per_s"]:
+            out[level["concurrency"]] = {
+                "throughput_ratio": round(level["images_per_s"] / alone["images_per_s"], 3),
+                "p50_added_ms": round(level["p50_ms"] - alone["p50_ms"], 1),
+            }
+    return out
+
+
+def _cluster_lines(service: dict[str, Any]) -> list[str]:
+    return [
+        f"- Ray Serve cluster / single process at c={c}: throughput **{r['throughput_ratio']}**, "
+        f"p50 **{r['p50_added_ms']:+} ms**"
+        for c, r in cluster_vs_single(service).items()
+    ]
 
 
 def _ratio_lines(r: dict[str, Any]) -> list[str]:
@@ -181,8 +204,10 @@ def plot(record: dict[str, Any], path: Path) -> None:
             ("batching", 1, "o-"),
             ("batching", 8, "s-"),
             ("no_batching", 1, "x--"),
+            ("cluster", 1, "d-."),
         ):
-            levels = [lvl for lvl in engine["service"][mode] if lvl["images_per_request"] == ipr]
+            chosen = engine["service"].get(mode, [])
+            levels = [lvl for lvl in chosen if lvl["images_per_request"] == ipr]
             if levels:
                 left.plot(
                     [lvl["concurrency"] for lvl in levels],

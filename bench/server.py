@@ -1,4 +1,5 @@
-"""The real server for a benchmark: ``python -m app.serve`` in a subprocess, plus /metrics reads."""
+"""The real server for a benchmark: ``python -m app.serve`` in a subprocess, or the service on a
+2-node Ray Serve cluster on this machine, plus their batch counters."""
 
 from __future__ import annotations
 
@@ -54,10 +55,12 @@ def serving(store: Path, settings: dict[str, str]) -> Iterator[str]:
             process.communicate(timeout=60)
 
 
-def _wait_ready(base: str, process: subprocess.Popen[str], timeout_s: float = 300) -> None:
+def _wait_ready(
+    base: str, process: subprocess.Popen[str] | None = None, timeout_s: float = 300
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        if process is not None and process.poll() is not None:
             raise RuntimeError(
                 f"the server exited: {process.stderr.read() if process.stderr else ''}"
             )
@@ -68,12 +71,55 @@ def _wait_ready(base: str, process: subprocess.Popen[str], timeout_s: float = 30
     raise TimeoutError("the server never became ready")
 
 
+@contextlib.contextmanager
+def cluster_serving(
+    store: Path, settings: dict[str, str], ingress: int = 1, gpus: float = 0
+) -> Iterator[str]:
+    """The service on a local 2-node Ray Serve cluster: ``ingress`` Ingress replicas and one Model
+    replica (the same one engine as the single process, on ``gpus`` GPUs, with the Ray hops in
+    between); its base URL once ready."""
+    import yaml
+
+    from app.cluster import local
+
+    port = free_port()
+    config = yaml.safe_load((REPO / "deploy" / "ray" / "serve.yaml").read_text())
+    config["http_options"]["port"] = port
+    for deployment in config["applications"][0]["deployments"]:
+        deployment.pop("autoscaling_config", None)
+        deployment.update(num_replicas=1, ray_actor_options={"num_cpus": 0})
+        if deployment["name"] == "Ingress":
+            deployment["num_replicas"] = ingress
+        if deployment["name"] == "Model":
+            deployment["ray_actor_options"]["num_gpus"] = gpus
+    env = {
+        "FLOWERS_MODEL_STORE": str(store.resolve()),
+        "FLOWERS_LOG_LEVEL": "warning",
+        **{f"FLOWERS_{k.upper()}": v for k, v in settings.items()},
+    }
+    with local.running(2, env=env) as cluster:
+        path = cluster.temp_dir / "bench-serve.yaml"
+        path.write_text(yaml.safe_dump(config))
+        cluster.deploy(path)
+        base = f"http://{local.HEAD_IP}:{port}"
+        _wait_ready(base)
+        yield base
+
+
 def batch_counters(base: str) -> tuple[float, float]:
     """(images batched, model calls) so far, from the server's Prometheus histogram."""
     text = _get(f"{base}/metrics")[1]
     total = re.search(r"^flowers_batch_size_sum ([0-9.e+]+)$", text, re.M)
     count = re.search(r"^flowers_batch_size_count ([0-9.e+]+)$", text, re.M)
     return (float(total.group(1)) if total else 0.0, float(count.group(1)) if count else 0.0)
+
+
+def cluster_batch_counters(base: str) -> tuple[float, float]:
+    """(images batched, model calls) so far by the cluster's Model replicas (their reports)."""
+    time.sleep(1.2)  # every replica reports once a second
+    replicas = json.loads(_get(f"{base}/health/ready")[1]).get("replicas", [])
+    models = [r for r in replicas if r["deployment"] == "Model"]
+    return float(sum(r["images"] for r in models)), float(sum(r["batches"] for r in models))
 
 
 def engine_of(base: str) -> str:

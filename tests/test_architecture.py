@@ -7,6 +7,9 @@ including the ones inside functions:
   started by name: ``python -m app.train``);
 - ``app/api`` imports the core, serving and itself;
 - ``app/protocols`` (the Open Inference Protocol) imports the core, serving, api and itself;
+- ``app/cluster`` (the Ray Serve adapter) reaches across like an entry point, to reuse serving,
+  api and the app factory, but not training: its retrain is a Ray task running the trainer by
+  name;
 - only the entry points (``app/main.py``, ``app/serve.py``, ``app/train.py``,
   ``app/evaluate.py``) reach across.
 """
@@ -22,13 +25,14 @@ from tests.conftest import REPO
 
 APP = REPO / "app"
 ENTRY_POINTS = frozenset({"main", "serve", "train", "evaluate"})
-LAYERS = frozenset({"core", "training", "serving", "api", "protocols"})
+LAYERS = frozenset({"core", "training", "serving", "api", "protocols", "cluster"})
 ALLOWED = {
     "core": {"core"},
     "training": {"core", "training"},
     "serving": {"core", "serving"},
     "api": {"core", "serving", "api"},
     "protocols": {"core", "serving", "api", "protocols"},
+    "cluster": {"core", "serving", "api", "protocols", "entry", "cluster"},
     "entry": {"core", "training", "serving", "api", "protocols", "entry"},
 }
 
@@ -96,6 +100,7 @@ def test_every_import_follows_the_layer_rules() -> None:
         ("app.serving.jobs", "serving"),
         ("app.api.admin", "api"),
         ("app.protocols.rest", "protocols"),
+        ("app.cluster.model", "cluster"),
         ("app.train", "entry"),
     ],
 )
@@ -117,3 +122,15 @@ def test_a_serving_module_importing_training_is_reported(tmp_path: Path) -> None
         "app/serving/jobs.py:2: serving imports app.training.pipeline (training)",
         "app/store2.py:1: core imports app.api.routes (api)",
     ]
+
+
+def test_the_app_factory_imports_no_tensorflow() -> None:
+    """The cluster's Ingress replicas build the app and never load a model: no 500 MB import."""
+    import subprocess
+    import sys
+
+    probe = "import sys, app.main; print(sorted({'tensorflow', 'keras'} & set(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

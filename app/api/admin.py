@@ -109,17 +109,14 @@ async def get_plot(service: ServiceDep, version: VersionNumber, plot: PlotName) 
 @router.post("/models/{version}/activate", response_model=ModelList, responses=responses(404, 409))
 async def activate(service: ServiceDep, version: VersionNumber) -> ModelList:
     """Load and warm up a version beside the serving one, swap it in, and point the store at it."""
-    await service.models.switch_to(version)
-    await asyncio.to_thread(service.store.set_active, version)
+    await service.backend.activate(version)
     return await asyncio.to_thread(_model_list, service)
 
 
 @router.delete("/models/{version}", response_model=ModelList, responses=responses(404, 409))
 async def delete_model(service: ServiceDep, version: VersionNumber) -> ModelList:
-    """Delete a version from the store; never the active one or the one this server serves."""
-    current = service.models.current
-    serving = {current.number} if current else set()
-    await asyncio.to_thread(service.store.delete, version, serving)
+    """Delete a version from the store; never the active one or one that serves."""
+    await asyncio.to_thread(service.store.delete, version, _in_use(service))
     return await asyncio.to_thread(_model_list, service)
 
 
@@ -135,9 +132,16 @@ def _model_list(service: Service) -> ModelList:
 
 
 def _active_and_serving(service: Service) -> tuple[int | None, int | None]:
-    current = service.models.current
+    current = service.backend.serving()
     # a garbled pointer is shown as "none"
     return service.store.pointer_or_none(), current.number if current else None
+
+
+def _in_use(service: Service) -> set[int]:
+    """The versions this server serves: on a cluster, every Model replica's."""
+    replicas = service.backend.replicas() or []
+    models = [service.backend.serving(), *(replica.model for replica in replicas)]
+    return {model.number for model in models if model is not None}
 
 
 def _summary(

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.api.errors import RETRY_AFTER_S
-from app.api.schemas import Health
-from app.serving.models import LoadedModel
+from app.api.schemas import Health, replica_infos
+from app.serving.inference import ServingModel
 from app.serving.service import Service
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/health/live", response_model=Health)
+@router.get("/health/live", response_model=Health, response_model_exclude_unset=True)
 async def live(request: Request) -> Health:
     """200 while the process serves (with the version it serves, if any)."""
     model = _serving(request)
@@ -29,15 +31,24 @@ async def live(request: Request) -> Health:
 async def ready(request: Request) -> Response:
     """200 only when a warmed-up model is loaded; 503 otherwise."""
     model = _serving(request)
+    replicas = _replicas(request)
     if model is None:
-        body = Health(status="not ready").model_dump()
+        body = Health(status="not ready", **replicas).model_dump(exclude_unset=True)
         return JSONResponse(body, status_code=503, headers={"Retry-After": RETRY_AFTER_S})
-    return JSONResponse(Health(status="ok", model_version=str(model.number)).model_dump())
+    healthy = Health(status="ok", model_version=str(model.number), **replicas)
+    return JSONResponse(healthy.model_dump(exclude_unset=True))
 
 
-def _serving(request: Request) -> LoadedModel | None:
+def _serving(request: Request) -> ServingModel | None:
     service: Service | None = getattr(request.app.state, "service", None)
-    return service.models.current if service is not None else None
+    return service.backend.serving() if service is not None else None
+
+
+def _replicas(request: Request) -> dict[str, Any]:
+    """On a cluster: ``{"replicas": [...]}``; nothing for one process."""
+    service: Service | None = getattr(request.app.state, "service", None)
+    replicas = service.backend.replicas() if service is not None else None
+    return {} if replicas is None else {"replicas": replica_infos(replicas)}
 
 
 @router.get(

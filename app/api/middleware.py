@@ -1,5 +1,9 @@
 """One pure-ASGI middleware for what every request needs: a request id (``X-Request-ID``, the
 client's if it is sane, else a new one), security headers, per-route metrics and an access log.
+
+Behind Ray Serve's proxy (``request_id_header=False``) the request always arrives with an id
+(the client's, or one the proxy made up), and the proxy adds the header to the response itself:
+the id is used for logs and error bodies, and the header is not added a second time.
 """
 
 from __future__ import annotations
@@ -35,9 +39,10 @@ _API_CSP: Final = (b"content-security-policy", b"default-src 'none'; frame-ances
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, request_id_header: bool = True) -> None:
         self.app = app
         self.metrics = metrics
+        self.request_id_header = request_id_header
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,7 +60,8 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status, responded = message["status"], True
                 own = list(message.get("headers", []))
-                message["headers"] = [*own, *_headers(scope, request_id, own)]
+                ours = request_id if self.request_id_header else None
+                message["headers"] = [*own, *_headers(scope, ours, own)]
             await send(message)
 
         try:
@@ -116,9 +122,10 @@ def _request_id(scope: Scope) -> str:
 
 
 def _headers(
-    scope: Scope, request_id: str, own: list[tuple[bytes, bytes]]
+    scope: Scope, request_id: str | None, own: list[tuple[bytes, bytes]]
 ) -> list[tuple[bytes, bytes]]:
-    headers = [(b"x-request-id", request_id.encode("latin-1")), *_SECURITY_HEADERS]
+    own_id = [] if request_id is None else [(b"x-request-id", request_id.encode("latin-1"))]
+    headers = [*own_id, *_SECURITY_HEADERS]
     # Swagger UI needs its scripts and styles; the web console's pages bring their own policy.
     has_policy = any(name.lower() == _API_CSP[0] for name, _ in own)
     if not scope["path"].startswith(_DOCS_PREFIXES) and not has_policy:

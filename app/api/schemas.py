@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from app import options
 from app.options import TrainOptions
+from app.serving.inference import ReplicaStatus
 
 
 class Prediction(BaseModel):
@@ -43,6 +44,41 @@ class BatchingInfo(BaseModel):
     batch_sizes: list[int] = Field(description="The padded sizes the engine runs (all warmed up)")
 
 
+class ReplicaInfo(BaseModel):
+    deployment: str = Field(description="Ingress (HTTP) or Model (batcher and engine)")
+    replica: str = Field(description="Ray Serve's replica id")
+    node: str = Field(description="The node's IP address")
+    pid: int
+    version: str | None = Field(description="The version a Model replica serves")
+    engine: str | None
+    device: str | None
+    requests: int = Field(description="Requests this replica has answered since it started")
+    images: int = Field(description="Images it has classified")
+    batches: int = Field(description="Model calls it has made (images / batches: mean batch)")
+    retried: int = Field(
+        description="Requests an Ingress replica sent again because their Model replica died"
+    )
+
+
+def replica_infos(replicas: list[ReplicaStatus]) -> list[ReplicaInfo]:
+    return [
+        ReplicaInfo(
+            deployment=r.deployment,
+            replica=r.replica,
+            node=r.node,
+            pid=r.pid,
+            version=str(r.model.number) if r.model else None,
+            engine=r.model.engine if r.model else None,
+            device=r.model.device if r.model else None,
+            requests=r.requests,
+            images=r.images,
+            batches=r.batches,
+            retried=r.retried,
+        )
+        for r in replicas
+    ]
+
+
 class ModelResponse(BaseModel):
     version: str
     classes: list[str]
@@ -58,11 +94,17 @@ class ModelResponse(BaseModel):
     metadata: dict[str, Any] = Field(
         description="The version's metadata.json (metrics, training, dataset)"
     )
+    replicas: list[ReplicaInfo] | None = Field(
+        None, description="On a Ray cluster: every replica, where it runs and what it serves"
+    )
 
 
 class Health(BaseModel):
     status: str = Field(examples=["ok"])
     model_version: str | None = None
+    replicas: list[ReplicaInfo] | None = Field(
+        None, description="On a Ray cluster: every replica, where it runs and what it serves"
+    )
 
 
 class ValidationErrors(BaseModel):

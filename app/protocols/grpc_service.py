@@ -1,6 +1,6 @@
 """The Open Inference Protocol over gRPC (``inference.GRPCInferenceService``), thin over
 :mod:`app.protocols.inference` like the REST routes; served by ``grpc.aio`` in the app's event
-loop, so it shares the app's batcher, models and metrics.
+loop, so it shares the app's backend (batcher and models) and metrics.
 
 Outputs always travel in ``raw_output_contents`` (tritonclient reads numeric outputs only
 there).  Errors are the API's error table, mapped to gRPC status codes.
@@ -123,11 +123,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ServerLiveResponse(live=True)
 
     async def _ready(self) -> pb.ServerReadyResponse:
-        return pb.ServerReadyResponse(ready=self.service.models.current is not None)
+        return pb.ServerReadyResponse(ready=self.service.backend.serving() is not None)
 
     async def _model_ready(self, request: pb.ModelReadyRequest) -> pb.ModelReadyResponse:
         inference.check_name(request.name)
-        current = self.service.models.current
+        current = self.service.backend.serving()
         ready = current is not None and request.version in ("", str(current.number))
         return pb.ModelReadyResponse(ready=ready)
 

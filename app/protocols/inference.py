@@ -25,7 +25,7 @@ from app.protocols.codec import (
     OutputTensor,
     RequestedOutput,
 )
-from app.serving.models import LoadedModel, ModelManager
+from app.serving.inference import InferenceBackend, ServingModel
 from app.serving.prediction import Classified, Meter, StartDecoding, StartedImage
 from app.serving.service import Service
 from app.store import VersionNotFound
@@ -80,10 +80,10 @@ def check_name(name: str) -> None:
         raise UnknownModel(f"unknown model {name!r}: this server serves {MODEL_NAME!r}")
 
 
-def serving(models: ModelManager, name: str, version: str | None) -> LoadedModel:
+def serving(backend: InferenceBackend, name: str, version: str | None) -> ServingModel:
     """The model that serves, if it is the one asked for: else UnknownModel, or NoModel (503)."""
     check_name(name)
-    model = models.require()
+    model = backend.require()
     if version and version != str(model.number):
         raise UnknownModel(
             f"version {version!r} of {MODEL_NAME!r} is not loaded (version {model.number} serves)"
@@ -92,12 +92,12 @@ def serving(models: ModelManager, name: str, version: str | None) -> LoadedModel
 
 
 async def model_metadata(service: Service, name: str, version: str | None) -> ModelMetadata:
-    model = serving(service.models, name, version)
+    model = serving(service.backend, name, version)
     versions = await asyncio.to_thread(service.store.versions)
     return ModelMetadata(
         name=MODEL_NAME,
         versions=[str(v.number) for v in versions],
-        platform=model.engine.name,
+        platform=model.engine,
         inputs=[TensorMetadata(INPUT, "BYTES", [-1])],
         outputs=[
             TensorMetadata(PROBABILITIES, "FP32", [-1, len(model.classes)]),
@@ -115,7 +115,7 @@ async def infer(
 ) -> InferResponse:
     """Read the request (inside the data plane's admission, its body metered against the memory
     budget), classify its images, shape the outputs."""
-    serving(service.models, name, version)
+    serving(service.backend, name, version)
     limits = UploadLimits.from_settings(service.settings)
     received: list[InferRequest] = []
 
@@ -127,7 +127,7 @@ async def infer(
         return [start(f"{INPUT}[{index}]", data) for index, data in enumerate(images)]
 
     classified = await service.predictor.run(receive, declared_bytes)
-    number = str(classified.model.number)
+    number = str(classified.version)
     if version and version != number:
         raise UnknownModel(
             f"version {version!r} of {MODEL_NAME!r} stopped serving during the request "
@@ -195,7 +195,7 @@ def _outputs(classified: Classified, request: InferRequest) -> list[OutputTensor
 
 def _output(classified: Classified, wanted: RequestedOutput, binary: bool) -> OutputTensor:
     probabilities = classified.probabilities.astype(np.float32, copy=False)
-    classes = classified.model.classes
+    classes = classified.classes
     if wanted.name == LABEL:
         best = probabilities.argmax(axis=1)
         labels = np.array([classes[i].encode() for i in best], dtype=object)

@@ -74,7 +74,7 @@ async def server_live() -> schemas.ServerLive:
 @router.get("/health/ready", response_model=schemas.ServerReady, responses=_responses(503))
 async def server_ready(service: ServiceDep) -> schemas.ServerReady:
     """200 once a warmed-up model is loaded; 503 otherwise."""
-    service.models.require()
+    service.backend.require()
     return schemas.ServerReady(ready=True)
 
 
@@ -103,7 +103,7 @@ def _metadata(metadata: inference.ModelMetadata) -> schemas.ModelMetadata:
 @router.get(f"{_MODEL}/ready", response_model=schemas.ModelReady, responses=_responses(404, 503))
 async def model_ready(service: ServiceDep, model_name: str) -> schemas.ModelReady:
     """200 when the model is loaded and warmed up."""
-    inference.serving(service.models, model_name, None)
+    inference.serving(service.backend, model_name, None)
     return schemas.ModelReady(name=inference.MODEL_NAME, ready=True)
 
 
@@ -112,7 +112,7 @@ async def model_version_ready(
     service: ServiceDep, model_name: str, model_version: str
 ) -> schemas.ModelReady:
     """200 when this version serves; 404 when another one does."""
-    inference.serving(service.models, model_name, model_version)
+    inference.serving(service.backend, model_name, model_version)
     return schemas.ModelReady(name=inference.MODEL_NAME, ready=True)
 
 

@@ -1,7 +1,9 @@
 """Background retrain jobs: one at a time across every server sharing the store (see
-:mod:`app.serving.job_lock`), each a child process running ``python -m app.train``.
+:mod:`app.serving.job_lock`), each a trainer running ``python -m app.train``.
 
-The child runs at a lower CPU priority than serving and dies with the server; its progress is
+The trainer is a child process by default (:func:`launch_child`), at a lower CPU priority than
+serving and dying with the server; the cluster adapter launches it as a Ray task instead (the
+``launch`` argument).  Its progress is
 read back from the events it writes (:mod:`app.events`), never guessed.  Records are kept by
 :class:`~app.serving.job_records.JobRecords`; every file operation runs off the event loop.
 What happens once a version is published (serving it) is the caller's ``on_published``.
@@ -22,7 +24,8 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Final
+from pathlib import Path
+from typing import Final, Protocol
 
 from app import options, owners
 from app.config import Settings
@@ -46,6 +49,39 @@ class JobConflict(RuntimeError):
     """Another job is running, or the job is not running (409)."""
 
 
+class Trainer(Protocol):
+    """A running trainer: a child process of this server, or a task on a cluster node."""
+
+    pid: int | None  # None where it is not a process of this host
+
+    async def wait(self) -> int:
+        """Its exit status (negative: the signal that stopped it)."""
+        ...
+
+    def terminate(self) -> None:
+        """Ask it to stop: it unwinds and publishes nothing."""
+        ...
+
+    def kill(self) -> None: ...
+
+
+Launch = Callable[[list[str], Path], Awaitable[Trainer]]  # (command, its log file) -> trainer
+
+
+class JobControl(Protocol):
+    """What the admin API uses: a JobRunner here, or a client of the cluster's one."""
+
+    records: JobRecords
+
+    async def recover(self) -> None: ...
+
+    async def start(self, recipe: TrainOptions) -> Job: ...
+
+    async def cancel(self, job_id: str) -> Job: ...
+
+    async def close(self) -> None: ...
+
+
 class _Outcome:
     """What the trainer's events said about the end of its run."""
 
@@ -57,13 +93,20 @@ class _Outcome:
 class JobRunner:
     """Starts, watches and cancels retrain jobs."""
 
-    def __init__(self, store: ModelStore, command: Command, on_published: OnPublished) -> None:
+    def __init__(
+        self,
+        store: ModelStore,
+        command: Command,
+        on_published: OnPublished,
+        launch: Launch | None = None,
+    ) -> None:
         self.store = store
         self.records = JobRecords(store.root / "jobs")
         self.lock = JobLock(store.root / "jobs")
         self._command = command
         self._on_published = on_published
-        self._processes: dict[str, asyncio.subprocess.Process] = {}
+        self._launch = launch or launch_child
+        self._processes: dict[str, Trainer] = {}
         self._monitors: set[asyncio.Task[None]] = set()
         self._cancelling: set[str] = set()
         self._lock = asyncio.Lock()
@@ -110,7 +153,7 @@ class JobRunner:
         monitor.add_done_callback(self._monitors.discard)
         return job
 
-    async def _spawn(self, job: Job, recipe: TrainOptions) -> asyncio.subprocess.Process:
+    async def _spawn(self, job: Job, recipe: TrainOptions) -> Trainer:
         command = [
             *self._command(recipe),
             "--job-id",
@@ -121,21 +164,12 @@ class JobRunner:
             str(CHILD_NICENESS),
             "--die-with-parent",
         ]
-        log = await asyncio.to_thread(self.records.log_path(job.id).open, "wb")
-        with log:
-            process = await asyncio.create_subprocess_exec(
-                *command,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-                stdin=asyncio.subprocess.DEVNULL,
-                start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+        process = await self._launch(command, self.records.log_path(job.id))
         self._processes[job.id] = process
-        logger.info("job %s started (pid %d)", job.id, process.pid)
+        logger.info("job %s started (pid %s)", job.id, process.pid)
         return process
 
-    async def _watch(self, job: Job, process: asyncio.subprocess.Process) -> None:
+    async def _watch(self, job: Job, process: Trainer) -> None:
         reader = EventReader(self.records.events_path(job.id))
         outcome = _Outcome()
         renewed = time.monotonic()
@@ -216,11 +250,11 @@ class JobRunner:
         if job.state not in ACTIVE or process is None:
             raise JobConflict(f"job {job_id} is {job.state}, not running")
         self._cancelling.add(job_id)
-        _signal_group(process.pid, signal.SIGTERM)
+        process.terminate()
         try:
             await asyncio.wait_for(process.wait(), CANCEL_GRACE_S)
         except TimeoutError:
-            _signal_group(process.pid, signal.SIGKILL)
+            process.kill()
             await process.wait()
         await asyncio.gather(*self._monitors, return_exceptions=True)
         ended = await asyncio.to_thread(self.records.get, job_id)
@@ -236,7 +270,7 @@ class JobRunner:
         running = list(self._processes.items())
         for job_id, process in running:
             self._cancelling.discard(job_id)
-            _signal_group(process.pid, signal.SIGTERM)
+            process.terminate()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(process.wait(), CANCEL_GRACE_S)
         for monitor in list(self._monitors):
@@ -266,6 +300,36 @@ def retrain_command(settings: Settings, recipe: TrainOptions) -> list[str]:
     if settings.feature_cache is not None:
         arguments += ["--feature-cache", str(settings.feature_cache)]
     return arguments
+
+
+async def launch_child(command: list[str], log_path: Path) -> Trainer:
+    """The trainer as a child process of this server, in its own process group."""
+    log = await asyncio.to_thread(log_path.open, "wb")
+    with log:
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+            stdin=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    return ChildTrainer(process)
+
+
+class ChildTrainer:
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self._process = process
+        self.pid: int | None = process.pid
+
+    async def wait(self) -> int:
+        return await self._process.wait()
+
+    def terminate(self) -> None:
+        _signal_group(self._process.pid, signal.SIGTERM)
+
+    def kill(self) -> None:
+        _signal_group(self._process.pid, signal.SIGKILL)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

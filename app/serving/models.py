@@ -14,13 +14,17 @@ import datetime
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.devices import DeviceInfo
-from app.engine import Engine, EngineChoice, load_engine
 from app.serving.batching import BatchOutput
 from app.store import ModelStore, Version, VersionNotFound
+
+if TYPE_CHECKING:  # both import TensorFlow: a process that never loads a model (the cluster's
+    # HTTP ingress) imports this module for its types and errors only
+    from app.devices import DeviceInfo
+    from app.engine import Engine, EngineChoice
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +95,8 @@ class ModelManager:
             return loaded
 
     def _load(self, number: int) -> LoadedModel:
+        from app.engine import load_engine
+
         try:
             version = self.store.get(number)
             engine = load_engine(version, self.engines, self.device)

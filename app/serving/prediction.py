@@ -1,6 +1,9 @@
 """The data plane of every inference route: admit a request, decode its images off the loop as
 they arrive, batch them with everyone else's, answer from one version.
 
+Where the batcher and the engine run is the backend's business (:mod:`app.serving.inference`):
+in this process, or in a Ray Serve Model replica.
+
 /predict (multipart) and the Open Inference Protocol (REST and gRPC) differ only in how images
 arrive and how the answer is shaped: both call :meth:`Predictor.run`.
 """
@@ -17,10 +20,7 @@ import numpy as np
 
 from app import imaging
 from app.serving.admission import Admission
-from app.serving.batching import Batcher, Result
-from app.serving.models import LoadedModel, ModelManager
-
-_MAX_VERSION_RETRIES = 3
+from app.serving.inference import InferenceBackend
 
 
 class ImageRejected(ValueError):
@@ -68,27 +68,26 @@ class Classified:
 
     names: list[str]
     probabilities: np.ndarray  # (images, classes), in request order
-    model: LoadedModel
+    version: int  # the version that computed every row
+    classes: list[str]  # that version's classes, in output order
 
     def predictions(self, top_k: int | None = None) -> Predictions:
         rows = zip(self.names, self.probabilities, strict=True)
-        classes = self.model.classes
+        classes = self.classes
         return Predictions(
-            self.model.number, [_prediction(name, row, classes, top_k) for name, row in rows]
+            self.version, [_prediction(name, row, classes, top_k) for name, row in rows]
         )
 
 
 class Predictor:
     def __init__(
         self,
-        batcher: Batcher[LoadedModel],
-        models: ModelManager,
+        backend: InferenceBackend,
         admission: Admission,
         max_image_pixels: int,
         timeout_s: float,
     ) -> None:
-        self.batcher = batcher
-        self.models = models
+        self.backend = backend
         self.admission = admission
         self.max_image_pixels = max_image_pixels
         self.timeout_s = timeout_s
@@ -102,17 +101,15 @@ class Predictor:
         bodies in flight cannot hold ``declared_bytes``, before any body is read; images decode
         while later ones are still arriving; one version answers them all.
         """
-        self.models.require()
-        self.batcher.ensure_room()
-        with self.admission.admit(declared_bytes) as ticket, self.batcher.arriving():
+        backend = self.backend
+        backend.require()
+        backend.ensure_room()
+        with self.admission.admit(declared_bytes) as ticket, backend.arriving():
             started = await receive(self.start_decoding, ticket.counted)
             images = await self.decoded([image.decoding for image in started])
-        results = await self._consistent_results(images)
-        return Classified(
-            [image.name for image in started],
-            np.stack([result.probabilities for result in results]),
-            results[0].tag,
-        )
+        inference = await backend.infer(images, self.timeout_s)
+        names = [image.name for image in started]
+        return Classified(names, inference.probabilities, inference.version, inference.classes)
 
     def start_decoding(self, name: str, data: bytes) -> StartedImage:
         return StartedImage(name, self.decode_later(name, data))
@@ -135,20 +132,6 @@ class Predictor:
         finally:
             for future in decoding:
                 future.cancel()
-
-    async def _consistent_results(self, images: list[np.ndarray]) -> list[Result[LoadedModel]]:
-        """Every image of one request answered by one version, even across a hot swap."""
-        self.models.require()
-        results = await self.batcher.predict(images, self.timeout_s)
-        for _ in range(_MAX_VERSION_RETRIES):
-            serving = self.models.require().number
-            stale = [i for i, r in enumerate(results) if r.tag.number != serving]
-            if not stale:
-                break
-            redone = await self.batcher.predict([images[i] for i in stale], self.timeout_s)
-            for index, result in zip(stale, redone, strict=True):
-                results[index] = result
-        return results
 
     def close(self) -> None:
         self._decoder.shutdown(wait=False, cancel_futures=True)

@@ -6,12 +6,10 @@ from dataclasses import dataclass
 
 from app.config import Settings
 from app.serving.admission import Admission
-from app.serving.batching import Batcher
-from app.serving.follower import StoreFollower
-from app.serving.jobs import JobRunner
+from app.serving.inference import InferenceBackend
+from app.serving.jobs import JobControl
 from app.serving.labelling import DatasetNotConfigured, DatasetWriter
 from app.serving.metrics import Metrics
-from app.serving.models import LoadedModel, ModelManager
 from app.serving.prediction import Predictor
 from app.store import ModelStore
 
@@ -22,12 +20,19 @@ class Service:
     admission: Admission
     store: ModelStore
     metrics: Metrics
-    models: ModelManager
-    follower: StoreFollower
-    batcher: Batcher[LoadedModel]
+    backend: InferenceBackend
     predictor: Predictor
-    jobs: JobRunner
+    jobs: JobControl
     writer: DatasetWriter | None
+
+    async def start(self) -> None:
+        await self.jobs.recover()
+        await self.backend.start()
+
+    async def stop(self) -> None:
+        await self.jobs.close()
+        await self.backend.stop(self.settings.shutdown_drain_s)
+        self.predictor.close()
 
     def dataset(self) -> DatasetWriter:
         if self.writer is None:

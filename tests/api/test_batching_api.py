@@ -21,7 +21,7 @@ def _wrap_engine(
     wrapper: Callable[[Callable[[np.ndarray], np.ndarray], np.ndarray], np.ndarray],
 ) -> list[int]:
     """Route the serving engine's predict through ``wrapper``; return the list of batch sizes."""
-    engine = client.app.state.service.models.current.engine  # type: ignore[attr-defined]
+    engine = client.app.state.service.backend.models.current.engine  # type: ignore[attr-defined]
     original = engine.predict
     calls: list[int] = []
 

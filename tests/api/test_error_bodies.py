@@ -30,7 +30,7 @@ def _image(name: str, data: bytes, path: str = "/predict", **extra: Any) -> Send
 
 
 def _slow_engine(client: TestClient) -> None:
-    engine = client.app.state.service.models.current.engine  # type: ignore[attr-defined]
+    engine = client.app.state.service.backend.models.current.engine  # type: ignore[attr-defined]
     original = engine.predict
 
     def slow(images: np.ndarray) -> np.ndarray:
@@ -41,7 +41,7 @@ def _slow_engine(client: TestClient) -> None:
 
 
 def _broken_engine(client: TestClient) -> None:
-    engine = client.app.state.service.models.current.engine  # type: ignore[attr-defined]
+    engine = client.app.state.service.backend.models.current.engine  # type: ignore[attr-defined]
 
     def broken(images: np.ndarray) -> np.ndarray:
         raise RuntimeError("GPU on fire")
@@ -53,7 +53,7 @@ def _unexpected_bug(client: TestClient) -> None:
     def bug() -> None:
         raise KeyError("a bug")
 
-    client.app.state.service.models.require = bug  # type: ignore[attr-defined]
+    client.app.state.service.backend.models.require = bug  # type: ignore[attr-defined]
 
 
 CASES: dict[str, tuple[Send, int]] = {
@@ -165,10 +165,10 @@ def test_409_not_ready_503_and_the_batch_errors_have_the_same_shape(tmp_path: Pa
 def test_a_bug_answers_500_in_the_same_shape_and_the_server_goes_on(tmp_path: Path) -> None:
     store = store_with_versions(tmp_path / "store", FLOWERS)
     with running(make_settings(store.root)) as client:
-        original = client.app.state.service.models.require  # type: ignore[attr-defined]
+        original = client.app.state.service.backend.models.require  # type: ignore[attr-defined]
         _unexpected_bug(client)
         response = client.get("/classes")
-        client.app.state.service.models.require = original  # type: ignore[attr-defined]
+        client.app.state.service.backend.models.require = original  # type: ignore[attr-defined]
         after = client.get("/classes")
     assert_error_shape(response, 500)
     assert response.json()["detail"] == "internal server error"  # nothing internal leaks

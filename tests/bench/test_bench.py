@@ -64,3 +64,32 @@ def test_a_smoke_run_never_replaces_the_committed_results() -> None:
 
     assert parse(["--smoke"]).out == REPO / "bench" / "results" / "smoke"
     assert parse([]).out == REPO / "bench" / "results"
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_the_smoke_benchmark_measures_a_ray_cluster_beside_the_single_process(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("ray", reason="the cluster benchmark needs Ray Serve: pip install '.[ray]'")
+    store = ModelStore(tmp_path / "store")
+    publish_tiny(store, ["a", "b", "c"])
+    photos = write_class_folders(tmp_path / "photos", {"a": 4, "b": 4})
+    out = tmp_path / "out"
+    arguments = ["--smoke", "--cluster", "--engines", "tensorflow", "--out", str(out)]
+    arguments += ["--store", str(store.root), "--photos", str(photos)]
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", *arguments],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (engine,) = json.loads((out / "latest.json").read_text())["engines"]
+    cluster = engine["service"]["cluster"]
+    assert [level["concurrency"] for level in cluster] == [1, 4]
+    assert all(level["requests"] > 0 and not level["errors"] for level in cluster)
+    table = (out / "latest.md").read_text()
+    assert "| cluster | 4 | 1 |" in table
+    assert "Ray Serve cluster / single process at c=4: throughput" in table

@@ -238,7 +238,7 @@ def test_a_refused_request_gets_its_status_and_the_protocols_error_body(
 def test_v2_and_predict_share_the_batcher_and_the_metrics(two_versions: ModelStore) -> None:
     settings = make_settings(two_versions.root, max_batch_delay_ms=200, max_batch_size=16)
     with running(settings) as client:
-        engine = client.app.state.service.models.current.engine  # type: ignore[attr-defined]
+        engine = client.app.state.service.backend.models.current.engine  # type: ignore[attr-defined]
         original, calls = engine.predict, []
         engine.predict = lambda images: calls.append(len(images)) or original(images)
         with ThreadPoolExecutor(max_workers=8) as pool:
@@ -264,7 +264,7 @@ def test_overload_is_503_with_retry_after_in_the_protocols_body(two_versions: Mo
         two_versions.root, max_batch_size=1, max_batch_delay_ms=0, queue_limit=2
     )
     with running(settings) as client:
-        engine = client.app.state.service.models.current.engine  # type: ignore[attr-defined]
+        engine = client.app.state.service.backend.models.current.engine  # type: ignore[attr-defined]
         original = engine.predict
         engine.predict = lambda images: time.sleep(0.25) or original(images)
         with ThreadPoolExecutor(max_workers=10) as pool:
@@ -291,7 +291,7 @@ def test_a_new_version_serves_v2_at_once_after_a_swap(tmp_path: Path) -> None:
     publish_tiny(store, FLOWERS, seed=0)
     with running(make_settings(store.root)) as client:
         publish_tiny(store, ["red", "green"], seed=3, activate=True)
-        client.portal.call(client.app.state.service.follower.sync)  # type: ignore[attr-defined]
+        client.portal.call(client.app.state.service.backend.follower.sync)  # type: ignore[attr-defined]
         metadata = client.get("/v2/models/flowers").json()
         result = v2_result(_infer(client, PHOTOS[:1]))
     assert metadata["versions"] == ["1", "2"]

@@ -1,0 +1,62 @@
+"""The Ingress deployment: the FastAPI app of :mod:`app.main`, over the cluster's backend.
+
+Routes, upload limits, the error table, metrics and image decoding run here, on CPU replicas;
+the decoded images go to a Model replica.  Serve's proxy in front sets X-Request-ID on every
+request (the client's, or its own) and on every response, so the app does not add it again.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from fastapi import FastAPI
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from app.cluster.registry import INGRESS
+from app.cluster.remote import RemoteBackend, RemoteJobs
+from app.cluster.replica import identity
+from app.config import Settings
+from app.main import create_app
+from app.serving.admission import Admission
+from app.serving.job_records import JobRecords
+from app.serving.labelling import DatasetWriter
+from app.serving.metrics import Metrics
+from app.serving.prediction import Predictor
+from app.serving.service import Service
+from app.store import ModelStore
+
+
+@serve.deployment(name=INGRESS, max_ongoing_requests=256)
+@serve.ingress()
+class Ingress:
+    def __init__(self, model: DeploymentHandle[Any], coordinator: DeploymentHandle[Any]) -> None:
+        self._model = model
+        self._coordinator = coordinator
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return create_app(
+            Settings(),
+            configure_logging=True,
+            build_service=partial(cluster_service, self._model, self._coordinator),
+            request_id_header=False,
+        )
+
+
+def cluster_service(
+    model: DeploymentHandle[Any],
+    coordinator: DeploymentHandle[Any],
+    settings: Settings,
+    metrics: Metrics,
+) -> Service:
+    """The service of an Ingress replica: decoding here, the model and the jobs elsewhere."""
+    store = ModelStore(settings.model_store)
+    backend = RemoteBackend(model, coordinator, settings, identity())
+    admission = Admission(settings.max_inflight_bytes)
+    predictor = Predictor(backend, admission, settings.max_image_pixels, settings.request_timeout_s)
+    jobs = RemoteJobs(coordinator, JobRecords(store.root / "jobs"))
+    writer = (
+        DatasetWriter(settings.data_dir, settings.max_image_pixels) if settings.data_dir else None
+    )
+    return Service(settings, admission, store, metrics, backend, predictor, jobs, writer)
