@@ -105,7 +105,7 @@ def _job(deployed: Deployed, job_id: str) -> dict[str, Any]:
 def test_a_retrain_on_the_cluster_publishes_a_version_every_replica_serves(
     deployed: Deployed,
 ) -> None:
-    accepted = deployed.post("/admin/retrain", json={"epochs": 2, "seed": 1}, headers=AUTH)
+    accepted = deployed.post("/admin/retrain", json={"folds": 3, "seed": 1}, headers=AUTH)
     assert accepted.status_code == 202, accepted.text
     job_id = accepted.json()["job_id"]
     second = deployed.post("/admin/retrain", node=1, json={}, headers=AUTH)  # the other proxy
@@ -119,7 +119,7 @@ def test_a_retrain_on_the_cluster_publishes_a_version_every_replica_serves(
     version = job["result"]["version"]
     assert version == 3 and job["result"]["activated"] is True
     assert job["result"]["serving_error"] is None
-    assert any("head epoch 2/2" in line for line in job["log_tail"])
+    assert any("fold 3/3  accuracy" in line for line in job["log_tail"])
     assert deployed.store.active_number() == 3
     assert {r["version"] for r in replicas} == {"3"} and len(replicas) == 2
 
