@@ -207,6 +207,44 @@ def to_argv(options: TrainOptions) -> list[str]:
     return argv
 
 
+def markdown_table(options: type[TrainOptions] = TrainOptions) -> str:
+    """The README's table of training options: CLI flag, retrain body field, defaults, bounds."""
+    retrain = request_model(options).model_fields
+    lines = [
+        "| CLI flag | retrain body field | default (CLI / API) | bounds | what |",
+        "|---|---|---|---|---|",
+    ]
+    for name, field in options.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        if field.annotation is bool:
+            flag = f"{flag}, --no-{name.replace('_', '-')}"
+        cli, api = field.default, retrain[name].default
+        default = f"`{_json(cli)}`" if cli == api else f"`{_json(cli)}` / `{_json(api)}`"
+        lines.append(
+            f"| `{flag}` | `{name}` | {default} | {_bounds(field)} | {field.description} |"
+        )
+    return "\n".join(lines)
+
+
+def _json(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _bounds(field: FieldInfo) -> str:
+    kind = field.annotation
+    if typing.get_origin(kind) is Literal:
+        return " \\| ".join(f"`{choice}`" for choice in typing.get_args(kind))
+    if kind is bool:
+        return "`true` \\| `false`"
+    low = high = None
+    for rule in field.metadata:
+        low = getattr(rule, "ge", None) if getattr(rule, "ge", None) is not None else low
+        low = f">{rule.gt}" if getattr(rule, "gt", None) is not None else low
+        high = getattr(rule, "le", None) if getattr(rule, "le", None) is not None else high
+        high = f"<{rule.lt}" if getattr(rule, "lt", None) is not None else high
+    return f"{low} .. {high}"
+
+
 __all__ = [
     "ACTIVATE_CHOICES",
     "RETRAIN_DEFAULTS",
@@ -215,6 +253,11 @@ __all__ = [
     "TrainOptions",
     "add_arguments",
     "from_arguments",
+    "markdown_table",
     "request_model",
     "to_argv",
 ]
+
+
+if __name__ == "__main__":
+    print(markdown_table())

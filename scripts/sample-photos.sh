@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's sample files: ./samples/{rose,daisy,tulip}.jpg (real flower photos),
 # ./samples/new_rose.jpg (a real rose photo, mirrored: new to the dataset) and ./samples/notes.jpg
-# (a text file named .jpg, to see an error), made from a flower_photos folder: the first argument, else $FLOWERS_DATA_DIR, else ../shared/datasets/flower_photos_dev,
-# else the copy Keras downloads to ~/.keras/datasets/flower_photos (python -m app.train does).
+# (a text file named .jpg, to see an error), made from a flower_photos folder: the first argument,
+# else $FLOWERS_DATA_DIR, else ../shared/datasets/flower_photos_dev, else the copy Keras downloads
+# to ~/.keras/datasets/flower_photos (python -m app.train does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 candidates=("${1:-}" "${FLOWERS_DATA_DIR:-}" ../shared/datasets/flower_photos_dev \

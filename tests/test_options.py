@@ -120,3 +120,16 @@ def test_train_help_lists_every_option_once() -> None:
             >= 1
         ), name
     assert "--openvino, --no-openvino" in help_text
+
+
+def test_the_readme_lists_every_option_as_the_code_defines_it() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert options.markdown_table() in readme, "regenerate the table with: python -m app.options"
+
+
+def test_the_options_table_names_a_new_option_with_its_bounds() -> None:
+    class Extended(TrainOptions):
+        mixup: float = Field(0.0, ge=0, le=1, description="mixup strength")
+
+    row = options.markdown_table(Extended).splitlines()[-1]
+    assert row == "| `--mixup` | `mixup` | `0.0` | 0 .. 1 | mixup strength |"
