@@ -20,7 +20,7 @@ import numpy as np
 from app import options
 from app.config import Settings, SettingsError, load_settings
 from app.options import OptionError, TrainOptions
-from app.train import EXIT_USAGE, add_source_arguments, load_dataset
+from app.train import EXIT_USAGE, add_source_arguments, load_dataset, train_config
 from app.training.dataset import DatasetError, DatasetUnavailable
 from app.training.progress import Reporter
 from app.training.weights import WeightsUnavailable
@@ -72,13 +72,7 @@ def _run(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> in
     data = load_dataset(args, recipe, reporter, timings)
     from app.training import pipeline  # TensorFlow, once the photos are known to be usable
 
-    config = pipeline.TrainConfig(
-        options=recipe,
-        model_store=args.model_store,
-        feature_cache=args.feature_cache or settings.feature_cache_dir(args.model_store),
-        data_dir=data.root,
-        weights=args.weights,
-    )
+    config = train_config(args, settings, recipe, data)
     prepared = pipeline.prepare(config, data, reporter, timings)
     results: list[Result] = []
     for seed in args.seeds or [recipe.seed]:

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from app import options
 from app.config import Settings, SettingsError, load_settings
@@ -23,6 +24,9 @@ from app.training import dataset as datasets
 from app.training.dataset import DatasetError, DatasetUnavailable
 from app.training.progress import Reporter
 from app.training.weights import WeightsUnavailable
+
+if TYPE_CHECKING:
+    from app.training.pipeline import TrainConfig
 
 EXIT_USAGE = 2
 PR_SET_PDEATHSIG = 1
@@ -137,6 +141,23 @@ def load_dataset(
     return data
 
 
+def train_config(
+    args: argparse.Namespace, settings: Settings, recipe: TrainOptions, data: datasets.Dataset
+) -> TrainConfig:
+    """The pipeline's configuration from the parsed source arguments and the settings."""
+    from app.training.pipeline import TrainConfig  # TensorFlow: only once the data is usable
+
+    return TrainConfig(
+        options=recipe,
+        model_store=args.model_store,
+        feature_cache=args.feature_cache or settings.feature_cache_dir(args.model_store),
+        data_dir=data.root,
+        weights=args.weights,
+        precision=settings.engine_precision,
+        job_id=getattr(args, "job_id", None),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -189,15 +210,7 @@ def _run(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> in
     from app.training import pipeline as training
     from app.training import publishing, summary
 
-    config = training.TrainConfig(
-        options=recipe,
-        model_store=args.model_store,
-        feature_cache=args.feature_cache or settings.feature_cache_dir(args.model_store),
-        data_dir=data.root,
-        weights=args.weights,
-        precision=settings.engine_precision,
-        job_id=args.job_id,
-    )
+    config = train_config(args, settings, recipe, data)
     trained = training.train(config, data, reporter, timings)
     store = ModelStore(config.model_store)
     try:
