@@ -48,7 +48,7 @@ class TrainOptions(BaseModel):
         "conv4 and conv5 pooled by average or by generalised mean (GeM), concatenated",
     )
     input_size: int = Field(
-        180,
+        224,
         ge=180,
         le=320,
         description="side the photo is upscaled to inside the model before the backbone (180: "

@@ -17,10 +17,10 @@ run() {
         --seeds 1,2 "$@" > "$out/$name.log" 2>&1
     sed -n '/^Cross-validation/,$p' "$out/$name.log"
 }
-run tutorial --features conv5-avg --head mlp --no-flips
-run conv5-linear --features conv5-avg --no-flips
-run conv5-linear-flips --features conv5-avg
-run conv4-conv5-avg --features conv4-conv5-avg
-run default --features conv4-conv5-gem
-run gem-224 --features conv4-conv5-gem --input-size 224
-run fine-tune --features conv4-conv5-gem --fine-tune-epochs 4
+run tutorial --features conv5-avg --head mlp --no-flips --input-size 180
+run conv5-linear --features conv5-avg --no-flips --input-size 180
+run conv5-linear-flips --features conv5-avg --input-size 180
+run conv4-conv5-avg --features conv4-conv5-avg --input-size 180
+run gem-180 --input-size 180
+run default
+run fine-tune-180 --input-size 180 --fine-tune-epochs 4
