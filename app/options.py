@@ -18,6 +18,7 @@ import argparse
 import typing
 from typing import Any, Final, Literal, TypeVar
 
+from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 from pydantic.fields import FieldInfo
 
@@ -236,12 +237,17 @@ def _bounds(field: FieldInfo) -> str:
         return " \\| ".join(f"`{choice}`" for choice in typing.get_args(kind))
     if kind is bool:
         return "`true` \\| `false`"
-    low = high = None
+    low = high = ""
     for rule in field.metadata:
-        low = getattr(rule, "ge", None) if getattr(rule, "ge", None) is not None else low
-        low = f">{rule.gt}" if getattr(rule, "gt", None) is not None else low
-        high = getattr(rule, "le", None) if getattr(rule, "le", None) is not None else high
-        high = f"<{rule.lt}" if getattr(rule, "lt", None) is not None else high
+        match rule:
+            case Ge(ge=value):
+                low = str(value)
+            case Gt(gt=value):
+                low = f">{value}"
+            case Le(le=value):
+                high = str(value)
+            case Lt(lt=value):
+                high = f"<{value}"
     return f"{low} .. {high}"
 
 
