@@ -119,6 +119,29 @@ assert abs(total - 1) < 1e-4
 assert set(prediction["probabilities"]) == {"daisy", "dandelion", "roses", "sunflowers", "tulips"}
 PY
 
+# The Open Inference Protocol's gRPC service listens on 8001 in the image (FLOWERS_GRPC_PORT).
+"$PYTHON" - "$photo" <<'PY'
+import sys
+
+import grpc
+
+from app.protocols.codec import deserialize_bytes, serialize_bytes
+from app.protocols.generated import grpc_predict_v2_pb2 as pb
+from app.protocols.generated import grpc_predict_v2_pb2_grpc as pb_grpc
+
+stub = pb_grpc.GRPCInferenceServiceStub(grpc.insecure_channel("127.0.0.1:8001"))
+assert stub.ServerReady(pb.ServerReadyRequest(), timeout=30).ready
+request = pb.ModelInferRequest(model_name="flowers")
+request.inputs.add(name="image", datatype="BYTES", shape=[1])
+with open(sys.argv[1], "rb") as photo:
+    request.raw_input_contents.append(serialize_bytes([photo.read()]))
+reply = stub.ModelInfer(request, timeout=60)
+outputs = {tensor.name: raw for tensor, raw in zip(reply.outputs, reply.raw_output_contents)}
+label = deserialize_bytes(outputs["label"])[0].decode()
+print(f"gRPC on port 8001: version {reply.model_version}: -> {label}")
+assert label == "daisy", label
+PY
+
 # The web console's files ship inside the image (package data): the page and a script it loads.
 curl -fsS "http://127.0.0.1:$PORT/" | grep -q "Classify flower photos"
 curl -fsS -o /dev/null "http://127.0.0.1:$PORT/web/console.js"
