@@ -23,7 +23,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
 ActivatePolicy = Literal["always", "never", "if_better"]
-ACTIVATE_CHOICES: Final[tuple[str, ...]] = typing.get_args(ActivatePolicy)
 FeatureSetName = Literal["conv5-avg", "conv4-conv5-avg", "conv4-conv5-gem"]
 # Which ResNet-50 outputs each feature set taps, and how each is pooled (avg or GeM).
 FEATURE_SETS: Final[dict[str, tuple[tuple[str, str], ...]]] = {
@@ -252,7 +251,6 @@ def _bounds(field: FieldInfo) -> str:
 
 
 __all__ = [
-    "ACTIVATE_CHOICES",
     "RETRAIN_DEFAULTS",
     "ActivatePolicy",
     "OptionError",
