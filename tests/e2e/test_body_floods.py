@@ -11,6 +11,7 @@ import io
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -35,8 +36,12 @@ RSS_GROWTH_BOUND_MIB = BUDGET_MIB + 160
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("floods")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("floods")
+
+
+@pytest.fixture(scope="module")
+def server(root: Path) -> Iterator[Server]:
     store = ModelStore(root / "store")
     publish_tiny(store, ["a", "b", "c"])
     env = {
@@ -176,3 +181,53 @@ def test_many_clients_uploading_large_photos_are_admitted_within_the_memory_budg
     assert served and refused
     assert all(sent < 16 * MIB for sent, _ in refused)
     assert rss.growth < RSS_GROWTH_BOUND_MIB
+
+
+def test_labelled_photos_reach_the_disk_part_by_part_while_the_request_streams(
+    server: Server, root: Path
+) -> None:
+    """A request of several large labelled photos is never held in memory whole: each part is
+    written to the request's spool folder as soon as it has arrived, before the rest is sent."""
+    boundary = "labels"
+    parts = [_photo_part(boundary, 100 + i, 5) for i in range(FILES)]
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    head = request_head(
+        "/admin/dataset/b",
+        {
+            "Authorization": f"Bearer {TOKEN}",
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Content-Length": str(len(body)),
+            "Connection": "close",
+        },
+    )
+    data = root / "data"
+
+    def spooled() -> list[int]:
+        return [f.stat().st_size for f in data.glob(".incoming-*/*") if f.is_file()]
+
+    async def upload() -> tuple[list[int], bytes]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(head + b"".join(parts[:3]))  # three photos of eight, then a pause
+        await writer.drain()
+        for _ in range(200):  # the disk is polled for up to 10 s
+            if len(on_disk := spooled()) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        writer.write(b"".join(parts[3:]) + f"--{boundary}--\r\n".encode())
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 60)  # until the server closes
+        writer.close()
+        return on_disk, answer
+
+    with PeakRss(server.process.pid) as rss:
+        on_disk, answer = asyncio.run(upload())
+    print(
+        f"\n{FILES} labelled photos of {len(parts[0]) / MIB:.1f} MB, 3 sent then a pause: "
+        f"{len(on_disk)} already on disk in the spool ({sum(on_disk) / MIB:.1f} MB) before the "
+        f"rest was sent; answer {answer.split(b' ')[1].decode()}; server RSS peak "
+        f"+{rss.growth:.0f} MB for a {len(body) / MIB:.0f} MB request"
+    )
+    assert len(on_disk) >= 2 and min(on_disk) > 4 * MIB  # whole photos, written mid-request
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert len(list((data / "b").iterdir())) == FILES
+    assert not list(data.glob(".incoming-*"))  # the spool is gone with the request
