@@ -107,8 +107,8 @@ class TrainOptions(BaseModel):
     openvino: bool = Field(True, description="export the OpenVINO artifact with the version")
     activate: ActivatePolicy = Field(
         "always",
-        description="make the new version active: always, never, or if_better (its validation "
-        "accuracy is at least the active version's on the same images)",
+        description="make the new version active: always, never, or if_better (its measured "
+        "accuracy is at least the one the active version recorded)",
     )
 
     @field_validator("*", mode="before")
