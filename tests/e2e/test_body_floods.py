@@ -202,8 +202,9 @@ def test_labelled_photos_reach_the_disk_part_by_part_while_the_request_streams(
     )
     data = root / "data"
 
-    def spooled() -> list[int]:
-        return [f.stat().st_size for f in data.glob(".incoming-*/*") if f.is_file()]
+    def spooled() -> list[int]:  # the sizes of the whole photos in the spool (not one mid-write)
+        sizes = [f.stat().st_size for f in data.glob(".incoming-*/*") if f.is_file()]
+        return [size for size in sizes if size > 4 * MIB]
 
     async def upload() -> tuple[list[int], bytes]:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -227,7 +228,7 @@ def test_labelled_photos_reach_the_disk_part_by_part_while_the_request_streams(
         f"rest was sent; answer {answer.split(b' ')[1].decode()}; server RSS peak "
         f"+{rss.growth:.0f} MB for a {len(body) / MIB:.0f} MB request"
     )
-    assert len(on_disk) >= 2 and min(on_disk) > 4 * MIB  # whole photos, written mid-request
+    assert len(on_disk) >= 2  # whole photos on disk while the request was still incomplete
     assert answer.startswith(b"HTTP/1.1 200")
     assert len(list((data / "b").iterdir())) == FILES
     assert not list(data.glob(".incoming-*"))  # the spool is gone with the request
