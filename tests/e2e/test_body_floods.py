@@ -18,6 +18,7 @@ import psutil
 import pytest
 from PIL import Image
 
+from app.serving.spool import PREFIX
 from app.store import ModelStore
 from tests.support.modelfactory import publish_tiny
 from tests.support.rawhttp import garbage, request_head, stream_until_answered
@@ -191,6 +192,7 @@ def test_labelled_photos_reach_the_disk_part_by_part_while_the_request_streams(
     boundary = "labels"
     parts = [_photo_part(boundary, 100 + i, 5) for i in range(FILES)]
     body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    first = sum(map(len, parts[:3]))
     head = request_head(
         "/admin/dataset/b",
         {
@@ -203,18 +205,18 @@ def test_labelled_photos_reach_the_disk_part_by_part_while_the_request_streams(
     data = root / "data"
 
     def spooled() -> list[int]:  # the sizes of the whole photos in the spool (not one mid-write)
-        sizes = [f.stat().st_size for f in data.glob(".incoming-*/*") if f.is_file()]
+        sizes = [f.stat().st_size for f in data.glob(f"{PREFIX}*/*") if f.is_file()]
         return [size for size in sizes if size > 4 * MIB]
 
     async def upload() -> tuple[list[int], bytes]:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(head + b"".join(parts[:3]))  # three photos of eight, then a pause
+        writer.write(head + body[:first])  # three photos of eight, then a pause
         await writer.drain()
         for _ in range(200):  # the disk is polled for up to 10 s
             if len(on_disk := spooled()) >= 2:
                 break
             await asyncio.sleep(0.05)
-        writer.write(b"".join(parts[3:]) + f"--{boundary}--\r\n".encode())
+        writer.write(body[first:])
         await writer.drain()
         answer = await asyncio.wait_for(reader.read(), 60)  # until the server closes
         writer.close()
@@ -231,4 +233,4 @@ def test_labelled_photos_reach_the_disk_part_by_part_while_the_request_streams(
     assert len(on_disk) >= 2  # whole photos on disk while the request was still incomplete
     assert answer.startswith(b"HTTP/1.1 200")
     assert len(list((data / "b").iterdir())) == FILES
-    assert not list(data.glob(".incoming-*"))  # the spool is gone with the request
+    assert not list(data.glob(f"{PREFIX}*"))  # the spool is gone with the request
