@@ -1,6 +1,6 @@
 """Encoded image bytes -> the model's input: the ONE preprocessing path for training and serving.
 
-Training (``app.dataset``) and serving (``app.api.predict``) both call :func:`preprocess`, so a
+Training (``app.dataset``) and serving (``app.http.predict``) both call :func:`preprocess`, so a
 photo gives byte-identical model inputs in both places.  The pipeline, in order:
 
 1. identify the format from the bytes (Pillow, restricted to the accepted formats below, so

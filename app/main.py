@@ -14,25 +14,24 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app.api import admin, classes, errors, health, predict, uploads, web
-from app.api.auth import require_admin
-from app.api.middleware import RequestContextMiddleware
 from app.config import Settings
+from app.dataset.labelling import DatasetWriter
 from app.events import Published
-from app.protocols import rest
-from app.serving import logs
-from app.serving.admission import Admission
-from app.serving.inference import local_backend
-from app.serving.jobs import JobRunner, retrain_command
-from app.serving.labelling import DatasetWriter
-from app.serving.metrics import Metrics
-from app.serving.prediction import Predictor
-from app.serving.service import Service
+from app.http import admin, classes, errors, health, multipart, predict, v2, web
+from app.http.auth import require_admin
+from app.http.middleware import RequestContextMiddleware
+from app.http.service import Service
+from app.inference.admission import Admission
+from app.inference.backend import local_backend
+from app.inference.predictor import Predictor
+from app.jobs.runner import JobRunner, retrain_command
+from app.observability import logs
+from app.observability.metrics import Metrics
 
 if TYPE_CHECKING:
     from grpc import aio
 
-    from app.serving.follower import StoreFollower
+    from app.inference.follower import StoreFollower
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.build_service = build_service or build_local_service
     errors.install(app, metrics)
-    for router in (predict.router, classes.router, health.router, rest.router, web.router):
+    for router in (predict.router, classes.router, health.router, v2.router, web.router):
         app.include_router(router)
     app.include_router(admin.router, prefix="/admin", dependencies=[Depends(require_admin)])
     _document_upload_limit(app, settings.max_files_per_request)
@@ -89,7 +88,7 @@ def _document_upload_limit(app: FastAPI, max_files: int) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            uploads.fill_file_limits(generate(), max_files)  # fills FastAPI's cached copy
+            multipart.fill_file_limits(generate(), max_files)  # fills FastAPI's cached copy
         return app.openapi_schema or generate()
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -116,10 +115,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 async def _start_grpc(service: Service) -> aio.Server:
     # Imported only to serve gRPC: the generated messages would clash with another copy of the
     # protocol (tritonclient's) in the same process.
-    from app.protocols import grpc_service
+    from app.v2 import grpc_server
 
     assert service.settings.grpc_port is not None
-    return await grpc_service.start(service, service.settings.grpc_port)
+    return await grpc_server.start(service, service.settings.grpc_port)
 
 
 def build_local_service(settings: Settings, metrics: Metrics) -> Service:

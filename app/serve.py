@@ -18,8 +18,8 @@ from types import FrameType
 from typing import Final
 
 from app.config import SettingsError, load_settings
-from app.serving.http_protocol import ConnectionLimits, hardened_protocol
-from app.store import ModelStore
+from app.http.server import ConnectionLimits, hardened_protocol
+from app.store.versions import ModelStore
 
 # Uvicorn timeouts (documented in the README): idle keep-alive connections are closed after
 # KEEP_ALIVE_S; on SIGTERM, in-flight requests get shutdown_drain_s + GRACE_S to finish.

@@ -19,7 +19,7 @@ from app import options
 from app.config import Settings, SettingsError, load_settings
 from app.events import EventKind, Published
 from app.options import OptionError, TrainOptions
-from app.store import StoreError
+from app.store.versions import StoreError
 from app.training import dataset as datasets
 from app.training.dataset import DatasetError, DatasetUnavailable
 from app.training.progress import Reporter
@@ -206,7 +206,7 @@ def _run(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> in
     timings: dict[str, float] = {}
     data = load_dataset(args, recipe, reporter, timings)
     # Heavy imports (TensorFlow) only once the data is known to be usable: bad input fails fast.
-    from app.store import ModelStore
+    from app.store.versions import ModelStore
     from app.training import pipeline as training
     from app.training import publishing, summary
 

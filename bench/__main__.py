@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 def _measure_engine(
     args: argparse.Namespace, kind: str, chosen: list[Path], images: np.ndarray
 ) -> dict[str, Any]:
-    from app.store import ModelStore
+    from app.store.versions import ModelStore
 
     engine = raw.load(ModelStore(args.store), kind, max(args.batch_sizes))
     sweep = []

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from grpc import aio
 
-from app.protocols.codec import serialize_bytes
+from app.v2.codec import serialize_bytes
 from bench.load import LoadResult, Request
 
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -52,7 +52,7 @@ def v2_rest_requests(photos: list[Path], per_request: int, count: int) -> list[R
 
 def v2_grpc_messages(photos: list[Path], per_request: int, count: int) -> list[bytes]:
     """``count`` serialized ModelInferRequest messages, images in raw_input_contents."""
-    from app.protocols.generated import grpc_predict_v2_pb2 as pb  # only where gRPC is used
+    from app.v2.generated import grpc_predict_v2_pb2 as pb  # only where gRPC is used
 
     messages = []
     for index in range(count):

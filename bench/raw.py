@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from app.devices import configure_devices
-from app.engine import Engine, EngineChoice, load_engine
-from app.store import ModelStore
+from app.ml.devices import configure_devices
+from app.ml.engines import Engine, EngineChoice, load_engine
+from app.store.versions import ModelStore
 
 
 def load(store: ModelStore, engine_kind: str, max_batch_size: int) -> Engine:

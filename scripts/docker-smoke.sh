@@ -125,9 +125,9 @@ import sys
 
 import grpc
 
-from app.protocols.codec import deserialize_bytes, serialize_bytes
-from app.protocols.generated import grpc_predict_v2_pb2 as pb
-from app.protocols.generated import grpc_predict_v2_pb2_grpc as pb_grpc
+from app.v2.codec import deserialize_bytes, serialize_bytes
+from app.v2.generated import grpc_predict_v2_pb2 as pb
+from app.v2.generated import grpc_predict_v2_pb2_grpc as pb_grpc
 
 stub = pb_grpc.GRPCInferenceServiceStub(grpc.insecure_channel("127.0.0.1:8001"))
 assert stub.ServerReady(pb.ServerReadyRequest(), timeout=30).ready

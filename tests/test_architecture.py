@@ -26,6 +26,18 @@ from tests.conftest import REPO
 APP = REPO / "app"
 ENTRY_POINTS = frozenset({"main", "serve", "train", "evaluate"})
 LAYERS = frozenset({"core", "training", "serving", "api", "protocols", "cluster"})
+# The packages of the new tree, in the layers of the old one until the rules are rewritten.
+PACKAGE_LAYER = {
+    "store": "core",
+    "ml": "core",
+    "inference": "serving",
+    "jobs": "serving",
+    "dataset": "serving",
+    "observability": "serving",
+    "http": "api",
+    "v2": "protocols",
+}
+MODULE_LAYER = {"app.dataset.layout": "core", "app.http.v2": "protocols"}
 ALLOWED = {
     "core": {"core"},
     "training": {"core", "training"},
@@ -38,12 +50,16 @@ ALLOWED = {
 
 
 def layer_of(module: str, app: Path = APP) -> str:
-    """``app.serving.jobs`` -> serving; ``app.store`` -> core; ``app.main`` -> entry."""
+    """``app.jobs.runner`` -> serving; ``app.store.versions`` -> core; ``app.main`` -> entry."""
     parts = module.split(".")
     if len(parts) == 1:
         return "core"  # `import app` itself
     if parts[1] in ENTRY_POINTS:
         return "entry"
+    if ".".join(parts[:3]) in MODULE_LAYER:
+        return MODULE_LAYER[".".join(parts[:3])]
+    if parts[1] in PACKAGE_LAYER:
+        return PACKAGE_LAYER[parts[1]]
     if (app / parts[1]).is_dir():
         if parts[1] not in LAYERS:
             raise AssertionError(f"app/{parts[1]}/ has no declared layer: add it to this test")
@@ -95,12 +111,12 @@ def test_every_import_follows_the_layer_rules() -> None:
 @pytest.mark.parametrize(
     ("module", "layer"),
     [
-        ("app.store", "core"),
+        ("app.store.versions", "core"),
         ("app.training.pipeline", "training"),
-        ("app.serving.jobs", "serving"),
-        ("app.api.admin", "api"),
-        ("app.protocols.rest", "protocols"),
-        ("app.cluster.model", "cluster"),
+        ("app.jobs.runner", "serving"),
+        ("app.http.admin", "api"),
+        ("app.http.v2", "protocols"),
+        ("app.cluster.model_deployment", "cluster"),
         ("app.train", "entry"),
     ],
 )

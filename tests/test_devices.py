@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from app import devices
+from app.ml import devices
 
 
 @pytest.mark.parametrize(

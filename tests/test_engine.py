@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app import engine as engines
-from app.devices import DeviceInfo, configure_devices
-from app.store import ModelStore
+from app.ml import engines
+from app.ml.devices import DeviceInfo, configure_devices
+from app.store.versions import ModelStore
 from tests.support import imagefactory as make
 from tests.support.agreement import assert_keeps_promise, precisions_to_test
 from tests.support.modelfactory import publish_tiny

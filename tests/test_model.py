@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app import model as models
+from app.ml import network as models
 
 
 @pytest.mark.slow

@@ -13,8 +13,8 @@ from pydantic import Field
 
 from app import options
 from app.config import Settings
+from app.jobs.runner import retrain_command
 from app.options import OptionError, TrainOptions
-from app.serving.jobs import retrain_command
 
 
 class WithWarmup(TrainOptions):

@@ -10,8 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from app import owners
-from app.store import ACTIVE_FILE, METADATA_FILE, MODEL_FILE, ActivateIf, ModelStore, StoreError
+from app.store import processes as owners
+from app.store.versions import (
+    ACTIVE_FILE,
+    METADATA_FILE,
+    MODEL_FILE,
+    ActivateIf,
+    ModelStore,
+    StoreError,
+)
 
 
 def _archive(path: Path) -> None:
@@ -241,7 +248,7 @@ def test_the_pointer_is_written_under_the_store_lock(tmp_path: Path) -> None:
     store.set_active(_publish(store))
     _publish(store)
     script = (
-        "import sys, time; from pathlib import Path; from app import owners\n"
+        "import sys, time; from pathlib import Path; from app.store import processes as owners\n"
         "with owners.exclusive(Path(sys.argv[1])):\n"
         "    print('held', flush=True); time.sleep(1.5)"
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from app.store import (
+from app.store.versions import (
     ACTIVE_FILE,
     DELETING_PREFIX,
     METADATA_FILE,
@@ -141,7 +141,9 @@ def test_size_is_counted_even_while_files_disappear(tmp_path: Path) -> None:
 # the middle of a deletion, not only before or after it.
 BALLAST_FILES = 1500
 KILL_DELAYS_S = [0.0, 0.002, 0.01, 0.03]
-PRUNE_CHILD = "import sys; from app.store import ModelStore; ModelStore(sys.argv[1]).prune(2)"
+PRUNE_CHILD = (
+    "import sys; from app.store.versions import ModelStore; ModelStore(sys.argv[1]).prune(2)"
+)
 
 
 def _add_ballast(folder: Path) -> None:

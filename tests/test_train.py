@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from app import imaging
-from app.store import ModelStore
+from app.store.versions import ModelStore
 from tests.conftest import REPO, write_class_folders
 
 FAST = ["--weights", "none", "--folds", "3", "--batch-size", "8"]

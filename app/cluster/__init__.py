@@ -2,7 +2,7 @@
 
 - ``Ingress`` replicas (CPU) run the FastAPI app of :mod:`app.main` (routes, limits, the error
   table, metrics, image decoding) over a backend that calls a model replica;
-- ``Model`` replicas each run a :class:`~app.serving.inference.LocalBackend` (our batcher and
+- ``Model`` replicas each run a :class:`~app.inference.backend.LocalBackend` (our batcher and
   an engine) on their device and follow the store's active pointer;
 - one ``Coordinator`` keeps the retrain jobs (each a Ray task) and what every replica reports.
 

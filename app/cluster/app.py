@@ -15,7 +15,7 @@ from ray.serve.deployment import Deployment
 
 from app.cluster.coordinator import Coordinator
 from app.cluster.ingress import Ingress
-from app.cluster.model import Model
+from app.cluster.model_deployment import Model
 from app.cluster.training import RetrainResources
 
 

@@ -18,12 +18,12 @@ from app.cluster.registry import COORDINATOR, ClusterView, ReplicaRegistry
 from app.cluster.training import RetrainResources, ray_launcher
 from app.config import Settings
 from app.events import Published
+from app.inference.backend import ReplicaStatus
+from app.jobs.records import Job
+from app.jobs.runner import JobRunner, retrain_command
+from app.observability import logs
 from app.options import TrainOptions
-from app.serving import logs
-from app.serving.inference import ReplicaStatus
-from app.serving.job_records import Job
-from app.serving.jobs import JobRunner, retrain_command
-from app.store import ModelStore
+from app.store.versions import ModelStore
 
 logger = logging.getLogger(__name__)
 

@@ -18,14 +18,14 @@ from app.cluster.registry import INGRESS
 from app.cluster.remote import RemoteBackend, RemoteJobs
 from app.cluster.replica import identity
 from app.config import Settings
+from app.dataset.labelling import DatasetWriter
+from app.http.service import Service
+from app.inference.admission import Admission
+from app.inference.predictor import Predictor
+from app.jobs.records import JobRecords
 from app.main import create_app
-from app.serving.admission import Admission
-from app.serving.job_records import JobRecords
-from app.serving.labelling import DatasetWriter
-from app.serving.metrics import Metrics
-from app.serving.prediction import Predictor
-from app.serving.service import Service
-from app.store import ModelStore
+from app.observability.metrics import Metrics
+from app.store.versions import ModelStore
 
 
 @serve.deployment(name=INGRESS, max_ongoing_requests=256)

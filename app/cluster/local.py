@@ -33,7 +33,7 @@ from typing import Any, Final
 import psutil
 
 from app.config import Settings
-from app.store import ModelStore
+from app.store.versions import ModelStore
 
 HEAD_IP: Final = "127.0.0.2"
 STOP_GRACE_S: Final = 5.0

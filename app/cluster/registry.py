@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from app.serving.inference import ReplicaStatus, ServingModel
+from app.inference.backend import ReplicaStatus, ServingModel
 
 INGRESS: Final = "Ingress"
 MODEL: Final = "Model"

@@ -23,11 +23,11 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentRes
 from app.cluster.registry import ClusterView
 from app.cluster.replica import Identity, Reporter
 from app.config import Settings
+from app.inference.backend import Inference, ReplicaStatus, ServingModel
+from app.inference.batching import Overloaded, ShuttingDown, TimedOut
+from app.inference.manager import NoModel
+from app.jobs.records import Job, JobRecords
 from app.options import TrainOptions
-from app.serving.batching import Overloaded, ShuttingDown, TimedOut
-from app.serving.inference import Inference, ReplicaStatus, ServingModel
-from app.serving.job_records import Job, JobRecords
-from app.serving.models import NoModel
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from app.cluster.registry import REPORT_INTERVAL_S
-from app.serving.inference import ReplicaStatus
+from app.inference.backend import ReplicaStatus
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,8 @@ from typing import Final
 
 import numpy as np
 
-from app import datafolder, imaging
+from app import imaging
+from app.dataset import layout as datafolder
 from app.training import downloads
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def download_flower_photos() -> Path:
     """Fetch and extract flower_photos.tgz with Keras's cached downloader."""
     try:
         downloads.probe(FLOWERS_URL)
-        from app.devices import keras
+        from app.ml.devices import keras
 
         extracted = Path(keras.utils.get_file("flower_photos.tgz", FLOWERS_URL, extract=True))
     except Exception as error:  # urllib and Keras raise many types; all mean "not available"

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from app.engine import OPENVINO_XML, OpenVinoEngine, openvino_available
 from app.imaging import IMAGE_SIZE
+from app.ml.engines import OPENVINO_XML, OpenVinoEngine, openvino_available
 from app.training import dataset as datasets
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def write_openvino_ir(model: Any, xml: Path) -> None:
     """
     import openvino
 
-    from app.devices import keras
+    from app.ml.devices import keras
 
     if keras.backend.backend() != "tensorflow":
         model.export(str(xml), format="openvino", verbose=False)

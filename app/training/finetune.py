@@ -19,8 +19,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from app import model as models
-from app.devices import keras
+from app.ml import network as models
+from app.ml.devices import keras
 from app.options import TrainOptions
 from app.training.features import Extractor, FeatureCache, View, mirrored
 from app.training.heads import epoch_lines, predict_in_batches

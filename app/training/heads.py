@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from app import model as models
-from app.devices import keras
+from app.ml import network as models
+from app.ml.devices import keras
 from app.options import TrainOptions
 from app.training.dataset import Sample
 from app.training.folds import stratified_folds

@@ -2,7 +2,7 @@
 fitted by L-BFGS (deterministic, seconds on a few thousand photos).
 
 The features' mean and standard deviation are those of the photos it is fitted on, and travel
-with the head into the saved graph (``app.model.build_linear_head``): a photo's probabilities
+with the head into the saved graph (``app.ml.network.build_linear_head``): a photo's probabilities
 depend on the training photos only, never on the batch it is served in.
 """
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from app import model as models
-from app.devices import configure_devices, keras
-from app.engine import Precision
+from app.ml import network as models
+from app.ml.devices import configure_devices, keras
+from app.ml.engines import Precision
 from app.options import FEATURE_SETS, TrainOptions
 from app.training import dataset as datasets
 from app.training import evaluation, weights

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from app import imaging
-from app import model as models
-from app.store import (
+from app.ml import network as models
+from app.store.versions import (
     CONFUSION_PLOT,
     HISTORY_PLOT,
     MODEL_FILE,

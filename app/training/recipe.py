@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from app import model as models
+from app.ml import network as models
 from app.options import TrainOptions
 from app.training import dataset as datasets
 from app.training.finetune import FineTuner

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.store import Version
+from app.store.versions import Version
 from app.training.pipeline import TrainedModel
 from app.training.publishing import Activation
 

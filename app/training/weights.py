@@ -79,7 +79,7 @@ def resolve_imagenet() -> Path:
 
 def _keras_download(cache: Path) -> Path:
     downloads.probe(KERAS_ORIGIN)
-    from app.devices import keras
+    from app.ml.devices import keras
 
     fetched = keras.utils.get_file(
         KERAS_FILE,

@@ -191,7 +191,7 @@ def _http_get(url: str) -> IO[bytes]:
 
 def convert_tarball(tarball: Path, output: Path, include_top: bool = False) -> Path:
     """Write a Keras weights file for ResNet50(include_top=...) from a verified tarball."""
-    from app.devices import keras
+    from app.ml.devices import keras
 
     with tarfile.open(tarball, "r:gz") as tar:
         tensors = read_weights(tar)

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from app.store import ModelStore
+from app.store.versions import ModelStore
 from tests.support.modelfactory import store_with_versions
 
 FLOWERS = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.store import ModelStore
+from app.store.versions import ModelStore
 from tests.api.conftest import make_settings, running
 from tests.conftest import write_class_folders, write_colour_dataset
 from tests.support.modelfactory import colour_kernel, publish_tiny

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api.admin import PlotName
-from app.store import PLOTS, ModelStore
+from app.http.admin import PlotName
+from app.store.versions import PLOTS, ModelStore
 from tests.api.conftest import FLOWERS, make_settings, running
 from tests.support.modelfactory import publish_tiny
 

@@ -11,7 +11,7 @@ import numpy as np
 from fastapi.testclient import TestClient
 
 from app import imaging
-from app.store import ModelStore
+from app.store.versions import ModelStore
 from tests.api.conftest import make_settings, running
 from tests.support import imagefactory as make
 

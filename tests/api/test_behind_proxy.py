@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.store import ModelStore
+from app.store.versions import ModelStore
 from tests.api.conftest import make_settings, wait_ready
 
 

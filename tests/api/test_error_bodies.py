@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api import errors
+from app.http import errors
 from tests.api.conftest import FLOWERS, make_settings, running
 from tests.support import imagefactory as make
 from tests.support.modelfactory import store_with_versions

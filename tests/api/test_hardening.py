@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api import auth
-from app.store import ModelStore
+from app.http import auth
+from app.store.versions import ModelStore
 from tests.api.conftest import make_settings, running
 
 ORIGIN = "https://dashboard.example.com"

@@ -8,7 +8,7 @@ from collections import Counter
 
 from fastapi.testclient import TestClient
 
-from app.store import ModelStore
+from app.store.versions import ModelStore
 from tests.api.conftest import FLOWERS, make_settings, running
 from tests.support import imagefactory as make
 from tests.support.modelfactory import publish_tiny

@@ -5,7 +5,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app import imaging
-from app.store import ModelStore
+from app.store.versions import ModelStore
 from tests.api.conftest import FLOWERS, make_settings, running
 from tests.support import imagefactory as make
 from tests.support.agreement import assert_keeps_promise, precisions_to_test

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.store import ModelStore
+from app.store.versions import ModelStore
 from tests.api.conftest import make_settings, running
 from tests.support import imagefactory as make
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.store import ACTIVE_FILE, METADATA_FILE, MODEL_FILE, ModelStore
+from app.store.versions import ACTIVE_FILE, METADATA_FILE, MODEL_FILE, ModelStore
 from tests.api.conftest import make_settings, running
 from tests.support.modelfactory import publish_tiny
 

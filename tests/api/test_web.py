@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api.web import PAGE_CSP, WEB_ROOT
+from app.http.web import PAGE_CSP, WEB_ROOT
 from tests.conftest import REPO
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'"

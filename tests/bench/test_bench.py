@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.store import ModelStore
+from app.store.versions import ModelStore
 from tests.conftest import REPO, write_class_folders
 from tests.support.modelfactory import publish_tiny
 

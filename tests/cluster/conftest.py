@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from app.cluster import local
-from app.store import ModelStore
+from app.store.versions import ModelStore
 from tests.conftest import REPO, write_colour_dataset
 from tests.support import imagefactory as make
 from tests.support.modelfactory import colour_kernel, publish_tiny

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from app.cluster.registry import INGRESS, MODEL, STALE_AFTER_S, ClusterView, ReplicaRegistry
-from app.metadata import VersionMetadata
-from app.serving.inference import ReplicaStatus, ServingModel
+from app.inference.backend import ReplicaStatus, ServingModel
+from app.store.metadata import VersionMetadata
 
 
 def _model(number: int, loaded_at: str = "2026-01-01T00:00:00+00:00") -> ServingModel:

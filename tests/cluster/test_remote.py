@@ -15,9 +15,9 @@ import pytest
 from app.cluster.registry import ClusterView
 from app.cluster.replica import Identity
 from app.config import Settings
-from app.serving.batching import Overloaded, TimedOut
-from app.serving.inference import Inference
-from app.serving.models import NoModel
+from app.inference.backend import Inference
+from app.inference.batching import Overloaded, TimedOut
+from app.inference.manager import NoModel
 
 ray_exceptions = pytest.importorskip("ray.exceptions", reason="needs Ray: pip install '.[ray]'")
 

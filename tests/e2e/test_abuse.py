@@ -18,7 +18,7 @@ import httpx2 as httpx
 import psutil
 import pytest
 
-from app.store import ModelStore
+from app.store.versions import ModelStore
 from tests.support import imagefactory as make
 from tests.support.modelfactory import publish_tiny
 from tests.support.rawhttp import garbage, request_head, stream_until_answered

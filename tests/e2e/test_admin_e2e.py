@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.store import ModelStore
+from app.store.versions import ModelStore
 from tests.support.modelfactory import publish_tiny
 from tests.support.servers import running_server
 

@@ -18,8 +18,8 @@ import psutil
 import pytest
 from PIL import Image
 
-from app.serving.spool import PREFIX
-from app.store import ModelStore
+from app.dataset.spool import PREFIX
+from app.store.versions import ModelStore
 from tests.support.modelfactory import publish_tiny
 from tests.support.rawhttp import garbage, request_head, stream_until_answered
 from tests.support.servers import Server, running_server

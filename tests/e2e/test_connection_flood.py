@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import httpx2 as httpx
 import pytest
 
-from app.store import ModelStore
+from app.store.versions import ModelStore
 from tests.support import imagefactory as make
 from tests.support.modelfactory import publish_tiny
 from tests.support.servers import Server, running_server

@@ -18,8 +18,8 @@ import httpx2 as httpx
 import pytest
 
 from app import imaging
-from app.datafolder import IMAGE_EXTENSIONS
-from app.store import ModelStore, StoreError
+from app.dataset.layout import IMAGE_EXTENSIONS
+from app.store.versions import ModelStore, StoreError
 from tests.api.conftest import make_settings, running
 from tests.conftest import REPO, write_colour_dataset
 from tests.support import imagefactory as make

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from app.store import ModelStore
+from app.store.versions import ModelStore
 from tests.conftest import REPO, write_colour_dataset
 from tests.support.modelfactory import COLOURS, publish_tiny
 from tests.support.servers import running_server

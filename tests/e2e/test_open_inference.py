@@ -20,7 +20,7 @@ import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
-from app.store import ModelStore
+from app.store.versions import ModelStore
 from bench.server import free_port
 from tests.support.modelfactory import publish_tiny
 from tests.support.servers import running_server

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from app import imaging
-from app.store import ModelStore
+from app.store.versions import ModelStore
 from tests.support.servers import running_server
 
 pytestmark = pytest.mark.slow

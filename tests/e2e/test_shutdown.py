@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from app.store import ModelStore
+from app.store.versions import ModelStore
 from tests.support import imagefactory as make
 from tests.support.modelfactory import publish_tiny
 from tests.support.servers import running_server

@@ -17,7 +17,7 @@ import numpy as np
 import psutil
 import pytest
 
-from app.store import ModelStore
+from app.store.versions import ModelStore
 from bench import load
 from tests.conftest import write_colour_dataset
 from tests.support.modelfactory import COLOURS, publish_tiny

@@ -13,7 +13,7 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from app.store import ModelStore
+from app.store.versions import ModelStore
 from tests.conftest import write_colour_dataset
 from tests.support.modelfactory import publish_tiny
 from tests.support.servers import running_server

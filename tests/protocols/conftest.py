@@ -11,7 +11,7 @@ import pytest
 import tritonclient.http as triton
 from fastapi.testclient import TestClient
 
-from app.store import ModelStore
+from app.store.versions import ModelStore
 from tests.api.conftest import FLOWERS, make_settings, running
 from tests.support.modelfactory import publish_tiny
 

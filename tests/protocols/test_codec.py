@@ -16,8 +16,8 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
 
-from app.protocols import codec
-from app.protocols.codec import InferResponse, InvalidInferRequest, OutputTensor
+from app.v2 import codec
+from app.v2.codec import InferResponse, InvalidInferRequest, OutputTensor
 
 IMAGES = [b"\xff\xd8first image", b"", b"\x89PNG\r\n\x1a\nthird"]
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import REPO
 
-GENERATED = Path("app/protocols/generated")
+GENERATED = Path("app/v2/generated")
 PROTO = GENERATED / "grpc_predict_v2.proto"
 
 
@@ -46,8 +46,8 @@ def test_the_app_imports_the_generated_messages_only_to_serve_grpc() -> None:
     # protobuf's default pool holds one definition per message name: another copy of the
     # protocol in the same process (tritonclient.grpc's) would clash with ours.
     code = (
-        "import sys, app.main, app.protocols.rest, app.protocols.inference; "
-        "print(sorted(m for m in sys.modules if m.startswith('app.protocols.generated.')))"
+        "import sys, app.main, app.http.v2, app.v2.dataplane; "
+        "print(sorted(m for m in sys.modules if m.startswith('app.v2.generated.')))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True

@@ -13,7 +13,7 @@ import pytest
 import tritonclient.http as triton
 from fastapi.testclient import TestClient
 
-from app.store import ModelStore
+from app.store.versions import ModelStore
 from tests.api.conftest import FLOWERS, make_settings, running
 from tests.protocols.conftest import MAX_FILES, MAX_UPLOAD, v2_request, v2_result
 from tests.support import imagefactory as make

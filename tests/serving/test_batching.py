@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from app.serving.batching import (
+from app.inference.batching import (
     Batcher,
     BatchFailed,
     BatchOutput,

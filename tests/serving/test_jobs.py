@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from app import owners
 from app.events import Published
+from app.jobs.records import Job, JobRecords, JobState
+from app.jobs.runner import JobConflict, JobRunner
 from app.options import TrainOptions
-from app.serving.job_records import Job, JobRecords, JobState
-from app.serving.jobs import JobConflict, JobRunner
-from app.store import ModelStore
+from app.store import processes as owners
+from app.store.versions import ModelStore
 from tests.conftest import REPO
 
 # Writes the events a real trainer writes (to the file after --progress-file), then exits with
@@ -146,8 +146,8 @@ def test_one_job_at_a_time(tmp_path: Path) -> None:
 OTHER_SERVER = """
 import asyncio, sys
 from app.options import TrainOptions
-from app.serving.jobs import JobRunner
-from app.store import ModelStore
+from app.jobs.runner import JobRunner
+from app.store.versions import ModelStore
 from tests.conftest import REPO
 from pathlib import Path
 
@@ -258,7 +258,7 @@ def test_a_trainer_killed_after_publishing_leaves_a_record_that_names_its_versio
     killed_after_publish = (
         "import sys, os, signal\n"
         "from tests.support.modelfactory import publish_tiny\n"
-        "from app.store import ModelStore\n"
+        "from app.store.versions import ModelStore\n"
         "job = sys.argv[sys.argv.index('--job-id') + 1]\n"
         "publish_tiny(ModelStore(sys.argv[1]), ['a', 'b'], job_id=job)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"

@@ -1,11 +1,11 @@
-"""What an engine at a given precision promises against the float32 Keras model (app.engine)."""
+"""What an engine at a given precision promises against the float32 Keras model (app.ml.engines)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from app import engine as engines
+from app.ml import engines
 
 
 def precisions_to_test() -> list[object]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from app.store import MODEL_FILE, ModelStore, Version
+from app.store.versions import MODEL_FILE, ModelStore, Version
 
 COLOURS = {"blue": (20, 40, 220), "green": (30, 200, 40), "red": (210, 30, 30)}
 
@@ -28,7 +28,7 @@ def colour_kernel(classes: list[str], sign: float = 1.0) -> tuple[np.ndarray, np
 def tiny_classifier(
     num_classes: int, seed: int = 0, weights: tuple[np.ndarray, np.ndarray] | None = None
 ) -> Any:
-    from app.devices import keras
+    from app.ml.devices import keras
 
     inputs = keras.Input((180, 180, 3), dtype="float32", name="image")
     scaled = keras.layers.Rescaling(1 / 255.0)(inputs)
@@ -85,7 +85,7 @@ def publish_tiny(
 def _plot(folder: Path, classes: list[str]) -> None:
     """The training plots a published version holds, drawn by the trainer's own functions from
     a two-epoch history and a diagonal confusion matrix."""
-    from app.store import CONFUSION_PLOT, HISTORY_PLOT
+    from app.store.versions import CONFUSION_PLOT, HISTORY_PLOT
     from app.training import evaluation
 
     history = {"accuracy": [0.5, 0.8], "val_accuracy": [0.4, 0.7], "loss": [1.0, 0.5]}

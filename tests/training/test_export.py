@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app import engine as engines
-from app.devices import configure_devices
 from app.imaging import preprocess
-from app.store import ModelStore
+from app.ml import engines
+from app.ml.devices import configure_devices
+from app.store.versions import ModelStore
 from tests.support.agreement import assert_keeps_promise
 
 pytestmark = pytest.mark.slow

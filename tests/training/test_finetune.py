@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from app import imaging
-from app import model as models
+from app.ml import network as models
 from app.options import TrainOptions
 from app.training import dataset
 from app.training.finetune import FineTuneError, activation_cache, check_taps

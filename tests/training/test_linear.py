@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app import model as models
+from app.ml import network as models
 from app.training.linear import choose_l2, fit_linear, fit_views
 
 

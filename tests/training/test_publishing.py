@@ -9,7 +9,7 @@ from typing import Any, cast
 import pytest
 
 from app.options import TrainOptions
-from app.store import ModelStore
+from app.store.versions import ModelStore
 from app.training.publishing import decide_activation
 from tests.support.modelfactory import publish_tiny
 

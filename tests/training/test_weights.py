@@ -85,7 +85,7 @@ def mirror_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_converted_mirror_matches_the_official_keras_weights(
     mirror_tarball: Path, tmp_path: Path
 ) -> None:
-    from app.devices import keras
+    from app.ml.devices import keras
 
     converted = weights_mirror.convert_tarball(mirror_tarball, tmp_path / "notop.weights.h5")
     model = keras.applications.ResNet50(include_top=False, weights=str(converted))
@@ -103,7 +103,7 @@ def test_full_imagenet_model_calls_real_daisies_daisy(
     mirror_tarball: Path, tmp_path: Path, flowers_dev: Path
 ) -> None:
     from app import imaging
-    from app.devices import keras
+    from app.ml.devices import keras
 
     full = weights_mirror.convert_tarball(
         mirror_tarball, tmp_path / "full.weights.h5", include_top=True

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from app.store import ModelStore
+from app.store.versions import ModelStore
 from tests.api.conftest import FLOWERS
 from tests.conftest import write_colour_dataset
 from tests.support.browser import CHROMIUM_ARGS, chromium_path

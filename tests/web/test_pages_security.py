@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.api.web import PAGE_CSP
+from app.http.web import PAGE_CSP
 from tests.web.conftest import Tab, WebServer, sign_in
 
 expect = pytest.importorskip("playwright.sync_api").expect

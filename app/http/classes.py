@@ -1,0 +1,51 @@
+"""GET /classes and GET /model: what the serving model knows."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.http.deps import ServiceDep
+from app.http.errors import responses
+from app.http.schemas import BatchingInfo, ClassesResponse, ModelResponse, replica_infos
+
+router = APIRouter(tags=["model"])
+
+
+@router.get("/classes", response_model=ClassesResponse, responses=responses(503))
+async def classes(service: ServiceDep) -> ClassesResponse:
+    """The class names, in the model's output order."""
+    model = service.backend.require()
+    return ClassesResponse(model_version=str(model.number), classes=model.classes)
+
+
+@router.get(
+    "/model",
+    response_model=ModelResponse,
+    responses=responses(503),
+    response_model_exclude_unset=True,  # `replicas` only on a cluster
+)
+async def model_info(service: ServiceDep) -> ModelResponse:
+    """The serving version's metadata, the engine and device, and the batching settings."""
+    model = service.backend.require()
+    metadata = model.metadata
+    settings = service.settings
+    replicas = service.backend.replicas()
+    cluster = {} if replicas is None else {"replicas": replica_infos(replicas)}
+    return ModelResponse(
+        version=str(model.number),
+        classes=model.classes,
+        val_accuracy=metadata.val_accuracy,
+        created_at=metadata.created_at,
+        loaded_at=model.loaded_at,
+        engine=model.engine,
+        precision=model.precision,
+        device=model.device,
+        batching=BatchingInfo(
+            max_batch_size=settings.max_batch_size,
+            max_batch_delay_ms=settings.max_batch_delay_ms,
+            queue_limit=settings.queue_limit,
+            batch_sizes=list(model.batch_sizes),
+        ),
+        metadata=metadata.as_dict(),
+        **cluster,
+    )

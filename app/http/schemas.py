@@ -1,0 +1,215 @@
+"""Response models: the API contract, as it appears in the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from app import options
+from app.inference.backend import ReplicaStatus
+from app.options import TrainOptions
+
+
+class Prediction(BaseModel):
+    filename: str = Field(examples=["rose.jpg"])
+    class_name: str = Field(examples=["roses"])
+    confidence: float = Field(ge=0, le=1, examples=[0.97])
+    probabilities: dict[str, float] = Field(
+        description="Softmax outputs keyed by class name (all classes, or the top_k most probable)",
+        examples=[
+            {"daisy": 0.001, "dandelion": 0.002, "roses": 0.97, "sunflowers": 0.007, "tulips": 0.02}
+        ],
+    )
+
+
+class PredictResponse(BaseModel):
+    model_version: str = Field(
+        description="The version that computed every prediction", examples=["3"]
+    )
+    predictions: list[Prediction] = Field(
+        description="One entry per uploaded image, in upload order"
+    )
+
+
+class ClassesResponse(BaseModel):
+    model_version: str = Field(examples=["3"])
+    classes: list[str] = Field(examples=[["daisy", "dandelion", "roses", "sunflowers", "tulips"]])
+
+
+class BatchingInfo(BaseModel):
+    max_batch_size: int
+    max_batch_delay_ms: float
+    queue_limit: int
+    batch_sizes: list[int] = Field(description="The padded sizes the engine runs (all warmed up)")
+
+
+class ReplicaInfo(BaseModel):
+    deployment: str = Field(description="Ingress (HTTP) or Model (batcher and engine)")
+    replica: str = Field(description="Ray Serve's replica id")
+    node: str = Field(description="The node's IP address")
+    pid: int
+    version: str | None = Field(description="The version a Model replica serves")
+    engine: str | None
+    device: str | None
+    requests: int = Field(description="Requests this replica has answered since it started")
+    images: int = Field(description="Images it has classified")
+    batches: int = Field(description="Model calls it has made (images / batches: mean batch)")
+    retried: int = Field(
+        description="Requests an Ingress replica sent again because their Model replica died"
+    )
+
+
+def replica_infos(replicas: list[ReplicaStatus]) -> list[ReplicaInfo]:
+    return [
+        ReplicaInfo(
+            deployment=r.deployment,
+            replica=r.replica,
+            node=r.node,
+            pid=r.pid,
+            version=str(r.model.number) if r.model else None,
+            engine=r.model.engine if r.model else None,
+            device=r.model.device if r.model else None,
+            requests=r.requests,
+            images=r.images,
+            batches=r.batches,
+            retried=r.retried,
+        )
+        for r in replicas
+    ]
+
+
+class ModelResponse(BaseModel):
+    version: str
+    classes: list[str]
+    val_accuracy: float | None
+    created_at: str | None
+    loaded_at: str
+    engine: str
+    precision: str = Field(
+        description="The engine's arithmetic: f32, or bf16/f16 (see FLOWERS_ENGINE_PRECISION)"
+    )
+    device: str
+    batching: BatchingInfo
+    metadata: dict[str, Any] = Field(
+        description="The version's metadata.json (metrics, training, dataset)"
+    )
+    replicas: list[ReplicaInfo] | None = Field(
+        None, description="On a Ray cluster: every replica, where it runs and what it serves"
+    )
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+    model_version: str | None = None
+    replicas: list[ReplicaInfo] | None = Field(
+        None, description="On a Ray cluster: every replica, where it runs and what it serves"
+    )
+
+
+class ValidationErrors(BaseModel):
+    """A 422: FastAPI's list of validation errors, with the request id."""
+
+    detail: list[dict[str, Any]] = Field(
+        examples=[[{"type": "greater_than_equal", "loc": ["body", "epochs"], "msg": "..."}]]
+    )
+    request_id: str | None = Field(None, description="Also in the X-Request-ID response header")
+
+
+class Error(BaseModel):
+    detail: str = Field(
+        examples=["rose.svg: SVG images are not accepted; send JPEG, PNG, WEBP, GIF, BMP, TIFF"]
+    )
+    request_id: str | None = Field(None, description="Also in the X-Request-ID response header")
+
+
+if TYPE_CHECKING:  # a class built at run time is not a type to mypy; it has these fields
+    RetrainRequest = TrainOptions
+else:
+    RetrainRequest = options.request_model()
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status_url: str
+
+
+class VersionSummary(BaseModel):
+    version: str
+    created_at: str | None
+    classes: list[str]
+    val_accuracy: float | None
+    evaluation: str | None = Field(
+        None,
+        description="How val_accuracy was measured (e.g. 5-fold cross-validation); null: on the "
+        "version's held-out validation split",
+    )
+    size_bytes: int
+    active: bool = Field(description="The store's active pointer names this version")
+    serving: bool = Field(description="This server is serving this version now")
+
+
+class ModelList(BaseModel):
+    active: str | None
+    serving: str | None
+    keep_versions: int = Field(
+        description="Retention (FLOWERS_KEEP_VERSIONS): after each publish the newest N versions "
+        "plus the active one are kept; 0: every version is kept"
+    )
+    versions: list[VersionSummary]
+
+
+class ClassScores(BaseModel):
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    support: int | None = Field(description="Validation images of this class")
+
+
+class VersionDetail(VersionSummary):
+    per_class: dict[str, ClassScores] = Field(
+        description="Validation precision, recall and F1 per class (empty when not measured)"
+    )
+    plots: dict[str, str] = Field(
+        description="The plots this version holds, by name, with their URLs (admin token needed)",
+        examples=[{"history.png": "/admin/models/3/plots/history.png"}],
+    )
+    metadata: dict[str, Any] = Field(
+        description="The version's whole metadata.json (metrics, training, dataset, activation)"
+    )
+
+
+class ClassCount(BaseModel):
+    name: str
+    images: int
+    bytes: int
+
+
+class DatasetSummary(BaseModel):
+    root: str
+    classes: list[ClassCount]
+    total_images: int
+    total_bytes: int
+
+
+class StoredImage(BaseModel):
+    filename: str
+    stored_as: str
+
+
+class DuplicateImage(BaseModel):
+    filename: str
+    existing: str = Field(description="The class/file that already holds the same bytes")
+
+
+class RejectedImage(BaseModel):
+    filename: str
+    status: int
+    reason: str
+
+
+class DatasetAddResult(BaseModel):
+    class_name: str
+    stored: list[StoredImage]
+    duplicates: list[DuplicateImage]
+    rejected: list[RejectedImage]

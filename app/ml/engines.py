@@ -1,0 +1,270 @@
+"""Run a loaded model version on a batch, fast: one interface, two engines.
+
+- :class:`KerasEngine` calls the saved ``.keras`` model through a compiled function
+  (``tf.function`` with a fixed input signature on TensorFlow, ``jax.jit`` on JAX), never
+  ``model.predict`` per batch.  It is the engine for GPUs.
+- :class:`OpenVinoEngine` runs the OpenVINO IR exported when the version was published; on CPUs
+  it is the faster one (measured by ``bench/``), with bf16 inference where the CPU has it.
+
+Both pad a batch up to the next of a few fixed sizes (see :func:`batch_sizes`) and slice the
+output, so only those shapes ever run; ``warm_up`` runs every size once at load time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal, Protocol
+
+import numpy as np
+
+from app.imaging import IMAGE_SIZE
+from app.ml.devices import DeviceInfo, device_scope
+from app.store.versions import Version
+
+logger = logging.getLogger(__name__)
+
+OPENVINO_XML: Final = "openvino/model.xml"
+EngineKind = Literal["auto", "tensorflow", "openvino"]
+# The CPU engine's arithmetic: auto is bf16 where the CPU has it (AVX512_BF16, AMX), else f32.
+Precision = Literal["auto", "f32", "bf16"]
+
+
+@dataclass(frozen=True)
+class Promise:
+    """How closely an engine at a precision agrees with the float32 Keras model: no probability
+    moves by more than ``max_abs_diff``, so the predicted class is the same wherever the top two
+    classes are more than twice that apart (only near-ties can flip)."""
+
+    max_abs_diff: float
+
+    @property
+    def top1_margin(self) -> float:
+        return 2 * self.max_abs_diff
+
+
+# bf16 keeps 8 bits of mantissa: through ResNet-50 the probabilities move by up to ~0.04 (measured
+# on the dev photos), so its promise is the class of every clear-cut photo, not the digits.
+PROMISES: Final[dict[str, Promise]] = {
+    "f32": Promise(max_abs_diff=1e-5),
+    "f16": Promise(max_abs_diff=1e-2),
+    "bf16": Promise(max_abs_diff=0.05),
+}
+
+
+class EngineError(RuntimeError):
+    """A version cannot be loaded into the requested engine."""
+
+
+class Engine(Protocol):
+    name: str
+    precision: str  # f32, f16 or bf16: what the model computes in
+    version: int
+    classes: list[str]
+    batch_sizes: tuple[int, ...]
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """uint8 or float32 (N, 180, 180, 3) RGB 0..255 -> float32 (N, classes) probabilities."""
+        ...
+
+    def warm_up(self) -> None: ...
+
+
+def batch_sizes(max_batch_size: int) -> tuple[int, ...]:
+    """The padded sizes: 1, 2, 3, 4, then powers of two and their midpoints (6, 8, 12, 16, 24,
+    ...), and ``max_batch_size`` itself; padding never wastes more than a third of a batch."""
+    candidates = {1, 2, 3, 4, max_batch_size}
+    power = 4
+    while power < max_batch_size:
+        candidates.update({power + power // 2, power * 2})
+        power *= 2
+    return tuple(sorted(size for size in candidates if size <= max_batch_size))
+
+
+class _PaddedEngine:
+    """Shared padding, chunking and warm-up; subclasses provide ``_run`` on exact sizes."""
+
+    name = "abstract"
+    precision = "f32"
+
+    def __init__(self, number: int, classes: list[str], max_batch_size: int) -> None:
+        self.version = number
+        self.classes = classes
+        self.batch_sizes = batch_sizes(max_batch_size)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        if images.ndim != 4 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3):
+            raise ValueError(f"expected (N, {IMAGE_SIZE}, {IMAGE_SIZE}, 3), got {images.shape}")
+        largest = self.batch_sizes[-1]
+        parts = [
+            self._predict_padded(images[i : i + largest]) for i in range(0, len(images), largest)
+        ]
+        if not parts:
+            return np.zeros((0, len(self.classes)), np.float32)
+        return np.concatenate(parts)
+
+    def _predict_padded(self, images: np.ndarray) -> np.ndarray:
+        count = len(images)
+        size = next(s for s in self.batch_sizes if s >= count)
+        batch = np.zeros((size, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32)
+        batch[:count] = images
+        return np.asarray(self._run(batch), dtype=np.float32)[:count]
+
+    def warm_up(self) -> None:
+        for size in self.batch_sizes:
+            self._run(np.zeros((size, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32))
+
+
+class KerasEngine(_PaddedEngine):
+    """The saved Keras model behind a compiled call, on the configured device."""
+
+    name = "tensorflow"
+
+    def __init__(self, version: Version, max_batch_size: int, device: DeviceInfo) -> None:
+        super().__init__(version.number, version.classes, max_batch_size)
+        from app.ml import network as models
+
+        self.device = device
+        with device_scope(device):
+            self.model = models.load(version.model_path)
+        self.name = "tensorflow" if device.backend == "tensorflow" else device.backend
+        self.precision = _short_dtype(self.model.dtype_policy.compute_dtype)
+        self._compiled = _compile(self.model, device)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        if self.device.backend == "jax":
+            return np.asarray(self._compiled(batch))
+        with device_scope(self.device):
+            return np.asarray(self._compiled(batch))
+
+    def tracing_count(self) -> int:
+        """How many times the compiled call was traced (1 on TensorFlow: no retracing)."""
+        count: int = self._compiled.experimental_get_tracing_count()
+        return count
+
+
+def _short_dtype(dtype: str) -> str:
+    return {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}.get(dtype, dtype)
+
+
+def _compile(model: Any, device: DeviceInfo) -> Any:
+    def infer(batch: Any) -> Any:
+        return model(batch, training=False)
+
+    if device.backend == "jax":
+        import jax
+
+        return jax.jit(infer)
+    import tensorflow as tf
+
+    signature = [tf.TensorSpec((None, IMAGE_SIZE, IMAGE_SIZE, 3), tf.float32)]
+    return tf.function(infer, input_signature=signature)
+
+
+class OpenVinoEngine(_PaddedEngine):
+    """An OpenVINO IR (a version's exported artifact), compiled for the CPU."""
+
+    name = "openvino"
+
+    def __init__(
+        self,
+        xml: Path,
+        number: int,
+        classes: list[str],
+        max_batch_size: int,
+        precision: Precision = "auto",
+        threads: int | None = None,
+    ) -> None:
+        super().__init__(number, classes, max_batch_size)
+        self.precision, self._compiled = compile_openvino(xml, precision, threads)
+        self._local = threading.local()
+
+    @classmethod
+    def for_version(
+        cls, version: Version, max_batch_size: int, precision: Precision = "auto"
+    ) -> OpenVinoEngine:
+        xml = version.path / OPENVINO_XML
+        if not xml.is_file():
+            raise EngineError(f"version {version.number} has no OpenVINO artifact ({xml})")
+        return cls(xml, version.number, version.classes, max_batch_size, precision)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self._compiled.create_infer_request()
+        return np.array(request.infer({0: batch})[0])
+
+
+def openvino_available() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def cpu_capabilities() -> frozenset[str]:
+    """OpenVINO's OPTIMIZATION_CAPABILITIES of this CPU (e.g. FP32, BF16, INT8)."""
+    import openvino
+
+    return frozenset(openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def choose_precision(requested: Precision, capabilities: frozenset[str]) -> str:
+    """auto: bf16 where the CPU supports it, else f32; bf16 on a CPU without it is an error."""
+    has_bf16 = "BF16" in capabilities
+    if requested == "auto":
+        return "bf16" if has_bf16 else "f32"
+    if requested == "bf16" and not has_bf16:
+        raise EngineError(
+            "FLOWERS_ENGINE_PRECISION=bf16, but this CPU has no bf16 support "
+            f"(OpenVINO lists {', '.join(sorted(capabilities))}); use auto or f32"
+        )
+    return requested
+
+
+def compile_openvino(
+    xml: Path, precision: Precision = "auto", threads: int | None = None
+) -> tuple[str, Any]:
+    """Compile an IR for the CPU at the chosen precision; returns (precision, compiled model)."""
+    import openvino
+
+    chosen = choose_precision(precision, cpu_capabilities())
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": chosen, "PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    return chosen, openvino.Core().compile_model(str(xml), "CPU", config)
+
+
+def choose_kind(kind: EngineKind, version: Version, device: DeviceInfo) -> str:
+    """``auto``: OpenVINO on CPU when installed and the version carries its artifact."""
+    if kind != "auto":
+        return kind
+    has_ir = (version.path / OPENVINO_XML).is_file()
+    if device.kind == "CPU" and has_ir and openvino_available():
+        return "openvino"
+    return "tensorflow"
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """How versions are run (from the settings FLOWERS_ENGINE, _MAX_BATCH_SIZE, _PRECISION)."""
+
+    kind: EngineKind = "auto"
+    max_batch_size: int = 16
+    precision: Precision = "auto"
+
+
+def load_engine(version: Version, choice: EngineChoice, device: DeviceInfo) -> Engine:
+    """Load a version into the chosen engine (not yet warmed up)."""
+    max_batch_size, precision = choice.max_batch_size, choice.precision
+    chosen = choose_kind(choice.kind, version, device)
+    logger.info("loading version %d into the %s engine on %s", version.number, chosen, device.name)
+    if chosen == "openvino":
+        return OpenVinoEngine.for_version(version, max_batch_size, precision)
+    return KerasEngine(version, max_batch_size, device)
