@@ -1,6 +1,8 @@
-"""The app factory: build the pieces in the lifespan and wire the routers; no logic here.
+"""The composition root: the service's pieces built once and wired, and the app over them.
 
-``uvicorn app.main:app`` serves ``create_app()`` with settings from the environment.
+``uvicorn app.main:app`` serves ``create_app()`` with settings from the environment; the service
+is then built and started in the app's lifespan.  ``python -m app.serve`` builds and starts it
+itself, to serve gRPC beside the app (:mod:`app.serve`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -19,19 +21,19 @@ from app.dataset.labelling import DatasetWriter
 from app.events import Published
 from app.http import admin, classes, errors, health, multipart, predict, v2, web
 from app.http.auth import require_admin
+from app.http.deps import Service
 from app.http.middleware import RequestContextMiddleware
-from app.http.service import Service
 from app.inference.admission import Admission
-from app.inference.backend import local_backend
+from app.inference.backend import InferenceBackend, LocalBackend
+from app.inference.control import ModelControl
+from app.inference.limits import UploadLimits
 from app.inference.predictor import Predictor
-from app.jobs.runner import JobRunner, retrain_command
+from app.jobs.runner import JobControl, JobRunner
+from app.jobs.trainers import retrain_command
 from app.observability import logs
 from app.observability.metrics import Metrics
-
-if TYPE_CHECKING:
-    from grpc import aio
-
-    from app.inference.follower import StoreFollower
+from app.store.versions import ModelStore
+from app.v2.dataplane import DataPlane
 
 logger = logging.getLogger(__name__)
 
@@ -42,19 +44,22 @@ ServiceFactory = Callable[[Settings, Metrics], Service]
 def create_app(
     settings: Settings | None = None,
     *,
-    configure_logging: bool = False,
+    service: Service | None = None,
     build_service: ServiceFactory | None = None,
+    configure_logging: bool = False,
     request_id_header: bool = True,
 ) -> FastAPI:
-    """The API over a service built in the lifespan (by default the whole of it in-process).
+    """The HTTP API over a service.
 
-    ``request_id_header=False`` behind a proxy that sets X-Request-ID on responses itself (Ray
-    Serve's), so that a response never carries two.
+    ``service``: built and started by the caller, who also stops it (``python -m app.serve``);
+    else the lifespan builds one with ``build_service`` (by default the whole service in this
+    process), starts it and stops it.  ``request_id_header=False`` behind a proxy that sets
+    X-Request-ID on responses itself (Ray Serve's), so that a response never carries two.
     """
     settings = settings or Settings()
     if configure_logging:
         logs.configure(settings.log_level, settings.log_format)
-    metrics = Metrics()
+    metrics = service.metrics if service is not None else Metrics()
     app = FastAPI(
         title="Flower classifier",
         version="1.0",
@@ -66,7 +71,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.build_service = build_service or build_local_service
+    app.state.service = service
+    app.state.build_service = None if service is not None else build_service or build_local_service
     errors.install(app, metrics)
     for router in (predict.router, classes.router, health.router, v2.router, web.router):
         app.include_router(router)
@@ -96,53 +102,67 @@ def _document_upload_limit(app: FastAPI, max_files: int) -> None:
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: Settings = app.state.settings
-    build: ServiceFactory = app.state.build_service
-    service = build(settings, app.state.metrics)
+    build: ServiceFactory | None = app.state.build_service
+    if build is None:  # the caller started the service and stops it
+        yield
+        return
+    service = build(app.state.settings, app.state.metrics)
     await service.start()
     app.state.service = service
-    grpc_server: aio.Server | None = None
     try:
-        if settings.grpc_port:
-            grpc_server = await _start_grpc(service)
         yield
     finally:
-        if grpc_server is not None:  # in-flight calls finish while the batcher still runs
-            await grpc_server.stop(settings.shutdown_drain_s)
         await service.stop()
 
 
-async def _start_grpc(service: Service) -> aio.Server:
-    # Imported only to serve gRPC: the generated messages would clash with another copy of the
-    # protocol (tritonclient's) in the same process.
-    from app.v2 import grpc_server
-
-    assert service.settings.grpc_port is not None
-    return await grpc_server.start(service, service.settings.grpc_port)
+def assemble(
+    settings: Settings,
+    metrics: Metrics,
+    backend: InferenceBackend,
+    control: ModelControl,
+    jobs: JobControl,
+) -> Service:
+    """A service over a backend and job control (here or on a cluster): everything else is the
+    same wherever it runs."""
+    limits = UploadLimits.from_settings(settings)
+    admission = Admission(settings.max_inflight_bytes)
+    store = ModelStore(settings.model_store)
+    predictor = Predictor(backend, admission, settings.max_image_pixels, settings.request_timeout_s)
+    dataset = (
+        DatasetWriter(settings.data_dir, settings.max_image_pixels) if settings.data_dir else None
+    )
+    dataplane = DataPlane(backend, store, limits)
+    return Service(
+        settings=settings,
+        metrics=metrics,
+        limits=limits,
+        admission=admission,
+        store=store,
+        backend=backend,
+        control=control,
+        predictor=predictor,
+        dataplane=dataplane,
+        jobs=jobs,
+        dataset=dataset,
+    )
 
 
 def build_local_service(settings: Settings, metrics: Metrics) -> Service:
     """The whole service in this process: batcher, models, store follower, child-process
     retrains (the model loads in the background once started: liveness answers at once)."""
-    backend = local_backend(settings, observer=metrics, on_loaded=metrics.model_loaded)
-    store = backend.store
-    admission = Admission(settings.max_inflight_bytes)
-    predictor = Predictor(backend, admission, settings.max_image_pixels, settings.request_timeout_s)
+    from app.inference.loading import local_backend  # TensorFlow: only where a model runs
+
+    backend = local_backend(settings, batch_observer=metrics, model_observer=metrics)
     jobs = JobRunner(
-        store,
-        partial(retrain_command, settings),
-        lambda published: _serve_published(backend.follower, published),
+        backend.store, partial(retrain_command, settings), partial(_serve_published, backend)
     )
-    writer = (
-        DatasetWriter(settings.data_dir, settings.max_image_pixels) if settings.data_dir else None
-    )
-    return Service(settings, admission, store, metrics, backend, predictor, jobs, writer)
+    return assemble(settings, metrics, backend, backend, jobs)
 
 
-async def _serve_published(follower: StoreFollower, published: Published) -> None:
+async def _serve_published(backend: LocalBackend, published: Published) -> None:
     # Whatever the job decided, the store's active pointer says what serves (an operator may
     # have rolled back while the job was publishing).
-    await follower.sync()
+    await backend.follower.sync()
 
 
 def __getattr__(name: str) -> FastAPI:

@@ -1,12 +1,17 @@
-"""``flowers-serve`` / ``python -m app.serve``: uvicorn with production settings for this app.
+"""``flowers-serve`` / ``python -m app.serve``: the service under uvicorn with production
+settings, and the Open Inference Protocol's gRPC server beside it (``FLOWERS_GRPC_PORT``).
 
-One worker per process (the model and the batch queue live in it; scale with processes or
-containers).  ``--train-if-empty`` first trains the default model when the store has none.
+This entry point builds and starts the service itself, then serves it over HTTP and gRPC side by
+side in one event loop (as MLServer's and KServe's servers do); on SIGTERM both stop taking new
+requests at once, drain, and the service stops last.  One worker per process (the model and the
+batch queue live in it; scale with processes or containers).  ``--train-if-empty`` first trains
+the default model when the store has none.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import subprocess
@@ -15,11 +20,21 @@ import threading
 import time
 import urllib.request
 from types import FrameType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from app.config import SettingsError, load_settings
+from app.config import Settings, SettingsError, load_settings
 from app.http.server import ConnectionLimits, hardened_protocol
+from app.main import build_local_service, create_app
+from app.observability import logs
+from app.observability.metrics import Metrics
 from app.store.versions import ModelStore
+
+if TYPE_CHECKING:
+    import uvicorn
+    from fastapi import FastAPI
+    from grpc import aio
+
+    from app.http.deps import Service
 
 # Uvicorn timeouts (documented in the README): idle keep-alive connections are closed after
 # KEEP_ALIVE_S; on SIGTERM, in-flight requests get shutdown_drain_s + GRACE_S to finish.
@@ -31,6 +46,8 @@ EXIT_USAGE: Final = 2
 WATCH_FIRST_S: Final = 0.5
 WATCH_MAX_S: Final = 10.0
 NOT_READY_NOTICE_S: Final = 15.0
+# How often the gRPC server looks whether uvicorn was told to stop (uvicorn's own tick).
+EXIT_POLL_S: Final = 0.1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,8 +74,6 @@ def main(argv: list[str] | None = None) -> int:
         code = subprocess.run([sys.executable, "-m", "app.train"], check=False).returncode
         if code != 0:
             return code
-    import uvicorn
-
     threading.Thread(
         target=_announce_when_ready, args=(args.port, settings.grpc_port), daemon=True
     ).start()
@@ -67,21 +82,68 @@ def main(argv: list[str] | None = None) -> int:
     # Installing a no-op here turns that into a clean exit with status 0.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, _stopped)
-    uvicorn.run(
-        "app.main:app",
+    logs.configure(settings.log_level, settings.log_format)
+    service = build_local_service(settings, Metrics())
+    http = _http_server(create_app(settings, service=service), settings, args.host, args.port)
+    with asyncio.Runner(loop_factory=http.config.get_loop_factory()) as runner:
+        runner.run(serve(service, http))
+    return 0
+
+
+async def serve(service: Service, http: uvicorn.Server) -> None:
+    """Start the service, serve it over HTTP (and gRPC) until told to stop, then stop it."""
+    settings = service.settings
+    await service.start()
+    try:
+        if settings.grpc_port is None:
+            await http.serve()
+            return
+        from app.v2 import grpc_server  # its messages only in a process that serves gRPC
+
+        parts = (service.dataplane, service.predictor, service.metrics, service.limits)
+        grpc = await grpc_server.start(*parts, port=settings.grpc_port)
+        await _serve_beside(http, grpc, settings.shutdown_drain_s)
+    finally:
+        await service.stop()
+
+
+async def _serve_beside(http: uvicorn.Server, grpc: aio.Server, drain_s: float) -> None:
+    """uvicorn until it stops; gRPC stops taking calls as soon as uvicorn is told to stop, and
+    its calls in flight finish (up to ``drain_s``) while HTTP drains too."""
+    stopping = asyncio.create_task(_stop_when_told(http, grpc, drain_s), name="grpc-stop")
+    try:
+        await http.serve()
+    finally:
+        http.should_exit = True  # also when uvicorn ended on its own (a port already in use)
+        await stopping
+
+
+async def _stop_when_told(http: uvicorn.Server, grpc: aio.Server, drain_s: float) -> None:
+    # uvicorn's signal handler sets a plain flag, which its own main loop polls at this rate.
+    while not http.should_exit:  # noqa: ASYNC110
+        await asyncio.sleep(EXIT_POLL_S)
+    await grpc.stop(drain_s)
+
+
+def _http_server(app: FastAPI, settings: Settings, host: str, port: int) -> uvicorn.Server:
+    """uvicorn, hardened for untrusted clients, serving ``app``."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        app=app,
         http=hardened_protocol(
             ConnectionLimits(settings.header_timeout_s, settings.max_connections)
         ),
-        host=args.host,
-        port=args.port,
+        host=host,
+        port=port,
         workers=1,
         access_log=False,  # app.access logs each request with its id
-        log_config=None,  # app.logs configures logging from the settings
+        log_config=None,  # app.observability.logs configures logging from the settings
         timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=int(settings.shutdown_drain_s + GRACE_S),
         limit_concurrency=settings.max_connections,
     )
-    return 0
+    return uvicorn.Server(config)
 
 
 def _stopped(signum: int, frame: FrameType | None) -> None:

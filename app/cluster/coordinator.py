@@ -18,9 +18,10 @@ from app.cluster.registry import COORDINATOR, ClusterView, ReplicaRegistry
 from app.cluster.training import RetrainResources, ray_launcher
 from app.config import Settings
 from app.events import Published
-from app.inference.backend import ReplicaStatus
+from app.inference.control import ReplicaStatus
 from app.jobs.records import Job
-from app.jobs.runner import JobRunner, retrain_command
+from app.jobs.runner import JobRunner
+from app.jobs.trainers import retrain_command
 from app.observability import logs
 from app.options import TrainOptions
 from app.store.versions import ModelStore
@@ -61,8 +62,8 @@ class Coordinator:
         active = await asyncio.to_thread(self._store.pointer_or_none)
         return ClusterView(active, self._registry.current())
 
-    async def start_job(self, recipe: TrainOptions) -> Job:
-        return await self._jobs.start(recipe)
+    async def start_job(self, options: TrainOptions) -> Job:
+        return await self._jobs.start(options)
 
     async def cancel_job(self, job_id: str) -> Job:
         return await self._jobs.cancel(job_id)

@@ -1,5 +1,9 @@
 """The Ingress deployment: the FastAPI app of :mod:`app.main`, over the cluster's backend.
 
+It serves HTTP only: the Open Inference Protocol's gRPC server is started by ``python -m
+app.serve`` beside its own app, never by the app, so an Ingress replica never binds
+``FLOWERS_GRPC_PORT`` whatever its environment says.
+
 Routes, upload limits, the error table, metrics and image decoding run here, on CPU replicas;
 the decoded images go to a Model replica.  Serve's proxy in front sets X-Request-ID on every
 request (the client's, or its own) and on every response, so the app does not add it again.
@@ -18,14 +22,10 @@ from app.cluster.registry import INGRESS
 from app.cluster.remote import RemoteBackend, RemoteJobs
 from app.cluster.replica import identity
 from app.config import Settings
-from app.dataset.labelling import DatasetWriter
-from app.http.service import Service
-from app.inference.admission import Admission
-from app.inference.predictor import Predictor
+from app.http.deps import Service
 from app.jobs.records import JobRecords
-from app.main import create_app
+from app.main import assemble, create_app
 from app.observability.metrics import Metrics
-from app.store.versions import ModelStore
 
 
 @serve.deployment(name=INGRESS, max_ongoing_requests=256)
@@ -51,12 +51,6 @@ def cluster_service(
     metrics: Metrics,
 ) -> Service:
     """The service of an Ingress replica: decoding here, the model and the jobs elsewhere."""
-    store = ModelStore(settings.model_store)
     backend = RemoteBackend(model, coordinator, settings, identity())
-    admission = Admission(settings.max_inflight_bytes)
-    predictor = Predictor(backend, admission, settings.max_image_pixels, settings.request_timeout_s)
-    jobs = RemoteJobs(coordinator, JobRecords(store.root / "jobs"))
-    writer = (
-        DatasetWriter(settings.data_dir, settings.max_image_pixels) if settings.data_dir else None
-    )
-    return Service(settings, admission, store, metrics, backend, predictor, jobs, writer)
+    jobs = RemoteJobs(coordinator, JobRecords(settings.model_store / "jobs"))
+    return assemble(settings, metrics, backend, backend, jobs)

@@ -16,20 +16,25 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from app.cluster.registry import MODEL
-from app.cluster.replica import Reporter, identity
+from app.cluster.replica import StatusReporter, identity
 from app.config import Settings
-from app.inference.backend import Inference, ReplicaStatus, local_backend
-from app.inference.batching import BatchObserver
+from app.inference.backend import Inference
+from app.inference.control import ReplicaStatus
 from app.observability import logs
 
 logger = logging.getLogger(__name__)
 
 
-class _Counts(BatchObserver):
+class _Counts:
+    """This replica's work, as it reports it (a BatchObserver)."""
+
     def __init__(self) -> None:
         self.requests = 0
         self.images = 0
         self.batches = 0
+
+    def queue_depth(self, depth: int) -> None:
+        pass
 
     def batch_done(self, size: int, seconds: float) -> None:
         self.images += size
@@ -43,11 +48,13 @@ class Model:
         self._settings = settings = Settings()
         logs.configure(settings.log_level, settings.log_format)
         self._counts = _Counts()
-        self._backend = local_backend(settings, observer=self._counts)
+        from app.inference.loading import local_backend  # TensorFlow: in this replica only
+
+        self._backend = local_backend(settings, batch_observer=self._counts)
         await self._backend.load()  # a failure is logged: 503s meanwhile, the store followed
         await self._backend.start()
         self._me = identity()
-        self._reporter = Reporter(coordinator, self._status)
+        self._reporter = StatusReporter(coordinator, self._status)
         await self._reporter.report_now()
         self._reporter.start()
 

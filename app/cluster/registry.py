@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from app.inference.backend import ReplicaStatus, ServingModel
+from app.inference.control import ReplicaStatus
+from app.inference.manager import ServingModel
 
 INGRESS: Final = "Ingress"
 MODEL: Final = "Model"

@@ -1,9 +1,10 @@
 """The Ingress side of the cluster: an inference backend and job control over DeploymentHandles.
 
-The HTTP app is the single-process one; only what sits behind ``service.backend`` and
-``service.jobs`` lives elsewhere: the batcher and the engine in Model replicas, the retrain jobs
-in the Coordinator.  A request's images go to one Model replica in one call, which answers them
-all with one version.  If that replica dies, the request is sent once more, to another one.
+The HTTP app is the single-process one; only what sits behind ``service.backend`` (and
+``service.control``) and ``service.jobs`` lives elsewhere: the batcher and the engine in Model
+replicas, the retrain jobs in the Coordinator.  A request's images go to one Model replica in
+one call, which answers them all with one version.  If that replica dies, the request is sent
+once more, to another one.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
 
 from app.cluster.registry import ClusterView
-from app.cluster.replica import Identity, Reporter
+from app.cluster.replica import Identity, StatusReporter
 from app.config import Settings
-from app.inference.backend import Inference, ReplicaStatus, ServingModel
+from app.inference.backend import Inference
 from app.inference.batching import Overloaded, ShuttingDown, TimedOut
-from app.inference.manager import NoModel
+from app.inference.control import ReplicaStatus
+from app.inference.manager import NoModel, ServingModel
 from app.jobs.records import Job, JobRecords
 from app.options import TrainOptions
 
@@ -77,7 +79,7 @@ class RemoteBackend:
         self.images = 0
         self.retried = 0
         self._refresher: asyncio.Task[None] | None = None
-        self._reporter = Reporter(coordinator, self.status)
+        self._reporter = StatusReporter(coordinator, self.status)
 
     def status(self) -> ReplicaStatus:
         return self._me.status(requests=self.requests, images=self.images, retried=self.retried)
@@ -115,7 +117,7 @@ class RemoteBackend:
     def serving(self) -> ServingModel | None:
         return self._view.serving()
 
-    def require(self) -> ServingModel:
+    def ready_model(self) -> ServingModel:
         model = self.serving()
         if model is None:
             raise NoModel(
@@ -133,7 +135,7 @@ class RemoteBackend:
                 f"model, limit {self.queue_limit})"
             )
 
-    def arriving(self) -> AbstractContextManager[None]:
+    def images_on_the_way(self) -> AbstractContextManager[None]:
         # The batcher is in another process: it closes a batch when its own queue is empty.
         return contextlib.nullcontext()
 
@@ -189,13 +191,19 @@ class RemoteJobs:
 
     def __init__(self, coordinator: DeploymentHandle[Any], records: JobRecords) -> None:
         self._coordinator = coordinator
-        self.records = records
+        self._records = records
 
     async def recover(self) -> None:
         """Nothing here: the Coordinator recovers the jobs when it starts."""
 
-    async def start(self, recipe: TrainOptions) -> Job:
-        job: Job = await call(self._coordinator.start_job.remote(recipe))
+    async def list_jobs(self) -> list[Job]:
+        return await asyncio.to_thread(self._records.all)
+
+    async def get_job(self, job_id: str) -> Job:
+        return await asyncio.to_thread(self._records.get, job_id)
+
+    async def start(self, options: TrainOptions) -> Job:
+        job: Job = await call(self._coordinator.start_job.remote(options))
         return job
 
     async def cancel(self, job_id: str) -> Job:

@@ -16,7 +16,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from app.cluster.registry import REPORT_INTERVAL_S
-from app.inference.backend import ReplicaStatus
+from app.inference.control import ReplicaStatus
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def identity() -> Identity:
     )
 
 
-class Reporter:
+class StatusReporter:
     """Sends ``status()`` to the Coordinator every REPORT_INTERVAL_S; says goodbye on stop."""
 
     def __init__(

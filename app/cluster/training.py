@@ -2,7 +2,7 @@
 resources the job asks for (a GPU node when there is one), its output in the job's log.
 
 The Coordinator's JobRunner watches it like a local child process (:class:`RayTrainer` is a
-:class:`~app.jobs.runner.Trainer`): same records, progress events, cancel and publish rules.
+:class:`~app.jobs.trainers.Trainer`): same records, progress events, cancel and publish rules.
 The trainer is started by name, never imported: serving code stays free of training code.
 """
 
@@ -22,7 +22,7 @@ import ray
 from pydantic import BaseModel, ConfigDict, Field
 from ray.exceptions import RayError, TaskCancelledError
 
-from app.jobs.runner import Launch, Trainer
+from app.jobs.trainers import Launch, Trainer
 
 logger = logging.getLogger(__name__)
 

@@ -14,12 +14,21 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from app.store import processes as owners
+from app.store import processes
 
 PREFIX: Final = ".incoming-"
+
+
+@dataclass(frozen=True)
+class SpooledPart:
+    """One uploaded file, named as it was sent, on its way to its own file in the spool."""
+
+    name: str
+    writing: asyncio.Future[Path]
 
 
 class Spool:
@@ -27,18 +36,18 @@ class Spool:
         self.folder = folder
         self.writes: list[asyncio.Future[Path]] = []
 
-    def write_later(self, data: bytes) -> asyncio.Future[Path]:
-        """Start writing one part to its own file (off the event loop); the future names it."""
+    def write_later(self, name: str, data: bytes) -> SpooledPart:
+        """Start writing one part to its own file (off the event loop)."""
         path = self.folder / f"{len(self.writes):04d}"
         write = asyncio.get_running_loop().run_in_executor(None, _write, path, data)
         self.writes.append(write)
-        return write
+        return SpooledPart(name, write)
 
 
 @contextlib.asynccontextmanager
 async def spooled(root: Path) -> AsyncIterator[Spool]:
     """A private spool folder inside ``root`` for the duration of one request."""
-    folder = root / f"{PREFIX}{owners.HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    folder = root / f"{PREFIX}{processes.HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     await asyncio.to_thread(_create, root, folder)
     spool = Spool(folder)
     try:
@@ -62,6 +71,6 @@ def _write(path: Path, data: bytes) -> Path:
 def _remove_abandoned(root: Path) -> None:
     for entry in root.glob(f"{PREFIX}*"):
         parts = entry.name.removeprefix(PREFIX).split("-")
-        mine = len(parts) == 3 and parts[0] == owners.HOST and parts[1].isdecimal()
-        if mine and not owners.pid_alive(int(parts[1])):
+        mine = len(parts) == 3 and parts[0] == processes.HOST and parts[1].isdecimal()
+        if mine and not processes.pid_alive(int(parts[1])):
             shutil.rmtree(entry, ignore_errors=True)

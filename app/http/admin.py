@@ -12,15 +12,23 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Request, status
 from fastapi.responses import FileResponse
 
-from app import imaging
+from app import errors, imaging
+from app.config import Settings
 from app.dataset.labelling import CLASS_NAME, DatasetWriter
 from app.dataset.spool import spooled
 from app.http import bodies, multipart
-from app.http.deps import ServiceDep
-from app.http.errors import responses, status_of
+from app.http.deps import (
+    AdmissionDep,
+    ControlDep,
+    DatasetDep,
+    JobsDep,
+    LimitsDep,
+    SettingsDep,
+    StoreDep,
+)
+from app.http.errors import responses
 from app.http.schemas import (
     ClassCount,
-    ClassScores,
     DatasetAddResult,
     DatasetSummary,
     DuplicateImage,
@@ -32,9 +40,9 @@ from app.http.schemas import (
     VersionDetail,
     VersionSummary,
 )
-from app.http.service import Service
+from app.inference.control import ModelControl
 from app.jobs.records import Job
-from app.store.versions import PLOTS, Version
+from app.store.versions import PLOTS, ModelStore, Version
 
 router = APIRouter(tags=["admin"], responses=responses(401, 403))
 
@@ -55,41 +63,41 @@ PlotName = Annotated[
     responses=responses(409, 413, 415, 422),
     openapi_extra=bodies.json_body(RetrainRequest),
 )
-async def retrain(request: Request, service: ServiceDep) -> JobAccepted:
+async def retrain(request: Request, jobs: JobsDep) -> JobAccepted:
     """Start a training job on the server's dataset folder; poll its status_url."""
-    recipe = await bodies.read_model(request, RetrainRequest)  # after the token check
-    job = await service.jobs.start(recipe)
+    options = await bodies.read_model(request, RetrainRequest)  # after the token check
+    job = await jobs.start(options)
     return JobAccepted(job_id=job.id, status_url=f"/admin/jobs/{job.id}")
 
 
 @router.get("/jobs", response_model=list[Job])
-async def list_jobs(service: ServiceDep) -> list[Job]:
+async def list_jobs(jobs: JobsDep) -> list[Job]:
     """Every job, newest first."""
-    return await asyncio.to_thread(service.jobs.records.all)
+    return await jobs.list_jobs()
 
 
 @router.get("/jobs/{job_id}", response_model=Job, responses=responses(404))
-async def get_job(service: ServiceDep, job_id: JobId) -> Job:
+async def get_job(jobs: JobsDep, job_id: JobId) -> Job:
     """A job's state, progress, timings, result or error, and the last lines of its log."""
-    return await asyncio.to_thread(service.jobs.records.get, job_id)
+    return await jobs.get_job(job_id)
 
 
 @router.delete("/jobs/{job_id}", response_model=Job, responses=responses(404, 409))
-async def cancel_job(service: ServiceDep, job_id: JobId) -> Job:
+async def cancel_job(jobs: JobsDep, job_id: JobId) -> Job:
     """Cancel a running job: its trainer is stopped and publishes nothing."""
-    return await service.jobs.cancel(job_id)
+    return await jobs.cancel(job_id)
 
 
 @router.get("/models", response_model=ModelList)
-async def list_models(service: ServiceDep) -> ModelList:
+async def list_models(store: StoreDep, control: ControlDep, settings: SettingsDep) -> ModelList:
     """Every complete version, with which is active in the store and which this server serves."""
-    return await asyncio.to_thread(_model_list, service)
+    return await asyncio.to_thread(_model_list, store, control, settings)
 
 
 @router.get("/models/{version}", response_model=VersionDetail, responses=responses(404, 409))
-async def get_model(service: ServiceDep, version: VersionNumber) -> VersionDetail:
+async def get_model(store: StoreDep, control: ControlDep, version: VersionNumber) -> VersionDetail:
     """A version's summary, per-class validation metrics, plots and whole metadata."""
-    return await asyncio.to_thread(_version_detail, service, version)
+    return await asyncio.to_thread(_version_detail, store, control, version)
 
 
 @router.get(
@@ -100,52 +108,56 @@ async def get_model(service: ServiceDep, version: VersionNumber) -> VersionDetai
         **responses(404, 409),
     },
 )
-async def get_plot(service: ServiceDep, version: VersionNumber, plot: PlotName) -> FileResponse:
+async def get_plot(store: StoreDep, version: VersionNumber, plot: PlotName) -> FileResponse:
     """A version's training curves (history.png) or validation confusion matrix (confusion.png)."""
-    path = await asyncio.to_thread(service.store.plot, version, plot)
+    path = await asyncio.to_thread(store.plot, version, plot)
     return FileResponse(path, media_type="image/png")
 
 
 @router.post("/models/{version}/activate", response_model=ModelList, responses=responses(404, 409))
-async def activate(service: ServiceDep, version: VersionNumber) -> ModelList:
+async def activate(
+    store: StoreDep, control: ControlDep, settings: SettingsDep, version: VersionNumber
+) -> ModelList:
     """Load and warm up a version beside the serving one, swap it in, and point the store at it."""
-    await service.backend.activate(version)
-    return await asyncio.to_thread(_model_list, service)
+    await control.activate(version)
+    return await asyncio.to_thread(_model_list, store, control, settings)
 
 
 @router.delete("/models/{version}", response_model=ModelList, responses=responses(404, 409))
-async def delete_model(service: ServiceDep, version: VersionNumber) -> ModelList:
+async def delete_model(
+    store: StoreDep, control: ControlDep, settings: SettingsDep, version: VersionNumber
+) -> ModelList:
     """Delete a version from the store; never the active one or one that serves."""
-    await asyncio.to_thread(service.store.delete, version, _in_use(service))
-    return await asyncio.to_thread(_model_list, service)
+    await asyncio.to_thread(store.delete, version, _in_use(control))
+    return await asyncio.to_thread(_model_list, store, control, settings)
 
 
-def _model_list(service: Service) -> ModelList:
-    active, serving = _active_and_serving(service)
-    versions = [_summary(service, v, active, serving) for v in service.store.versions()]
+def _model_list(store: ModelStore, control: ModelControl, settings: Settings) -> ModelList:
+    active, serving = _active_and_serving(store, control)
+    versions = [_summary(store, v, active, serving) for v in store.versions()]
     return ModelList(
         active=str(active) if active else None,
         serving=str(serving) if serving else None,
-        keep_versions=service.settings.keep_versions,
+        keep_versions=settings.keep_versions,
         versions=versions,
     )
 
 
-def _active_and_serving(service: Service) -> tuple[int | None, int | None]:
-    current = service.backend.serving()
+def _active_and_serving(store: ModelStore, control: ModelControl) -> tuple[int | None, int | None]:
+    current = control.serving()
     # a garbled pointer is shown as "none"
-    return service.store.pointer_or_none(), current.number if current else None
+    return store.pointer_or_none(), current.number if current else None
 
 
-def _in_use(service: Service) -> set[int]:
+def _in_use(control: ModelControl) -> set[int]:
     """The versions this server serves: on a cluster, every Model replica's."""
-    replicas = service.backend.replicas() or []
-    models = [service.backend.serving(), *(replica.model for replica in replicas)]
+    replicas = control.replicas() or []
+    models = [control.serving(), *(replica.model for replica in replicas)]
     return {model.number for model in models if model is not None}
 
 
 def _summary(
-    service: Service, version: Version, active: int | None, serving: int | None
+    store: ModelStore, version: Version, active: int | None, serving: int | None
 ) -> VersionSummary:
     return VersionSummary(
         version=str(version.number),
@@ -153,19 +165,18 @@ def _summary(
         classes=version.classes,
         val_accuracy=version.metadata.val_accuracy,
         evaluation=version.metadata.metrics.evaluation,
-        size_bytes=service.store.size_bytes(version),
+        size_bytes=store.size_bytes(version),
         active=version.number == active,
         serving=version.number == serving,
     )
 
 
-def _version_detail(service: Service, number: int) -> VersionDetail:
-    version = service.store.get(number)
-    summary = _summary(service, version, *_active_and_serving(service))
-    scores = version.metadata.metrics.per_class
+def _version_detail(store: ModelStore, control: ModelControl, number: int) -> VersionDetail:
+    version = store.get(number)
+    summary = _summary(store, version, *_active_and_serving(store, control))
     return VersionDetail(
         **summary.model_dump(),
-        per_class={name: ClassScores(**vars(score)) for name, score in scores.items()},
+        per_class=dict(version.metadata.metrics.per_class),
         plots={
             name: f"/admin/models/{number}/plots/{name}"
             for name in PLOTS
@@ -176,9 +187,8 @@ def _version_detail(service: Service, number: int) -> VersionDetail:
 
 
 @router.get("/dataset", response_model=DatasetSummary, responses=responses(409))
-async def dataset_summary(service: ServiceDep) -> DatasetSummary:
+async def dataset_summary(writer: DatasetDep) -> DatasetSummary:
     """Class names with image counts and sizes in the server's dataset folder."""
-    writer = service.dataset()
     classes = [ClassCount(**vars(c)) for c in await asyncio.to_thread(writer.summary)]
     return DatasetSummary(
         root=str(writer.root),
@@ -195,21 +205,21 @@ async def dataset_summary(service: ServiceDep) -> DatasetSummary:
     openapi_extra=multipart.multipart_images_body(),
 )
 async def add_images(
-    request: Request, service: ServiceDep, class_name: ClassName
+    request: Request,
+    writer: DatasetDep,  # 409 before reading the body when no folder is configured
+    admission: AdmissionDep,
+    limits: LimitsDep,
+    class_name: ClassName,
 ) -> DatasetAddResult:
     """Add labelled images to a class (created if new); duplicates and bad files are reported."""
-    writer = service.dataset()  # 409 before reading the body when no folder is configured
     await asyncio.to_thread(writer.check_new_class, class_name)  # 422 before reading it too
-    declared = multipart.declared_size(request, service.settings)
-    with service.admission.admit(declared) as ticket:
+    declared = multipart.declared_size(request, limits)
+    with admission.admit(declared) as ticket:
         async with spooled(writer.root) as spool:
             parts = await multipart.read_images(
-                request,
-                service.settings,
-                lambda name, data: (name, spool.write_later(data)),
-                ticket.counted,
+                request, limits, on_image=spool.write_later, meter=ticket.counted
             )
-            files = [(name, await written) for name, written in parts]
+            files = [(part.name, await part.writing) for part in parts]
             # One file after the other, in upload order, so duplicates within a request are
             # reported against the first copy.
             return await asyncio.to_thread(_add_all, writer, class_name, files)
@@ -223,8 +233,10 @@ def _add_all(
         try:
             outcome = writer.add(class_name, path.read_bytes())
         except imaging.ImageError as error:
-            code, _, _ = status_of(error)
-            result.rejected.append(RejectedImage(filename=filename, status=code, reason=str(error)))
+            status = errors.refusal_of(error).status
+            result.rejected.append(
+                RejectedImage(filename=filename, status=status, reason=str(error))
+            )
             continue
         if outcome.stored_as is not None:
             result.stored.append(StoredImage(filename=filename, stored_as=outcome.stored_as))

@@ -9,17 +9,10 @@ from typing import Annotated
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from app.errors import AdminDisabled, Unauthorized
 from app.http.deps import SettingsDep
 
 _bearer = HTTPBearer(auto_error=False, description="FLOWERS_ADMIN_TOKEN")
-
-
-class Unauthorized(PermissionError):
-    """Missing or wrong token (401 + WWW-Authenticate: Bearer)."""
-
-
-class AdminDisabled(PermissionError):
-    """No token is configured, so the admin API is off (403)."""
 
 
 def require_admin(

@@ -1,30 +1,72 @@
-"""JSON request bodies, read by the route itself: after its dependencies (the admin token) have
-run, so an unauthenticated client never gets a byte of its body read, and within a small cap.
+"""Request bodies read by the route itself, as they stream: each within its byte cap (a declared
+size over it is refused before a byte is read) and an idle deadline between chunks.
 
-FastAPI reads a declared body parameter before it solves dependencies: three 300 MB bodies sent
-with no token were read whole (RSS +2.4 GB), each still answered 401.
+JSON bodies are read after the route's dependencies (the admin token) have run, so an
+unauthenticated client never gets a byte of its body read: FastAPI reads a declared body
+parameter before it solves dependencies, and three 300 MB bodies sent with no token were read
+whole (RSS +2.4 GB), each still answered 401.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Any, Final, TypeVar
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
+from app.errors import BodyTooLarge, NotJson, UploadStalled, UploadTooLarge
+from app.inference.admission import Meter
+
 MAX_JSON_BODY_BYTES: Final = 64 * 1024
 
 Model = TypeVar("Model", bound=BaseModel)
 
 
-class BodyTooLarge(ValueError):
-    """A JSON body over MAX_JSON_BODY_BYTES (413)."""
+def declared_within(content_length: str | None, max_bytes: int) -> int | None:
+    """The declared body size (None when undeclared); UploadTooLarge if over ``max_bytes``."""
+    declared = int(content_length) if content_length and content_length.isdecimal() else None
+    if declared is not None and declared > max_bytes:
+        raise UploadTooLarge(f"the request body is over {max_bytes:,} bytes")
+    return declared
 
 
-class NotJson(ValueError):
-    """A body that is not application/json (415)."""
+async def with_idle_timeout(body: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
+    """The body's chunks; UploadStalled when the next one takes longer than ``seconds``.
+
+    A client that declares a Content-Length and then stops sending would otherwise hold the
+    request (and its memory) open for as long as the connection lives.
+    """
+    iterator = aiter(body)
+    while True:
+        try:
+            chunk = await asyncio.wait_for(anext(iterator), seconds)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise UploadStalled(f"the upload stalled for more than {seconds:g}s") from None
+        yield chunk
+
+
+async def read_body(
+    request: Request, max_bytes: int, idle_timeout_s: float, meter: Meter | None = None
+) -> bytes:
+    """A whole request body of at most ``max_bytes``, for bodies that are not multipart: one
+    that grows past it is refused as soon as it does (UploadTooLarge), never buffered whole;
+    one that stalls gets UploadStalled.  ``meter`` sees the chunks first."""
+    declared_within(request.headers.get("content-length"), max_bytes)
+    body = request.stream()
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in with_idle_timeout(meter(body) if meter else body, idle_timeout_s):
+        received += len(chunk)
+        if received > max_bytes:
+            raise UploadTooLarge(f"the request body is over {max_bytes:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def json_body(model: type[BaseModel]) -> dict[str, Any]:

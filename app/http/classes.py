@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.http.deps import ServiceDep
+from app.http.deps import BackendDep, ControlDep, SettingsDep
 from app.http.errors import responses
 from app.http.schemas import BatchingInfo, ClassesResponse, ModelResponse, replica_infos
 
@@ -12,9 +12,9 @@ router = APIRouter(tags=["model"])
 
 
 @router.get("/classes", response_model=ClassesResponse, responses=responses(503))
-async def classes(service: ServiceDep) -> ClassesResponse:
+async def classes(backend: BackendDep) -> ClassesResponse:
     """The class names, in the model's output order."""
-    model = service.backend.require()
+    model = backend.ready_model()
     return ClassesResponse(model_version=str(model.number), classes=model.classes)
 
 
@@ -24,12 +24,13 @@ async def classes(service: ServiceDep) -> ClassesResponse:
     responses=responses(503),
     response_model_exclude_unset=True,  # `replicas` only on a cluster
 )
-async def model_info(service: ServiceDep) -> ModelResponse:
+async def model_info(
+    backend: BackendDep, control: ControlDep, settings: SettingsDep
+) -> ModelResponse:
     """The serving version's metadata, the engine and device, and the batching settings."""
-    model = service.backend.require()
+    model = backend.ready_model()
     metadata = model.metadata
-    settings = service.settings
-    replicas = service.backend.replicas()
+    replicas = control.replicas()
     cluster = {} if replicas is None else {"replicas": replica_infos(replicas)}
     return ModelResponse(
         version=str(model.number),

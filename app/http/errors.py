@@ -1,76 +1,42 @@
-"""Every domain error mapped to its HTTP status, in one place.
+"""Errors answered over HTTP: every refusal of the table in :mod:`app.errors` as a JSON body with
+its status and headers, and each route's OpenAPI ``responses`` from the same table.
 
 Bodies are ``{"detail": "...", "request_id": "..."}`` (422s keep FastAPI's validation-error
-shape, ``{"detail": [{"msg": ...}]}``); overload and not-ready answers carry ``Retry-After``.
-The OpenAPI ``responses`` of each route are built from the same table.
+shape, ``{"detail": [{"msg": ...}]}``).  On the Open Inference Protocol's routes (those of
+:class:`V2Route`) they are the protocol's ``{"error": "..."}``, the key clients such as
+tritonclient read, with the same statuses.  Overload and not-ready answers carry ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import Scope
 
-from app import imaging
-from app.dataset.labelling import DatasetNotConfigured, InvalidClassName
-from app.http import bodies, multipart
-from app.http.auth import AdminDisabled, Unauthorized
+from app import errors
+from app.errors import Refusal
 from app.http.schemas import Error, ValidationErrors
-from app.inference.admission import UploadBudgetFull
-from app.inference.batching import BatchFailed, Overloaded, ShuttingDown, TimedOut
-from app.inference.manager import ModelLoadError, NoModel
-from app.inference.predictor import ImageRejected
-from app.jobs.records import JobNotFound
-from app.jobs.runner import JobConflict
 from app.observability.metrics import Metrics
-from app.store.versions import ArtifactNotFound, StoreError, VersionInUse, VersionNotFound
-
-logger = logging.getLogger(__name__)
 
 RETRY_AFTER_S: Final = "1"
 MAX_ECHOED_CHARS: Final = 256  # a 422 shows the offending input only when it is this small
 
-_RETRY: Final = {"Retry-After": RETRY_AFTER_S}
-_BEARER: Final = {"WWW-Authenticate": "Bearer"}
 
-# exception type -> (status, metrics reason, extra response headers)
-_STATUS: Final[dict[type[Exception], tuple[int, str, dict[str, str]]]] = {
-    imaging.CorruptImage: (400, "corrupt_image", {}),
-    imaging.ImageTooLarge: (413, "image_too_large", {}),
-    imaging.UnsupportedImage: (415, "unsupported_image", {}),
-    multipart.MalformedUpload: (400, "malformed_upload", {}),
-    multipart.UploadTooLarge: (413, "upload_too_large", {}),
-    multipart.UploadStalled: (408, "upload_stalled", {"Connection": "close"}),
-    multipart.TooManyFiles: (413, "too_many_files", {}),
-    multipart.NotMultipart: (415, "not_multipart", {}),
-    multipart.MissingImage: (422, "missing_image", {}),
-    bodies.BodyTooLarge: (413, "body_too_large", {}),
-    bodies.NotJson: (415, "not_json", {}),
-    Unauthorized: (401, "unauthorized", _BEARER),
-    AdminDisabled: (403, "admin_disabled", {}),
-    VersionNotFound: (404, "not_found", {}),
-    ArtifactNotFound: (404, "not_found", {}),
-    VersionInUse: (409, "version_in_use", {}),
-    StoreError: (409, "store_conflict", {}),
-    JobNotFound: (404, "not_found", {}),
-    JobConflict: (409, "conflict", {}),
-    ModelLoadError: (409, "model_load_failed", {}),
-    DatasetNotConfigured: (409, "no_dataset", {}),
-    InvalidClassName: (422, "invalid_class_name", {}),
-    NoModel: (503, "not_ready", _RETRY),
-    UploadBudgetFull: (503, "upload_budget_full", _RETRY),
-    Overloaded: (503, "overloaded", _RETRY),
-    ShuttingDown: (503, "shutting_down", _RETRY),
-    TimedOut: (504, "timeout", {}),
-    BatchFailed: (500, "inference_failed", {}),
-}
+class V2Route(APIRoute):
+    """A route of the Open Inference Protocol: its refusals are answered as ``{"error": ...}``."""
+
+
+def speaks_v2(scope: Scope) -> bool:
+    return isinstance(scope.get("route"), V2Route)
+
 
 DESCRIPTIONS: Final = {
     401: "Missing or wrong admin token (send Authorization: Bearer <token>)",
@@ -104,24 +70,25 @@ def responses(
     }
 
 
-def status_of(error: Exception) -> tuple[int, str, dict[str, str]]:
-    """The HTTP status, metrics reason and extra headers an exception is answered with."""
-    cause = error.error if isinstance(error, ImageRejected) else error
-    for kind in type(cause).__mro__:
-        if kind in _STATUS:
-            return _STATUS[kind]
-    return 500, "internal", {}
+def headers_of(refusal: Refusal) -> dict[str, str]:
+    headers = {"Retry-After": RETRY_AFTER_S} if refusal.retry else {}
+    if refusal.close:
+        headers["Connection"] = "close"
+    if refusal.bearer:
+        headers["WWW-Authenticate"] = "Bearer"
+    return headers
 
 
-def record(error: Exception, metrics: Metrics) -> tuple[int, str, dict[str, str]]:
-    """:func:`status_of`, with the refusal counted and server errors logged (every protocol)."""
-    status, reason, headers = status_of(error)
-    metrics.rejected.labels(reason=reason).inc()
-    if reason == "internal":
-        logger.error("request failed: %s", error, exc_info=error)
-    elif status >= 500 and status not in (503, 504):
-        logger.error("request failed: %s", error)
-    return status, reason, headers
+def refusal_response(request: Request, error: Exception, metrics: Metrics) -> JSONResponse:
+    """The answer to any error raised while serving a request: counted, logged if ours, in
+    the body of the route's protocol."""
+    refusal = errors.refuse(error, metrics)
+    headers = headers_of(refusal) or None
+    if speaks_v2(request.scope):
+        return JSONResponse({"error": errors.message(error, refusal)}, refusal.status, headers)
+    return error_response(
+        request, refusal.status, errors.message(error, refusal), headers, refusal.reason
+    )
 
 
 def error_response(
@@ -143,13 +110,12 @@ def error_response(
 
 
 def install(app: FastAPI, metrics: Metrics) -> None:
-    """Register one handler for every mapped error type."""
+    """Register one handler for every error type of the table (the rest: the middleware's)."""
 
     async def handle(request: Request, error: Exception) -> JSONResponse:
-        status, reason, headers = record(error, metrics)
-        return error_response(request, status, str(error), headers, reason)
+        return refusal_response(request, error, metrics)
 
-    for kind in (*_STATUS, ImageRejected):
+    for kind in errors.HANDLED:
         app.add_exception_handler(kind, handle)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from app.http.deps import MetricsDep, Service
 from app.http.errors import RETRY_AFTER_S
 from app.http.schemas import Health, replica_infos
-from app.http.service import Service
-from app.inference.backend import ServingModel
+from app.inference.manager import ServingModel
 
 router = APIRouter(tags=["operations"])
 
@@ -40,14 +40,15 @@ async def ready(request: Request) -> Response:
 
 
 def _serving(request: Request) -> ServingModel | None:
-    service: Service | None = getattr(request.app.state, "service", None)
-    return service.backend.serving() if service is not None else None
+    # Probes answer while the service is still being built (no service yet: nothing serves).
+    service: Service | None = request.app.state.service
+    return service.control.serving() if service is not None else None
 
 
 def _replicas(request: Request) -> dict[str, Any]:
     """On a cluster: ``{"replicas": [...]}``; nothing for one process."""
-    service: Service | None = getattr(request.app.state, "service", None)
-    replicas = service.backend.replicas() if service is not None else None
+    service: Service | None = request.app.state.service
+    replicas = service.control.replicas() if service is not None else None
     return {} if replicas is None else {"replicas": replica_infos(replicas)}
 
 
@@ -56,6 +57,6 @@ def _replicas(request: Request) -> dict[str, Any]:
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
 )
-async def metrics(request: Request) -> Response:
+async def metrics(metrics: MetricsDep) -> Response:
     """Prometheus metrics in the text exposition format."""
-    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -17,11 +17,12 @@ from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import errors
+from app.http.errors import speaks_v2
 from app.observability import logs
 from app.observability.metrics import Metrics
 
 access_log = logging.getLogger("app.access")
-logger = logging.getLogger(__name__)
 
 _SANE_ID: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _DOCS_PREFIXES: Final = ("/docs", "/redoc", "/openapi.json")
@@ -66,21 +67,19 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_headers)
-        except Exception:
+        except Exception as error:
             if responded:  # too late for an error response: the connection is cut
                 raise
             # A bug must still answer like every other error: JSON, request id, headers.
-            logger.exception("unhandled error")
-            await _internal_error(request_id, send_with_headers)
+            errors.refuse(error, self.metrics)
+            await _internal_error(scope, request_id, send_with_headers)
         finally:
             self._observe(scope, status, time.perf_counter() - started)
             logs.request_id.reset(token)
 
     def _observe(self, scope: Scope, status: int, seconds: float) -> None:
         template = route_template(scope)
-        labels = {"route": template, "method": scope["method"], "status": str(status)}
-        self.metrics.requests.labels(**labels).inc()
-        self.metrics.latency.labels(**labels).observe(seconds)
+        self.metrics.observe(template, scope["method"], status, seconds)
         access_log.log(
             logging.DEBUG if template in _PROBES else logging.INFO,
             "%s %s %d %.1fms",
@@ -105,8 +104,16 @@ def route_template(scope: Scope) -> str:
     return f"{prefix}{template}" if prefix else str(template)
 
 
-async def _internal_error(request_id: str, send: Send) -> None:
-    body = json.dumps({"detail": "internal server error", "request_id": request_id}).encode()
+async def _internal_error(scope: Scope, request_id: str, send: Send) -> None:
+    shown = (
+        {"error": "internal server error"}
+        if speaks_v2(scope)
+        else {
+            "detail": "internal server error",
+            "request_id": request_id,
+        }
+    )
+    body = json.dumps(shown).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": 500, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -8,7 +8,6 @@ starts while later parts are still uploading.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -17,60 +16,17 @@ from python_multipart.exceptions import FormParserError, MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from app.config import MULTIPART_OVERHEAD_BYTES, Settings
+from app.errors import MalformedUpload, MissingImage, NotMultipart, TooManyFiles, UploadTooLarge
+from app.http import bodies
+from app.inference.admission import Meter
+from app.inference.limits import UploadLimits
 
 T = TypeVar("T")
-Meter = Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]
 
 IMAGE_FIELDS = frozenset({"file", "files"})
 MAX_TEXT_FIELD_BYTES = 64 * 1024
 MAX_PART_HEADER_BYTES = 4096
 MAX_PART_HEADERS = 8
-
-
-class UploadError(ValueError):
-    """The request body is not an acceptable upload."""
-
-
-class NotMultipart(UploadError):
-    """The request is not multipart/form-data (415)."""
-
-
-class MalformedUpload(UploadError):
-    """The multipart body cannot be parsed (400)."""
-
-
-class UploadTooLarge(UploadError):
-    """A part or the whole body is over its byte limit (413)."""
-
-
-class TooManyFiles(UploadError):
-    """More image parts than allowed per request (413)."""
-
-
-class UploadStalled(UploadError):
-    """The client stopped sending the body (408)."""
-
-
-class MissingImage(UploadError):
-    """No image part in the form, or a part that is not a file (422)."""
-
-
-@dataclass(frozen=True)
-class UploadLimits:
-    max_file_bytes: int
-    max_files: int
-    idle_timeout_s: float = 15.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> UploadLimits:
-        return cls(
-            settings.max_upload_bytes, settings.max_files_per_request, settings.upload_timeout_s
-        )
-
-    @property
-    def max_body_bytes(self) -> int:
-        return self.max_files * self.max_file_bytes + MULTIPART_OVERHEAD_BYTES
 
 
 @dataclass
@@ -203,46 +159,6 @@ def fill_file_limits(openapi: dict[str, Any], max_files: int) -> None:
                 with_file["properties"] = {"files": {"maxItems": max_files - 1}}
 
 
-async def _with_idle_timeout(body: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
-    """The body's chunks; UploadStalled when the next one takes longer than ``seconds``.
-
-    A client that declares a Content-Length and then stops sending would otherwise hold the
-    request (and its memory) open for as long as the connection lives.
-    """
-    iterator = aiter(body)
-    while True:
-        try:
-            chunk = await asyncio.wait_for(anext(iterator), seconds)
-        except StopAsyncIteration:
-            return
-        except TimeoutError:
-            raise UploadStalled(f"the upload stalled for more than {seconds:g}s") from None
-        yield chunk
-
-
-async def receive_body(
-    content_length: str | None,
-    body: AsyncIterator[bytes],
-    max_bytes: int,
-    idle_timeout_s: float,
-) -> bytes:
-    """A whole request body of at most ``max_bytes``, for bodies that are not multipart.
-
-    A declared Content-Length over the limit is refused before anything is read, and a body
-    that grows past it is refused as soon as it does (UploadTooLarge), never buffered whole;
-    a body that stalls gets UploadStalled.
-    """
-    declared_within(content_length, max_bytes)
-    chunks: list[bytes] = []
-    received = 0
-    async for chunk in _with_idle_timeout(body, idle_timeout_s):
-        received += len(chunk)
-        if received > max_bytes:
-            raise UploadTooLarge(f"the request body is over {max_bytes:,} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def boundary_of(content_type: str | None) -> bytes:
     """The multipart boundary, or NotMultipart/MalformedUpload."""
     media_type, options = parse_options_header(content_type)
@@ -257,40 +173,26 @@ def boundary_of(content_type: str | None) -> bytes:
     return boundary
 
 
-def declared_within(content_length: str | None, max_bytes: int) -> int | None:
-    """The declared body size (None when undeclared); UploadTooLarge if over ``max_bytes``."""
-    declared = int(content_length) if content_length and content_length.isdecimal() else None
-    if declared is not None and declared > max_bytes:
-        raise UploadTooLarge(f"the request body is over {max_bytes:,} bytes")
-    return declared
-
-
-def checked_length(content_length: str | None, limits: UploadLimits) -> int | None:
-    """:func:`declared_within` the multipart body limit."""
-    return declared_within(content_length, limits.max_body_bytes)
-
-
-def declared_size(request: Request, settings: Settings) -> int | None:
-    """:func:`checked_length` of a request: 413 for an oversized body before anything else."""
-    return checked_length(
-        request.headers.get("content-length"), UploadLimits.from_settings(settings)
-    )
+def declared_size(request: Request, limits: UploadLimits) -> int | None:
+    """The body size a request declares (None: undeclared), or UploadTooLarge (413) before a byte
+    of it is read when that is over the multipart body limit."""
+    return bodies.declared_within(request.headers.get("content-length"), limits.max_body_bytes)
 
 
 async def read_images(
     request: Request,
-    settings: Settings,
+    limits: UploadLimits,
     on_image: Callable[[str, bytes], T],
     meter: Meter | None = None,
 ) -> list[T]:
-    """:func:`receive_images` on a request's body, with the upload limits of ``settings``;
-    ``meter`` sees the body's chunks first (the memory budget's count)."""
+    """:func:`receive_images` on a request's body; ``meter`` sees the body's chunks first (the
+    memory budget's count)."""
     body = request.stream()
     return await receive_images(
         request.headers.get("content-type"),
         request.headers.get("content-length"),
         meter(body) if meter is not None else body,
-        UploadLimits.from_settings(settings),
+        limits,
         on_image,
     )
 
@@ -304,7 +206,7 @@ async def receive_images(
 ) -> list[T]:
     """Parse the body; return ``on_image(filename, bytes)`` for each image part, in order."""
     boundary = boundary_of(content_type)
-    checked_length(content_length, limits)
+    bodies.declared_within(content_length, limits.max_body_bytes)
     collector = _FormCollector(limits, on_image)
     received = 0
     try:
@@ -314,7 +216,7 @@ async def receive_images(
             max_header_count=MAX_PART_HEADERS,
             max_header_size=MAX_PART_HEADER_BYTES,
         )
-        async for chunk in _with_idle_timeout(body, limits.idle_timeout_s):
+        async for chunk in bodies.with_idle_timeout(body, limits.idle_timeout_s):
             received += len(chunk)
             if received > limits.max_body_bytes:
                 raise UploadTooLarge(f"the request body is over {limits.max_body_bytes:,} bytes")

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from app import options
-from app.inference.backend import ReplicaStatus
+from app.inference.control import ReplicaStatus
 from app.options import TrainOptions
+from app.store.metadata import ClassScores
 
 
 class Prediction(BaseModel):
@@ -157,13 +158,6 @@ class ModelList(BaseModel):
         "plus the active one are kept; 0: every version is kept"
     )
     versions: list[VersionSummary]
-
-
-class ClassScores(BaseModel):
-    precision: float | None
-    recall: float | None
-    f1: float | None
-    support: int | None = Field(description="Validation images of this class")
 
 
 class VersionDetail(VersionSummary):

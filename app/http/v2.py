@@ -1,68 +1,43 @@
-"""The Open Inference Protocol's REST routes (``/v2/...``), thin over ``protocols.inference``.
+"""The Open Inference Protocol's REST routes (``/v2/...``), thin over the V2 data plane.
 
-Every error of these routes is answered with the protocol's body, ``{"error": "..."}`` (the key
-clients such as tritonclient read), with the status of the API's one error table.  Inference
-bodies are read raw (tritonclient sends binary requests without a Content-Type), with the same
-streaming limits as /predict.
+Every refusal of these routes is answered with the protocol's body, ``{"error": "..."}`` (their
+route class, :class:`~app.http.errors.V2Route`), with the status of the one refusal table.
+Inference bodies are read raw (tritonclient sends binary requests without a Content-Type), with
+the same streaming limits as /predict.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 from fastapi import APIRouter, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
-from starlette.exceptions import HTTPException
 
-from app.http import errors, multipart
-from app.http.deps import ServiceDep
-from app.http.service import Service
-from app.inference.predictor import Meter
-from app.v2 import codec, dataplane, types
+from app.http import bodies
+from app.http.deps import BackendDep, DataPlaneDep, LimitsDep, PredictorDep
+from app.http.errors import DESCRIPTIONS, V2Route
+from app.inference.limits import UploadLimits
+from app.inference.predictor import Predictor
+from app.v2 import codec, dataplane, openapi, types
+from app.v2.dataplane import DataPlane
 
 HEADER_LENGTH: Final = "Inference-Header-Content-Length"
 _BINARY: Final = {"schema": {"type": "string", "format": "binary"}}
 _PARSE_INLINE_BYTES: Final = 256 * 1024
 
-
-class _V2Route(APIRoute):
-    """A route whose errors are answered as ``{"error": "..."}``."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except (HTTPException, RequestValidationError):
-                raise  # the framework's own answers (405, 422), as on every route
-            except Exception as error:
-                status, reason, headers = errors.record(error, request.app.state.metrics)
-                message = "internal server error" if reason == "internal" else str(error)
-                return JSONResponse({"error": message}, status, headers or None)
-
-        return handle
-
-
-router = APIRouter(prefix="/v2", tags=["open inference protocol"], route_class=_V2Route)
+router = APIRouter(prefix="/v2", tags=["open inference protocol"], route_class=V2Route)
 
 
 def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {
-        status: {"model": types.V2Error, "description": errors.DESCRIPTIONS[status]}
-        for status in statuses
+        status: {"model": types.V2Error, "description": DESCRIPTIONS[status]} for status in statuses
     }
 
 
 @router.get("", response_model=types.ServerMetadata)
 async def server_metadata() -> types.ServerMetadata:
     """The server's name, version and protocol extensions."""
-    return types.ServerMetadata(**vars(dataplane.server_metadata()))
+    return dataplane.server_metadata()
 
 
 @router.get("/health/live", response_model=types.ServerLive)
@@ -72,9 +47,9 @@ async def server_live() -> types.ServerLive:
 
 
 @router.get("/health/ready", response_model=types.ServerReady, responses=_responses(503))
-async def server_ready(service: ServiceDep) -> types.ServerReady:
+async def server_ready(backend: BackendDep) -> types.ServerReady:
     """200 once a warmed-up model is loaded; 503 otherwise."""
-    service.backend.require()
+    backend.ready_model()
     return types.ServerReady(ready=True)
 
 
@@ -83,36 +58,32 @@ _VERSION = "/models/{model_name}/versions/{model_version}"
 
 
 @router.get(_MODEL, response_model=types.ModelMetadata, responses=_responses(404, 503))
-async def model_metadata(service: ServiceDep, model_name: str) -> types.ModelMetadata:
+async def model_metadata(plane: DataPlaneDep, model_name: str) -> types.ModelMetadata:
     """The model's versions, engine, inputs and outputs."""
-    return _metadata(await dataplane.model_metadata(service, model_name, None))
+    return await plane.model_metadata(model_name, None)
 
 
 @router.get(_VERSION, response_model=types.ModelMetadata, responses=_responses(404, 503))
 async def model_version_metadata(
-    service: ServiceDep, model_name: str, model_version: str
+    plane: DataPlaneDep, model_name: str, model_version: str
 ) -> types.ModelMetadata:
     """A version's metadata; 404 unless it is the version that serves."""
-    return _metadata(await dataplane.model_metadata(service, model_name, model_version))
-
-
-def _metadata(metadata: dataplane.ModelMetadata) -> types.ModelMetadata:
-    return types.ModelMetadata.model_validate(metadata, from_attributes=True)
+    return await plane.model_metadata(model_name, model_version)
 
 
 @router.get(f"{_MODEL}/ready", response_model=types.ModelReady, responses=_responses(404, 503))
-async def model_ready(service: ServiceDep, model_name: str) -> types.ModelReady:
+async def model_ready(plane: DataPlaneDep, model_name: str) -> types.ModelReady:
     """200 when the model is loaded and warmed up."""
-    dataplane.serving(service.backend, model_name, None)
+    plane.check_model(model_name, None)
     return types.ModelReady(name=dataplane.MODEL_NAME, ready=True)
 
 
 @router.get(f"{_VERSION}/ready", response_model=types.ModelReady, responses=_responses(404, 503))
 async def model_version_ready(
-    service: ServiceDep, model_name: str, model_version: str
+    plane: DataPlaneDep, model_name: str, model_version: str
 ) -> types.ModelReady:
     """200 when this version serves; 404 when another one does."""
-    dataplane.serving(service.backend, model_name, model_version)
+    plane.check_model(model_name, model_version)
     return types.ModelReady(name=dataplane.MODEL_NAME, ready=True)
 
 
@@ -125,7 +96,7 @@ def _infer_docs() -> dict[str, Any]:
         "description": "The size of the JSON header when binary tensor data follows it",
         "schema": {"type": "integer", "minimum": 1},
     }
-    json_body = {"schema": _inlined(types.InferenceRequest.model_json_schema())}
+    json_body = {"schema": _inlined(openapi.InferenceRequest.model_json_schema())}
     return {
         "parameters": [header],
         "requestBody": {
@@ -153,7 +124,7 @@ def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 _INFER: Final[dict[str, Any]] = {
-    "response_model": types.InferenceResponse,
+    "response_model": openapi.InferenceResponse,
     "responses": {
         200: {"content": {"application/octet-stream": _BINARY}},
         **_responses(400, 404, 408, 413, 415, 500, 503, 504),
@@ -163,45 +134,60 @@ _INFER: Final[dict[str, Any]] = {
 
 
 @router.post(f"{_MODEL}/infer", **_INFER)
-async def model_infer(request: Request, service: ServiceDep, model_name: str) -> Response:
+async def model_infer(
+    request: Request,
+    plane: DataPlaneDep,
+    predictor: PredictorDep,
+    limits: LimitsDep,
+    model_name: str,
+) -> Response:
     """Classify images: input `image` (BYTES, one encoded image file per element)."""
-    return await _infer(request, service, model_name, None)
+    return await _infer(request, plane, predictor, limits, model_name, None)
 
 
 @router.post(f"{_VERSION}/infer", **_INFER)
 async def model_version_infer(
-    request: Request, service: ServiceDep, model_name: str, model_version: str
+    request: Request,
+    plane: DataPlaneDep,
+    predictor: PredictorDep,
+    limits: LimitsDep,
+    model_name: str,
+    model_version: str,
 ) -> Response:
     """Classify images with this version; 404 unless it is the version that serves."""
-    return await _infer(request, service, model_name, model_version)
+    return await _infer(request, plane, predictor, limits, model_name, model_version)
 
 
 async def _infer(
-    request: Request, service: Service, model_name: str, model_version: str | None
+    request: Request,
+    plane: DataPlane,
+    predictor: Predictor,
+    limits: UploadLimits,
+    name: str,
+    version: str | None,
 ) -> Response:
-    settings = service.settings
-    max_bytes = codec.max_request_bytes(settings.max_files_per_request, settings.max_upload_bytes)
-    declared = multipart.declared_within(request.headers.get("content-length"), max_bytes)
+    # 413 for a declared body over the limit, then 404 or 503: before a byte of the body is read
+    max_bytes = limits.max_v2_rest_bytes
+    declared = bodies.declared_within(request.headers.get("content-length"), max_bytes)
+    plane.check_model(name, version)
+    with predictor.admit(declared) as admitted:
+        body = await bodies.read_body(request, max_bytes, limits.idle_timeout_s, admitted.meter)
+        infer_request = await _parse(body, request.headers.get(HEADER_LENGTH))
+        response = await plane.infer(infer_request, admitted, version)
+    return _encoded(response)
 
-    async def read(meter: Meter) -> codec.InferRequest:
-        body = await multipart.receive_body(
-            request.headers.get("content-length"),
-            meter(request.stream()),
-            max_bytes,
-            settings.upload_timeout_s,
-        )
-        parse = functools.partial(
-            codec.parse_rest_request, body, request.headers.get(HEADER_LENGTH)
-        )
-        # a large body (base64 JSON above all) takes milliseconds to parse: not on the event loop
-        return await asyncio.to_thread(parse) if len(body) > _PARSE_INLINE_BYTES else parse()
 
-    response = await dataplane.infer(service, model_name, model_version, read, declared)
+async def _parse(body: bytes, header_length: str | None) -> types.InferRequest:
+    # a large body (base64 JSON above all) takes milliseconds to parse: not on the event loop
+    if len(body) > _PARSE_INLINE_BYTES:
+        return await asyncio.to_thread(codec.parse_rest_request, body, header_length)
+    return codec.parse_rest_request(body, header_length)
+
+
+def _encoded(response: types.InferResponse) -> Response:
     body, header_length = codec.encode_rest_response(response)
     if header_length is None:
         return Response(body, media_type="application/json")
     return Response(
-        body,
-        media_type="application/octet-stream",
-        headers={HEADER_LENGTH: str(header_length)},
+        body, media_type="application/octet-stream", headers={HEADER_LENGTH: str(header_length)}
     )

@@ -11,11 +11,14 @@ counted as it arrives and refused when it no longer fits.  Everything runs on th
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 from app.inference.batching import Overloaded
 
 _MIB = 1024 * 1024
+
+# What a body's chunks pass through on their way in: each counted against the budget.
+Meter = Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]
 
 
 class UploadBudgetFull(Overloaded):

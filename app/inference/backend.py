@@ -1,6 +1,6 @@
-"""Where a request's images meet a model: the seam between the request path and the engine.
+"""Where a request's images meet a model: the data plane's seam between the request path and the
+engine.
 
-Every protocol's path reads the same: route -> upload/decoding -> ``backend.infer`` -> response.
 :class:`LocalBackend` is this process's batcher and model manager.  The Ray Serve adapter
 (``app/cluster``) runs a LocalBackend in each model replica and gives its HTTP replicas a backend
 that calls one through a DeploymentHandle.  What crosses the seam is plain, picklable data.
@@ -14,50 +14,19 @@ import logging
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import Final, Protocol
 
 import numpy as np
 
-from app.config import Settings
-from app.inference.batching import Batcher, BatchObserver, Result
+from app.inference.batching import Batcher, Scored
+from app.inference.control import ReplicaStatus
 from app.inference.follower import StoreFollower
-from app.inference.manager import LoadedModel, ModelManager
-from app.store.metadata import VersionMetadata
+from app.inference.manager import ModelManager, ServingModel
 from app.store.versions import ModelStore
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
 _MAX_VERSION_RETRIES: Final = 3
-
-
-@dataclass(frozen=True)
-class ServingModel:
-    """What a route may tell about a loaded version."""
-
-    number: int
-    classes: list[str]
-    metadata: VersionMetadata
-    loaded_at: str
-    engine: str
-    precision: str
-    device: str
-    batch_sizes: tuple[int, ...]
-
-    @classmethod
-    def of(cls, loaded: LoadedModel) -> ServingModel:
-        return cls(
-            number=loaded.number,
-            classes=loaded.classes,
-            metadata=loaded.version.metadata,
-            loaded_at=loaded.loaded_at,
-            engine=loaded.engine.name,
-            precision=loaded.engine.precision,
-            device=loaded.device.name,
-            batch_sizes=tuple(loaded.engine.batch_sizes),
-        )
 
 
 @dataclass(frozen=True)
@@ -69,21 +38,6 @@ class Inference:
     probabilities: np.ndarray  # (images, classes)
 
 
-@dataclass(frozen=True)
-class ReplicaStatus:
-    """One replica of a cluster deployment, as it last reported itself."""
-
-    deployment: str
-    replica: str
-    node: str
-    pid: int
-    model: ServingModel | None = None
-    requests: int = 0
-    images: int = 0
-    batches: int = 0
-    retried: int = 0  # requests sent again because the replica answering them died
-
-
 class InferenceBackend(Protocol):
     async def start(self) -> None: ...
 
@@ -93,7 +47,7 @@ class InferenceBackend(Protocol):
         """The model that answers requests now (None: not ready)."""
         ...
 
-    def require(self) -> ServingModel:
+    def ready_model(self) -> ServingModel:
         """The serving model, or NoModel (503)."""
         ...
 
@@ -101,29 +55,22 @@ class InferenceBackend(Protocol):
         """Overloaded (503) unless ``images`` more can wait for the model now."""
         ...
 
-    def arriving(self) -> AbstractContextManager[None]:
+    def images_on_the_way(self) -> AbstractContextManager[None]:
         """Mark a request whose images are still uploading or decoding."""
         ...
 
     async def infer(self, images: Sequence[np.ndarray], timeout_s: float) -> Inference: ...
 
-    async def activate(self, number: int) -> None:
-        """Load and warm ``number`` beside the serving model, swap it in, point the store at it."""
-        ...
-
-    def replicas(self) -> list[ReplicaStatus] | None:
-        """Every replica of a cluster deployment; None for one process."""
-        ...
-
 
 class LocalBackend:
-    """The batcher, the model manager and the store follower of this process."""
+    """The batcher, the model manager and the store follower of this process (the data plane),
+    and the activation of a version (the control plane)."""
 
     def __init__(
         self,
         models: ModelManager,
         follower: StoreFollower,
-        batcher: Batcher[LoadedModel],
+        batcher: Batcher[ServingModel],
         poll_interval_s: float,
     ) -> None:
         self.models = models
@@ -165,39 +112,37 @@ class LocalBackend:
         await self.batcher.stop(drain_s)
 
     def serving(self) -> ServingModel | None:
-        current = self.models.current
-        return ServingModel.of(current) if current is not None else None
+        return self.models.current
 
-    def require(self) -> ServingModel:
-        return ServingModel.of(self.models.require())
+    def ready_model(self) -> ServingModel:
+        return self.models.ready_model()
 
     def ensure_room(self, images: int = 1) -> None:
         self.batcher.ensure_room(images)
 
-    def arriving(self) -> AbstractContextManager[None]:
-        return self.batcher.arriving()
+    def images_on_the_way(self) -> AbstractContextManager[None]:
+        return self.batcher.images_on_the_way()
 
     async def infer(self, images: Sequence[np.ndarray], timeout_s: float) -> Inference:
-        results = await self._consistent_results(images, timeout_s)
-        model = results[0].tag
-        rows = np.stack([result.probabilities for result in results])
-        return Inference(model.number, model.classes, rows)
+        rows = await self._one_version(images, timeout_s)
+        model = rows[0].tag
+        return Inference(model.number, model.classes, np.stack([r.probabilities for r in rows]))
 
-    async def _consistent_results(
+    async def _one_version(
         self, images: Sequence[np.ndarray], timeout_s: float
-    ) -> list[Result[LoadedModel]]:
+    ) -> list[Scored[ServingModel]]:
         """Every image of one request answered by one version, even across a hot swap."""
-        self.models.require()
-        results = await self.batcher.predict(images, timeout_s)
+        self.models.ready_model()
+        rows = await self.batcher.predict(images, timeout_s)
         for _ in range(_MAX_VERSION_RETRIES):
-            serving = self.models.require().number
-            stale = [i for i, r in enumerate(results) if r.tag.number != serving]
+            serving = self.models.ready_model().number
+            stale = [i for i, row in enumerate(rows) if row.tag.number != serving]
             if not stale:
                 break
             redone = await self.batcher.predict([images[i] for i in stale], timeout_s)
-            for index, result in zip(stale, redone, strict=True):
-                results[index] = result
-        return results
+            for index, row in zip(stale, redone, strict=True):
+                rows[index] = row
+        return rows
 
     async def activate(self, number: int) -> None:
         await self.models.switch_to(number)
@@ -205,29 +150,3 @@ class LocalBackend:
 
     def replicas(self) -> list[ReplicaStatus] | None:
         return None
-
-
-def local_backend(
-    settings: Settings,
-    observer: BatchObserver | None = None,
-    on_loaded: Callable[[LoadedModel], None] | None = None,
-) -> LocalBackend:
-    """A LocalBackend over ``settings``' store, on this process's device (imports TensorFlow)."""
-    from app.ml.devices import configure_devices
-    from app.ml.engines import EngineChoice
-
-    device = configure_devices()
-    logger.info("inference device: %s (%s backend)", device.name, device.backend)
-    engines = EngineChoice(settings.engine, settings.max_batch_size, settings.engine_precision)
-    models = ModelManager(ModelStore(settings.model_store), device, engines)
-    if on_loaded is not None:
-        models.on_loaded.append(on_loaded)
-    follower = StoreFollower(models)
-    batcher = Batcher(
-        models.run_batch,
-        max_batch_size=settings.max_batch_size,
-        max_delay_s=settings.max_batch_delay_ms / 1000,
-        queue_limit=settings.queue_limit,
-        observer=observer,
-    )
-    return LocalBackend(models, follower, batcher, settings.poll_interval_s)

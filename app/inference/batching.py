@@ -3,8 +3,8 @@
 One asyncio queue of single images (a request with 5 files contributes 5 items), each item
 carrying its own future.  A batch closes when it holds ``max_batch_size`` images or when
 ``max_batch_delay`` has passed since its first image was queued, whichever comes first; it
-closes at once when nothing else is queued or on its way (see :meth:`Batcher.arriving`).  The
-model runs in one dedicated inference thread, so the event loop keeps accepting, decoding and
+closes at once when nothing else is queued or on its way (:meth:`Batcher.images_on_the_way`).
+The model runs in one dedicated inference thread, so the event loop keeps accepting, decoding and
 queueing while a batch computes.  If a batch fails, every waiter in it gets the error and the
 batcher carries on.  On shutdown, queued items are finished (up to a drain deadline) or failed:
 never left hanging.
@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -49,38 +49,43 @@ class ShuttingDown(BatcherError):
 
 
 @dataclass(frozen=True)
-class BatchOutput(Generic[Tag]):
-    """What the model function returns for a batch: one row per image, and who computed them."""
+class Scored(Generic[Tag]):
+    """Probabilities and who computed them: a batch's rows from the model function, or one
+    image's row for its waiter."""
 
     probabilities: np.ndarray
-    tag: Tag  # e.g. the model version that ran this batch
-
-
-@dataclass(frozen=True)
-class Result(Generic[Tag]):
-    probabilities: np.ndarray
-    tag: Tag
+    tag: Tag  # e.g. the model version that ran the batch
 
 
 @dataclass
 class _Item(Generic[Tag]):
     image: np.ndarray
-    future: asyncio.Future[Result[Tag]]
+    future: asyncio.Future[Scored[Tag]]
     queued_at: float
 
 
-class BatchObserver:
-    """Metrics hooks; the default does nothing."""
+class BatchObserver(Protocol):
+    """What the batcher reports (the service's metrics, a cluster replica's counts)."""
 
     def queue_depth(self, depth: int) -> None: ...
 
     def batch_done(self, size: int, seconds: float) -> None: ...
 
 
+class Unobserved:
+    """A BatchObserver that keeps nothing."""
+
+    def queue_depth(self, depth: int) -> None:
+        pass
+
+    def batch_done(self, size: int, seconds: float) -> None:
+        pass
+
+
 class Batcher(Generic[Tag]):
     def __init__(
         self,
-        run_batch: Callable[[np.ndarray], BatchOutput[Tag]],
+        run_batch: Callable[[np.ndarray], Scored[Tag]],
         max_batch_size: int,
         max_delay_s: float,
         queue_limit: int,
@@ -90,14 +95,14 @@ class Batcher(Generic[Tag]):
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
         self.queue_limit = queue_limit
-        self._observer = observer or BatchObserver()
+        self._observer: BatchObserver = observer or Unobserved()
         self._queue: asyncio.Queue[_Item[Tag]] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._worker: asyncio.Task[None] | None = None
         self._in_flight: list[_Item[Tag]] = []
         self._idle = asyncio.Event()  # set while nothing is queued or running
         self._idle.set()
-        self._arriving = 0  # requests whose images are still uploading or decoding
+        self._on_the_way = 0  # requests whose images are still uploading or decoding
         self._accepting = False
 
     @property
@@ -106,17 +111,17 @@ class Batcher(Generic[Tag]):
         return self._queue.qsize()
 
     @contextlib.contextmanager
-    def arriving(self) -> Iterator[None]:
+    def images_on_the_way(self) -> Iterator[None]:
         """Mark a request whose images will be queued soon (they are uploading or decoding).
 
         A batch waits for more images (up to the delay) only while such requests exist: an
         idle server runs a lone image at once instead of sitting out the delay.
         """
-        self._arriving += 1
+        self._on_the_way += 1
         try:
             yield
         finally:
-            self._arriving -= 1
+            self._on_the_way -= 1
 
     def start(self) -> None:
         self._accepting = True
@@ -135,7 +140,7 @@ class Batcher(Generic[Tag]):
                 f"the server is at capacity ({self.depth} images queued, limit {self.queue_limit})"
             )
 
-    async def predict(self, images: Sequence[np.ndarray], timeout_s: float) -> list[Result[Tag]]:
+    async def predict(self, images: Sequence[np.ndarray], timeout_s: float) -> list[Scored[Tag]]:
         """Queue the images (all or none) and wait for their rows, in order."""
         self.ensure_room(len(images))
         loop = asyncio.get_running_loop()
@@ -170,7 +175,7 @@ class Batcher(Generic[Tag]):
         deadline = first.queued_at + self.max_delay_s
         while len(batch) < self.max_batch_size:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or (self._queue.empty() and not self._arriving):
+            if remaining <= 0 or (self._queue.empty() and not self._on_the_way):
                 batch.extend(self._take_ready(self.max_batch_size - len(batch)))
                 break
             try:
@@ -200,7 +205,7 @@ class Batcher(Generic[Tag]):
         self._observer.batch_done(len(batch), time.monotonic() - started)
         for row, item in enumerate(batch):
             if not item.future.done():
-                item.future.set_result(Result(output.probabilities[row], output.tag))
+                item.future.set_result(Scored(output.probabilities[row], output.tag))
 
     async def stop(self, drain_s: float) -> None:
         """Stop accepting; let queued images finish for up to ``drain_s``; fail the rest."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from app.inference.manager import LoadedModel, ModelLoadError, ModelManager
+from app.inference.manager import ModelLoadError, ModelManager, ServingModel
 from app.store.versions import StoreError, VersionNotFound
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class StoreFollower:
         self._problem: str | None = None  # the pointer problem last logged
         self._last_wanted: int | None = None
 
-    async def sync(self) -> LoadedModel | None:
+    async def sync(self) -> ServingModel | None:
         """Serve what the pointer names now (ModelLoadError/VersionNotFound if it cannot)."""
         wanted = await asyncio.to_thread(self._wanted)
         current = self.models.current
@@ -60,7 +60,7 @@ class StoreFollower:
         self._failures.pop(wanted, None)
         return loaded
 
-    async def start(self) -> LoadedModel | None:
+    async def start(self) -> ServingModel | None:
         """Startup: the pointer's version, else (it cannot load) the fallback; None if nothing."""
         try:
             return await self.sync()
@@ -101,7 +101,7 @@ class StoreFollower:
             self._last_wanted = number
         return number
 
-    def _without_pointer(self, problem: str, serving: LoadedModel | None) -> int | None:
+    def _without_pointer(self, problem: str, serving: ServingModel | None) -> int | None:
         if serving is not None:
             self._report(problem, f"keeping version {serving.number}")
             return None

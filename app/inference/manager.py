@@ -12,19 +12,17 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from app.inference.batching import BatchOutput
+from app.inference.batching import Scored
+from app.store.metadata import VersionMetadata
 from app.store.versions import ModelStore, Version, VersionNotFound
 
-if TYPE_CHECKING:  # both import TensorFlow: a process that never loads a model (the cluster's
-    # HTTP ingress) imports this module for its types and errors only
-    from app.ml.devices import DeviceInfo
-    from app.ml.engines import Engine, EngineChoice
+if TYPE_CHECKING:  # a type only: loading engines (TensorFlow, OpenVINO) is the loader's business
+    from app.ml.engines import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -38,31 +36,54 @@ class ModelLoadError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class LoadedModel:
-    version: Version
-    engine: Engine
-    device: DeviceInfo
+class ServingModel:
+    """A loaded version, as anyone may be told about it (plain data: it crosses a cluster)."""
+
+    number: int
+    classes: list[str]
+    metadata: VersionMetadata
     loaded_at: str
+    engine: str
+    precision: str
+    device: str
+    batch_sizes: tuple[int, ...]
 
-    @property
-    def number(self) -> int:
-        return self.version.number
 
-    @property
-    def classes(self) -> list[str]:
-        return self.version.classes
+class EngineLoader(Protocol):
+    device_name: str  # where its engines run, as a person reads it
+
+    def load(self, version: Version) -> Engine:
+        """The version in its engine, warmed up (blocking: called off the event loop)."""
+        ...
+
+
+class ModelObserver(Protocol):
+    def model_loaded(self, version: int, engine: str, device: str, precision: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    model: ServingModel
+    engine: Engine
 
 
 class ModelManager:
-    def __init__(self, store: ModelStore, device: DeviceInfo, engines: EngineChoice) -> None:
+    def __init__(
+        self, store: ModelStore, loader: EngineLoader, observer: ModelObserver | None = None
+    ) -> None:
         self.store = store
-        self.device = device
-        self.engines = engines
-        self.current: LoadedModel | None = None
+        self.loader = loader
+        self._observer = observer
+        self._loaded: _Loaded | None = None
         self._switch_lock = asyncio.Lock()
-        self.on_loaded: list[Callable[[LoadedModel], None]] = []
 
-    def require(self) -> LoadedModel:
+    @property
+    def current(self) -> ServingModel | None:
+        loaded = self._loaded
+        return loaded.model if loaded is not None else None
+
+    def ready_model(self) -> ServingModel:
+        """The serving model, or NoModel (503)."""
         current = self.current
         if current is None:
             raise NoModel(
@@ -71,40 +92,49 @@ class ModelManager:
             )
         return current
 
-    def run_batch(self, images: np.ndarray) -> BatchOutput[LoadedModel]:
+    def run_batch(self, images: np.ndarray) -> Scored[ServingModel]:
         """Called in the inference thread: one snapshot of the model for the whole batch."""
-        model = self.require()
-        return BatchOutput(model.engine.predict(images), model)
+        loaded = self._loaded
+        if loaded is None:
+            raise NoModel("no model is loaded")
+        return Scored(loaded.engine.predict(images), loaded.model)
 
-    async def switch_to(self, number: int) -> LoadedModel:
+    async def switch_to(self, number: int) -> ServingModel:
         """Load and warm ``number`` off the event loop, then swap it in (one at a time)."""
         async with self._switch_lock:
             current = self.current
             if current is not None and current.number == number:
                 return current
             loaded = await asyncio.to_thread(self._load, number)
-            self.current = loaded
+            self._loaded = loaded
+            model = loaded.model
             logger.info(
-                "now serving version %d (%s engine, %s)",
-                number,
-                loaded.engine.name,
-                self.device.name,
+                "now serving version %d (%s engine, %s)", number, model.engine, model.device
             )
-            for callback in self.on_loaded:
-                callback(loaded)
-            return loaded
+            if self._observer is not None:
+                self._observer.model_loaded(number, model.engine, model.device, model.precision)
+            return model
 
-    def _load(self, number: int) -> LoadedModel:
-        from app.ml.engines import load_engine
-
+    def _load(self, number: int) -> _Loaded:
         try:
             version = self.store.get(number)
-            engine = load_engine(version, self.engines, self.device)
-            engine.warm_up()
+            engine = self.loader.load(version)
         except VersionNotFound:  # 404, not a load failure
             raise
         except Exception as error:  # any load failure must leave the old model serving
             logger.exception("could not load version %d", number)
             raise ModelLoadError(f"version {number} could not be loaded: {error}") from error
-        now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        return LoadedModel(version, engine, self.device, now)
+        return _Loaded(_describe(version, engine, self.loader.device_name), engine)
+
+
+def _describe(version: Version, engine: Engine, device: str) -> ServingModel:
+    return ServingModel(
+        number=version.number,
+        classes=version.classes,
+        metadata=version.metadata,
+        loaded_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        engine=engine.name,
+        precision=engine.precision,
+        device=device,
+        batch_sizes=tuple(engine.batch_sizes),
+    )

@@ -1,26 +1,31 @@
 """The data plane of every inference route: admit a request, decode its images off the loop as
 they arrive, batch them with everyone else's, answer from one version.
 
+Every protocol's request reads the same, as plain calls (``app.http.predict`` is the shortest)::
+
+    with predictor.admit(declared_bytes) as admitted:   # 503 at once when there is no room
+        # the protocol reads its body through admitted.meter and, for each complete image,
+        images.append(admitted.start_decoding(name, data))
+        inference = await admitted.classify(images)      # decoded, then batched and run
+
 Where the batcher and the engine run is the backend's business (:mod:`app.inference.backend`):
 in this process, or in a Ray Serve Model replica.
-
-/predict (multipart) and the Open Inference Protocol (REST and gRPC) differ only in how images
-arrive and how the answer is shaped: both call :meth:`Predictor.run`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from app import imaging
-from app.inference.admission import Admission
-from app.inference.backend import InferenceBackend
+from app.inference.admission import Admission, Ticket
+from app.inference.backend import Inference, InferenceBackend
 
 
 class ImageRejected(ValueError):
@@ -33,50 +38,11 @@ class ImageRejected(ValueError):
 
 
 @dataclass(frozen=True)
-class Prediction:
-    filename: str
-    class_name: str
-    confidence: float
-    probabilities: dict[str, float]
-
-
-@dataclass(frozen=True)
-class Predictions:
-    model_version: int
-    predictions: list[Prediction]
-
-
-@dataclass(frozen=True)
-class StartedImage:
+class DecodingImage:
     """One image of a request, named for error messages, whose decoding has started."""
 
     name: str
     decoding: asyncio.Future[np.ndarray]
-
-
-StartDecoding = Callable[[str, bytes], StartedImage]
-# Counts a body's chunks against the memory budget as they pass (see app.inference.admission).
-Meter = Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]
-# Reads a request's images, metering its body, calling StartDecoding on each image as soon as
-# it is complete.
-ReceiveImages = Callable[[StartDecoding, Meter], Awaitable[Sequence[StartedImage]]]
-
-
-@dataclass(frozen=True)
-class Classified:
-    """Every image of one request and the probabilities of each, all from one version."""
-
-    names: list[str]
-    probabilities: np.ndarray  # (images, classes), in request order
-    version: int  # the version that computed every row
-    classes: list[str]  # that version's classes, in output order
-
-    def predictions(self, top_k: int | None = None) -> Predictions:
-        rows = zip(self.names, self.probabilities, strict=True)
-        classes = self.classes
-        return Predictions(
-            self.version, [_prediction(name, row, classes, top_k) for name, row in rows]
-        )
 
 
 class Predictor:
@@ -94,25 +60,21 @@ class Predictor:
         workers = max(2, os.cpu_count() or 2)
         self._decoder = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
 
-    async def run(self, receive: ReceiveImages, declared_bytes: int | None = None) -> Classified:
-        """One request from admission to answer, whatever protocol its images came in on.
-
-        Refused at once (503) when no model serves, the queue is full, or the memory budget for
-        bodies in flight cannot hold ``declared_bytes``, before any body is read; images decode
-        while later ones are still arriving; one version answers them all.
-        """
-        backend = self.backend
-        backend.require()
-        backend.ensure_room()
-        with self.admission.admit(declared_bytes) as ticket, backend.arriving():
-            started = await receive(self.start_decoding, ticket.counted)
-            images = await self.decoded([image.decoding for image in started])
-        inference = await backend.infer(images, self.timeout_s)
-        names = [image.name for image in started]
-        return Classified(names, inference.probabilities, inference.version, inference.classes)
-
-    def start_decoding(self, name: str, data: bytes) -> StartedImage:
-        return StartedImage(name, self.decode_later(name, data))
+    @contextlib.contextmanager
+    def admit(self, declared_bytes: int | None = None) -> Iterator[Admitted]:
+        """Admit one request until the block ends, or refuse it at once (503): no model serves,
+        the queue is full, or the memory budget for bodies in flight cannot hold
+        ``declared_bytes``.  Nothing of the body has been read when it refuses."""
+        self.backend.ready_model()
+        self.backend.ensure_room()
+        with contextlib.ExitStack() as holding:
+            ticket = holding.enter_context(self.admission.admit(declared_bytes))
+            holding.enter_context(self.backend.images_on_the_way())
+            admitted = Admitted(self, ticket, holding.pop_all())
+        try:
+            yield admitted
+        finally:
+            admitted.release()
 
     def decode_later(self, filename: str, data: bytes) -> asyncio.Future[np.ndarray]:
         """Start decoding one upload in the decode pool; the future raises ImageRejected."""
@@ -125,28 +87,43 @@ class Predictor:
         except imaging.ImageError as error:
             raise ImageRejected(filename, error) from None
 
-    async def decoded(self, decoding: Sequence[asyncio.Future[np.ndarray]]) -> list[np.ndarray]:
-        """Wait for every decode; the first bad file fails the request (the rest are dropped)."""
-        try:
-            return list(await asyncio.gather(*decoding))
-        finally:
-            for future in decoding:
-                future.cancel()
+    async def infer(self, images: Sequence[np.ndarray]) -> Inference:
+        """Decoded images to their probabilities, all from one version (504 past the timeout)."""
+        return await self.backend.infer(images, self.timeout_s)
 
     def close(self) -> None:
         self._decoder.shutdown(wait=False, cancel_futures=True)
 
 
-def _prediction(
-    filename: str, probabilities: np.ndarray, classes: list[str], top_k: int | None
-) -> Prediction:
-    values: list[float] = probabilities.tolist()  # plain floats: cheaper than numpy for ~5
-    ranked = sorted(range(len(values)), key=lambda i: -values[i])
-    shown = ranked[:top_k] if top_k else range(len(values))  # all: in the model's class order
-    best = ranked[0]
-    return Prediction(
-        filename=filename,
-        class_name=classes[best],
-        confidence=values[best],
-        probabilities={classes[i]: values[i] for i in shown},
-    )
+class Admitted:
+    """One admitted request: its body counted against the memory budget as it arrives, its
+    images decoded as soon as each is complete.  The admission ends once every image is
+    decoded, before they wait for the model."""
+
+    def __init__(self, predictor: Predictor, ticket: Ticket, held: contextlib.ExitStack) -> None:
+        self._predictor = predictor
+        self._ticket = ticket
+        self._held = held
+        self._started: list[DecodingImage] = []
+
+    def meter(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """The body's chunks, each counted against the budget before it is passed on."""
+        return self._ticket.counted(body)
+
+    def start_decoding(self, name: str, data: bytes) -> DecodingImage:
+        image = DecodingImage(name, self._predictor.decode_later(name, data))
+        self._started.append(image)
+        return image
+
+    async def classify(self, images: Sequence[DecodingImage]) -> Inference:
+        """Wait for every decode (the first bad file fails the request), end the admission,
+        then classify them all with one version."""
+        decoded = list(await asyncio.gather(*(image.decoding for image in images)))
+        self.release()
+        return await self._predictor.infer(decoded)
+
+    def release(self) -> None:
+        """End the admission (once); decodes not waited for are dropped."""
+        for image in self._started:
+            image.decoding.cancel()
+        self._held.close()

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Final
 
-from app.store import atomic
-from app.store import processes as owners
+from app.store import atomic, processes
+from app.store.filelock import exclusive
 
 LEASE_S: Final = 60.0
 RENEW_EVERY_S: Final = 10.0
@@ -29,7 +29,7 @@ class JobLocked(RuntimeError):
 @dataclass(frozen=True)
 class Holder:
     job_id: str
-    owner: owners.Owner
+    owner: processes.Owner
     lease_until: float
 
     def alive(self, now: float) -> bool:
@@ -48,7 +48,7 @@ class JobLock:
     def acquire(self, job_id: str) -> Holder | None:
         """Take the lock for ``job_id``; returns the dead holder it replaced (its job was
         interrupted), or raises JobLocked naming the live one."""
-        with owners.exclusive(self._guard):
+        with exclusive(self._guard):
             previous = self.holder()
             if previous is not None and previous.alive(time.time()):
                 raise JobLocked(
@@ -58,13 +58,13 @@ class JobLock:
         return previous
 
     def renew(self, job_id: str) -> None:
-        with owners.exclusive(self._guard):
+        with exclusive(self._guard):
             current = self.holder()
             if current is not None and current.job_id == job_id:
                 self._write(job_id)
 
     def release(self, job_id: str) -> None:
-        with owners.exclusive(self._guard):
+        with exclusive(self._guard):
             current = self.holder()
             if current is not None and current.job_id == job_id:
                 self.path.unlink(missing_ok=True)
@@ -73,11 +73,11 @@ class JobLock:
         """The recorded holder; a damaged file reads as no holder."""
         try:
             record = json.loads(self.path.read_text(encoding="utf-8"))
-            owner = owners.Owner(str(record["host"]), int(record["pid"]), str(record["started"]))
+            owner = processes.Owner(str(record["host"]), int(record["pid"]), str(record["started"]))
             return Holder(str(record["job_id"]), owner, float(record["lease"]))
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
     def _write(self, job_id: str) -> None:
-        holder = Holder(job_id, owners.me(), time.time() + LEASE_S)
+        holder = Holder(job_id, processes.me(), time.time() + LEASE_S)
         atomic.write_text(self.path, holder.to_json())

@@ -1,11 +1,9 @@
 """Background retrain jobs: one at a time across every server sharing the store (see
-:mod:`app.jobs.lock`), each a trainer running ``python -m app.train``.
+:mod:`app.jobs.lock`), each a trainer running ``python -m app.train`` (:mod:`app.jobs.trainers`:
+a child process here, a Ray task on a cluster).
 
-The trainer is a child process by default (:func:`launch_child`), at a lower CPU priority than
-serving and dying with the server; the cluster adapter launches it as a Ray task instead (the
-``launch`` argument).  Its progress is
-read back from the events it writes (:mod:`app.events`), never guessed.  Records are kept by
-:class:`~app.jobs.records.JobRecords`; every file operation runs off the event loop.
+Its progress is read back from the events it writes (:mod:`app.events`), never guessed.  Records
+are kept by :class:`~app.jobs.records.JobRecords`; every file operation runs off the event loop.
 What happens once a version is published (serving it) is the caller's ``on_published``.
 
 A record says what happened: a cancel is honoured until the trainer starts to publish; from
@@ -18,27 +16,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Final, Protocol
 
-from app import options
-from app.config import Settings
 from app.events import EventKind, EventReader, Published
 from app.jobs.lock import RENEW_EVERY_S, JobLock, JobLocked
 from app.jobs.records import ACTIVE, Job, JobRecords, JobResult, JobState, now
+from app.jobs.trainers import CHILD_NICENESS, Launch, Trainer, launch_child
 from app.options import TrainOptions
-from app.store import processes as owners
+from app.store import processes
 from app.store.versions import ModelStore
 
 logger = logging.getLogger(__name__)
 
-CHILD_NICENESS: Final = 10
 POLL_S: Final = 0.5
 CANCEL_GRACE_S: Final = 15
 
@@ -50,31 +42,18 @@ class JobConflict(RuntimeError):
     """Another job is running, or the job is not running (409)."""
 
 
-class Trainer(Protocol):
-    """A running trainer: a child process of this server, or a task on a cluster node."""
-
-    pid: int | None  # None where it is not a process of this host
-
-    async def wait(self) -> int:
-        """Its exit status (negative: the signal that stopped it)."""
-        ...
-
-    def terminate(self) -> None:
-        """Ask it to stop: it unwinds and publishes nothing."""
-        ...
-
-    def kill(self) -> None: ...
-
-
-Launch = Callable[[list[str], Path], Awaitable[Trainer]]  # (command, its log file) -> trainer
-
-
 class JobControl(Protocol):
     """What the admin API uses: a JobRunner here, or a client of the cluster's one."""
 
-    records: JobRecords
-
     async def recover(self) -> None: ...
+
+    async def list_jobs(self) -> list[Job]:
+        """Every job, newest first."""
+        ...
+
+    async def get_job(self, job_id: str) -> Job:
+        """One job with the last lines of its log (JobNotFound: 404)."""
+        ...
 
     async def start(self, recipe: TrainOptions) -> Job: ...
 
@@ -107,10 +86,16 @@ class JobRunner:
         self._command = command
         self._on_published = on_published
         self._launch = launch or launch_child
-        self._processes: dict[str, Trainer] = {}
+        self._trainers: dict[str, Trainer] = {}
         self._monitors: set[asyncio.Task[None]] = set()
         self._cancelling: set[str] = set()
         self._lock = asyncio.Lock()
+
+    async def list_jobs(self) -> list[Job]:
+        return await asyncio.to_thread(self.records.all)
+
+    async def get_job(self, job_id: str) -> Job:
+        return await asyncio.to_thread(self.records.get, job_id)
 
     async def recover(self) -> None:
         """Jobs whose supervising server is gone are failed as interrupted; a job that another
@@ -121,7 +106,7 @@ class JobRunner:
     def _recover(self) -> list[Job]:
         holder = self.lock.holder()
         elsewhere: frozenset[str] = frozenset()
-        if holder is not None and holder.alive(time.time()) and holder.owner != owners.me():
+        if holder is not None and holder.alive(time.time()) and holder.owner != processes.me():
             elsewhere = frozenset({holder.job_id})
         return self.records.fail_interrupted(elsewhere)
 
@@ -133,7 +118,7 @@ class JobRunner:
                 state=JobState.QUEUED,
                 params=recipe.model_dump(mode="json"),
                 created_at=now(),
-                owner=str(owners.me()),
+                owner=str(processes.me()),
             )
             try:
                 replaced = await asyncio.to_thread(self.lock.acquire, job.id)
@@ -166,7 +151,7 @@ class JobRunner:
             "--die-with-parent",
         ]
         process = await self._launch(command, self.records.log_path(job.id))
-        self._processes[job.id] = process
+        self._trainers[job.id] = process
         logger.info("job %s started (pid %s)", job.id, process.pid)
         return process
 
@@ -188,7 +173,7 @@ class JobRunner:
                 if time.monotonic() - renewed > RENEW_EVERY_S:
                     renewed = time.monotonic()
                     await asyncio.to_thread(self.lock.renew, job.id)
-            self._processes.pop(job.id, None)
+            self._trainers.pop(job.id, None)
             await self._finish(job, code, outcome)
         finally:
             await asyncio.to_thread(self.lock.release, job.id)
@@ -247,7 +232,7 @@ class JobRunner:
     async def cancel(self, job_id: str) -> Job:
         """Stop a running job's trainer (SIGTERM, then SIGKILL); it publishes nothing."""
         job = await asyncio.to_thread(self.records.get, job_id)
-        process = self._processes.get(job_id)
+        process = self._trainers.get(job_id)
         if job.state not in ACTIVE or process is None:
             raise JobConflict(f"job {job_id} is {job.state}, not running")
         self._cancelling.add(job_id)
@@ -268,7 +253,7 @@ class JobRunner:
 
     async def close(self) -> None:
         """Server shutdown: stop any trainer; its job is recorded as interrupted."""
-        running = list(self._processes.items())
+        running = list(self._trainers.items())
         for job_id, process in running:
             self._cancelling.discard(job_id)
             process.terminate()
@@ -280,59 +265,3 @@ class JobRunner:
         for job_id, _ in running:
             await asyncio.to_thread(self.lock.release, job_id)
         await self.recover()
-
-
-def retrain_command(settings: Settings, recipe: TrainOptions) -> list[str]:
-    """A retrain job's trainer: ``python -m app.train`` with the server's paths and the recipe."""
-    arguments = [
-        sys.executable,
-        "-m",
-        "app.train",
-        "--model-store",
-        str(settings.model_store),
-        "--weights",
-        settings.retrain_weights,
-        "--keep-versions",
-        str(settings.keep_versions),
-        *options.to_argv(recipe),
-    ]
-    if settings.data_dir is not None:
-        arguments += ["--data-dir", str(settings.data_dir)]
-    if settings.feature_cache is not None:
-        arguments += ["--feature-cache", str(settings.feature_cache)]
-    return arguments
-
-
-async def launch_child(command: list[str], log_path: Path) -> Trainer:
-    """The trainer as a child process of this server, in its own process group."""
-    log = await asyncio.to_thread(log_path.open, "wb")
-    with log:
-        process = await asyncio.create_subprocess_exec(
-            *command,
-            stdout=log,
-            stderr=asyncio.subprocess.STDOUT,
-            stdin=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    return ChildTrainer(process)
-
-
-class ChildTrainer:
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self._process = process
-        self.pid: int | None = process.pid
-
-    async def wait(self) -> int:
-        return await self._process.wait()
-
-    def terminate(self) -> None:
-        _signal_group(self._process.pid, signal.SIGTERM)
-
-    def kill(self) -> None:
-        _signal_group(self._process.pid, signal.SIGKILL)
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)

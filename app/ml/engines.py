@@ -33,8 +33,8 @@ Precision = Literal["auto", "f32", "bf16"]
 
 
 @dataclass(frozen=True)
-class Promise:
-    """How closely an engine at a precision agrees with the float32 Keras model: no probability
+class Tolerance:
+    """How far an engine at a precision may stray from the float32 Keras model: no probability
     moves by more than ``max_abs_diff``, so the predicted class is the same wherever the top two
     classes are more than twice that apart (only near-ties can flip)."""
 
@@ -46,11 +46,11 @@ class Promise:
 
 
 # bf16 keeps 8 bits of mantissa: through ResNet-50 the probabilities move by up to ~0.04 (measured
-# on the dev photos), so its promise is the class of every clear-cut photo, not the digits.
-PROMISES: Final[dict[str, Promise]] = {
-    "f32": Promise(max_abs_diff=1e-5),
-    "f16": Promise(max_abs_diff=1e-2),
-    "bf16": Promise(max_abs_diff=0.05),
+# on the dev photos), so it keeps the class of every clear-cut photo, not the digits.
+TOLERANCES: Final[dict[str, Tolerance]] = {
+    "f32": Tolerance(max_abs_diff=1e-5),
+    "f16": Tolerance(max_abs_diff=1e-2),
+    "bf16": Tolerance(max_abs_diff=0.05),
 }
 
 

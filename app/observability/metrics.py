@@ -1,33 +1,30 @@
-"""Prometheus metrics, in a registry of the app's own (no global state: tests build many apps)."""
+"""Prometheus metrics, in a registry of the app's own (no global state: tests build many apps).
+
+Every protocol reports its requests through :meth:`Metrics.observe` and its refusals through
+:meth:`Metrics.refused`; the batcher and the model manager report through the other methods.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-
-from app.inference.batching import BatchObserver
-
-if TYPE_CHECKING:
-    from app.inference.manager import LoadedModel
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128)
 
 
-class Metrics(BatchObserver):
+class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
             "flowers_http_requests",
-            "HTTP requests by route, method and status",
+            "Requests by route (a gRPC method's full name), method and status",
             ["route", "method", "status"],
             registry=r,
         )
         self.latency = Histogram(
             "flowers_http_request_duration_seconds",
-            "HTTP request latency by route and status",
+            "Request latency by route and status",
             ["route", "method", "status"],
             buckets=LATENCY_BUCKETS,
             registry=r,
@@ -53,6 +50,15 @@ class Metrics(BatchObserver):
             registry=r,
         )
 
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        """One request answered: its route template (or gRPC method), method and status."""
+        labels = {"route": route, "method": method, "status": str(status)}
+        self.requests.labels(**labels).inc()
+        self.latency.labels(**labels).observe(seconds)
+
+    def refused(self, reason: str) -> None:
+        self.rejected.labels(reason=reason).inc()
+
     def queue_depth(self, depth: int) -> None:
         self.depth.set(depth)
 
@@ -61,12 +67,12 @@ class Metrics(BatchObserver):
         self.inference.observe(seconds)
         self.images.inc(size)
 
-    def model_loaded(self, loaded: LoadedModel) -> None:
+    def model_loaded(self, version: int, engine: str, device: str, precision: str) -> None:
         labels = {
-            "version": str(loaded.number),
-            "engine": loaded.engine.name,
-            "device": loaded.device.name,
-            "precision": loaded.engine.precision,
+            "version": str(version),
+            "engine": engine,
+            "device": device,
+            "precision": precision,
         }
         self.model.clear()
         self.model.labels(**labels).set(1)

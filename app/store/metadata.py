@@ -19,10 +19,12 @@ class ClassScores(_Open):
     precision: float | None = None
     recall: float | None = None
     f1: float | None = None
-    support: int | None = None
+    support: int | None = Field(None, description="Validation images of this class")
 
 
-class Metrics(_Open):
+class ValidationMetrics(_Open):
+    """How well the version scored on photos it was not fitted on (``metrics`` in the file)."""
+
     val_accuracy: float | None = None
     # How val_accuracy was measured (e.g. "holdout" or "5-fold cross-validation").
     evaluation: str | None = None
@@ -48,7 +50,7 @@ class VersionMetadata(_Open):
     classes: list[str] = Field(min_length=1)
     created_at: str | None = None
     preprocessing_version: str | None = None
-    metrics: Metrics = Field(default_factory=Metrics)
+    metrics: ValidationMetrics = Field(default_factory=ValidationMetrics)
     backbone: Backbone = Field(default_factory=Backbone)
     activation: Activation = Field(default_factory=Activation)
     job: JobRef | None = None  # the server's retrain job that published it

@@ -1,5 +1,5 @@
-"""Who holds something in a store shared by several processes (replicas, the CLI, trainers):
-this process's identity, whether another holder is still alive, and an exclusive file lock.
+"""Which process holds something in a store shared by several (replicas, the CLI, trainers):
+this process's identity, and whether another holder is still alive.
 
 A holder on this host is alive while its pid runs with the same start time (pids are reused);
 a holder on another host cannot be checked from here, so it holds for as long as its lease.
@@ -7,11 +7,8 @@ a holder on another host cannot be checked from here, so it holds for as long as
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -60,18 +57,3 @@ def _start_time(pid: int) -> str:
     except OSError:
         return ""
     return stat.rsplit(")", 1)[-1].split()[19]
-
-
-@contextlib.contextmanager
-def exclusive(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` (created if missing) while the block runs; blocks meanwhile.
-
-    flock(2): processes on one host; on NFS, Linux maps it to a POSIX lock the server holds.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(descriptor)  # closing releases the lock

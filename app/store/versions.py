@@ -41,8 +41,8 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from app.store import atomic
-from app.store import processes as owners
+from app.store import atomic, processes
+from app.store.filelock import exclusive
 from app.store.metadata import VersionMetadata
 
 logger = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ class ModelStore:
 
     def set_active(self, number: int) -> Version:
         """Point ``active`` at a complete version (an operator's choice: unconditional)."""
-        with owners.exclusive(self.root / LOCK_FILE):
+        with exclusive(self.root / LOCK_FILE):
             version = self.get(number)
             self._write_pointer(number)
         return version
@@ -192,7 +192,8 @@ class ModelStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self.remove_stale_staging()
         self.remove_deleted()
-        folder = self.root / f"{STAGING_PREFIX}{owners.HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        name = f"{STAGING_PREFIX}{processes.HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        folder = self.root / name
         folder.mkdir()
         try:
             yield folder
@@ -208,7 +209,7 @@ class ModelStore:
         pointer since the decision (else the metadata records why it was not activated)."""
         _check_model_file(staged / MODEL_FILE)
         atomic.fsync_tree(staged)  # the slow part, before anyone waits on the lock
-        with owners.exclusive(self.root / LOCK_FILE):
+        with exclusive(self.root / LOCK_FILE):
             activated = activate is not None and self._still_active(activate, metadata)
             number = self._rename_into_place(staged, metadata)
             if activated:
@@ -256,12 +257,6 @@ class ModelStore:
                 if _dead_local_publisher(entry.name) or now - entry.stat().st_mtime > max_age_s:
                     shutil.rmtree(entry)
 
-    def load(self, number: int) -> Any:
-        """Load a version's Keras model (safe mode)."""
-        from app.ml import network as model
-
-        return model.load(self.get(number).model_path)
-
     def plot(self, number: int, name: str) -> Path:
         """The path of one of a complete version's :data:`PLOTS` (ArtifactNotFound if absent)."""
         if name not in PLOTS:
@@ -283,7 +278,7 @@ class ModelStore:
     def delete(self, number: int, in_use: Collection[int] = ()) -> None:
         """Delete a version (complete or not); VersionInUse for the active one or one in
         ``in_use`` (e.g. the version a server is serving), VersionNotFound when there is none."""
-        with owners.exclusive(self.root / LOCK_FILE):
+        with exclusive(self.root / LOCK_FILE):
             if not (self.root / str(number)).is_dir():
                 raise VersionNotFound(f"version {number} does not exist in {self.root}")
             if number in self._protected(in_use):
@@ -299,7 +294,7 @@ class ModelStore:
         self.remove_deleted()
         if keep <= 0 or not self.root.is_dir():
             return []
-        with owners.exclusive(self.root / LOCK_FILE):
+        with exclusive(self.root / LOCK_FILE):
             numbers = [version.number for version in self.versions()]
             kept = set(numbers[-keep:]) | self._protected(in_use)
             doomed = [number for number in numbers if number not in kept]
@@ -342,9 +337,9 @@ def _in_use_reason(number: int, pointer: int | None) -> str:
 def _dead_local_publisher(name: str) -> bool:
     """``.staging-<host>-<pid>-<random>`` of this host whose process no longer runs."""
     parts = name.removeprefix(STAGING_PREFIX).split("-")
-    if len(parts) != 3 or parts[0] != owners.HOST or not parts[1].isdecimal():
+    if len(parts) != 3 or parts[0] != processes.HOST or not parts[1].isdecimal():
         return False
-    return not owners.pid_alive(int(parts[1]))
+    return not processes.pid_alive(int(parts[1]))
 
 
 def _check_model_file(path: Path) -> None:

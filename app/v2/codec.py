@@ -1,8 +1,8 @@
-"""The Open Inference Protocol's (KServe V2) inference messages as plain Python, and their REST
-form: a JSON document, or a JSON header followed by binary tensor data (the binary tensor data
-extension: ``Inference-Header-Content-Length`` gives the header's size, each binary input or
-output says its ``binary_data_size``, and a BYTES tensor is its elements in row-major order,
-each a 4-byte little-endian length followed by the bytes).
+"""The Open Inference Protocol's (KServe V2) inference messages in their REST form: a JSON
+document, or a JSON header followed by binary tensor data (the binary tensor data extension:
+``Inference-Header-Content-Length`` gives the header's size, each binary input or output says its
+``binary_data_size``, and a BYTES tensor is its elements in row-major order, each a 4-byte
+little-endian length followed by the bytes).
 
 In JSON, BYTES elements of an input are base64 strings (image files are not UTF-8 text); BYTES
 outputs are UTF-8 strings.  Every malformed request raises :class:`InvalidInferRequest` (400)
@@ -14,68 +14,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any, Final
 
-import numpy as np
+from app.v2.types import (
+    InferRequest,
+    InferResponse,
+    InputTensor,
+    InvalidInferRequest,
+    OutputTensor,
+    RequestedOutput,
+)
 
-from app.http.multipart import MalformedUpload
-
-# The JSON part of a request, beyond its base64 data (names, shapes, parameters).
-_JSON_OVERHEAD: Final = 64 * 1024
 _LENGTH: Final = struct.Struct("<I")
-
-
-class InvalidInferRequest(MalformedUpload):
-    """The inference request does not follow the protocol (400)."""
-
-
-@dataclass(frozen=True)
-class InputTensor:
-    name: str
-    datatype: str
-    shape: tuple[int, ...]
-    elements: list[bytes] | None  # a BYTES tensor's elements; None for other datatypes
-
-
-@dataclass(frozen=True)
-class RequestedOutput:
-    name: str
-    binary: bool | None = None  # None: the request's default (binary_data_output)
-    classification: int | None = None  # the k best classes as "score:index:label"
-
-
-@dataclass(frozen=True)
-class InferRequest:
-    id: str
-    inputs: list[InputTensor]
-    outputs: list[RequestedOutput] | None = None  # None: every output
-    binary_output: bool = False
-
-
-@dataclass(frozen=True)
-class OutputTensor:
-    name: str
-    datatype: str  # FP32 or BYTES
-    data: np.ndarray  # float32, or an object array of bytes; its shape is the tensor's
-    binary: bool = False  # REST: sent as binary data after the JSON header
-
-
-@dataclass(frozen=True)
-class InferResponse:
-    model_name: str
-    model_version: str
-    id: str
-    outputs: list[OutputTensor]
-
-
-def max_request_bytes(max_images: int, max_image_bytes: int) -> int:
-    """The largest acceptable REST body: every image at its limit, base64 in JSON."""
-    base64_size = 4 * math.ceil(max_image_bytes / 3)
-    return max_images * (base64_size + 8) + _JSON_OVERHEAD
 
 
 def serialize_bytes(elements: Iterable[bytes]) -> bytes:

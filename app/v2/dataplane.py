@@ -1,9 +1,10 @@
-"""The flower model as the Open Inference Protocol sees it, served by /predict's data plane.
+"""The flower model as the Open Inference Protocol sees it: its name, metadata and readiness,
+and inference through the same predictor as /predict (the same decode pool, batcher, queue limit,
+timeout, per-file limits and metrics).
 
-Protocol-neutral: the REST router and the gRPC servicer turn their messages into
-:mod:`app.v2.codec` objects and call these functions.  Images go through
-:meth:`Predictor.run` like /predict's (the same decode pool, batcher, queue limit, timeout,
-per-file limits and metrics), and one version computes every output of a request.
+Protocol-neutral, after KServe's and MLServer's ``DataPlane``: the REST routes
+(:mod:`app.http.v2`) and the gRPC servicer (:mod:`app.v2.grpc_server`) decode their messages
+into :mod:`app.v2.types`, call a :class:`DataPlane`, and encode what it returns.
 """
 
 from __future__ import annotations
@@ -11,23 +12,25 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib.metadata
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 
-from app.http.multipart import TooManyFiles, UploadLimits, UploadTooLarge
-from app.http.service import Service
-from app.inference.backend import InferenceBackend, ServingModel
-from app.inference.predictor import Classified, Meter, StartDecoding, StartedImage
-from app.store.versions import VersionNotFound
-from app.v2.codec import (
+from app.errors import TooManyFiles, UploadTooLarge
+from app.inference.backend import Inference, InferenceBackend
+from app.inference.limits import UploadLimits
+from app.inference.manager import ServingModel
+from app.inference.predictor import Admitted
+from app.store.versions import ModelStore, VersionNotFound
+from app.v2.types import (
     InferRequest,
     InferResponse,
     InvalidInferRequest,
+    ModelMetadata,
     OutputTensor,
     RequestedOutput,
+    ServerMetadata,
+    TensorMetadata,
 )
 
 MODEL_NAME: Final = "flowers"
@@ -43,36 +46,13 @@ class UnknownModel(VersionNotFound):
     """A model this server does not serve, or a version that is not the one serving (404)."""
 
 
-@dataclass(frozen=True)
-class TensorMetadata:
-    name: str
-    datatype: str
-    shape: list[int]  # -1: any size
-
-
-@dataclass(frozen=True)
-class ServerMetadata:
-    name: str
-    version: str
-    extensions: list[str]
-
-
-@dataclass(frozen=True)
-class ModelMetadata:
-    name: str
-    versions: list[str]
-    platform: str
-    inputs: list[TensorMetadata]
-    outputs: list[TensorMetadata]
-
-
 @functools.cache
 def server_metadata() -> ServerMetadata:
     try:
         version = importlib.metadata.version("flower-classifier")
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
-    return ServerMetadata(SERVER_NAME, version, list(EXTENSIONS))
+    return ServerMetadata(name=SERVER_NAME, version=version, extensions=list(EXTENSIONS))
 
 
 def check_name(name: str) -> None:
@@ -80,61 +60,62 @@ def check_name(name: str) -> None:
         raise UnknownModel(f"unknown model {name!r}: this server serves {MODEL_NAME!r}")
 
 
-def serving(backend: InferenceBackend, name: str, version: str | None) -> ServingModel:
-    """The model that serves, if it is the one asked for: else UnknownModel, or NoModel (503)."""
-    check_name(name)
-    model = backend.require()
-    if version and version != str(model.number):
-        raise UnknownModel(
-            f"version {version!r} of {MODEL_NAME!r} is not loaded (version {model.number} serves)"
+class DataPlane:
+    def __init__(self, backend: InferenceBackend, store: ModelStore, limits: UploadLimits) -> None:
+        self.backend = backend
+        self.store = store
+        self.limits = limits
+
+    def check_model(self, name: str, version: str | None) -> ServingModel:
+        """The serving model if it is the one asked for: else UnknownModel (404), or NoModel
+        (503) while none serves."""
+        check_name(name)
+        model = self.backend.ready_model()
+        if version and version != str(model.number):
+            raise UnknownModel(
+                f"version {version!r} of {MODEL_NAME!r} is not loaded "
+                f"(version {model.number} serves)"
+            )
+        return model
+
+    def model_ready(self, name: str, version: str | None) -> bool:
+        """Whether the model (at this version, if given) serves; UnknownModel for another."""
+        check_name(name)
+        current = self.backend.serving()
+        return current is not None and version in (None, str(current.number))
+
+    async def model_metadata(self, name: str, version: str | None) -> ModelMetadata:
+        model = self.check_model(name, version)
+        versions = await asyncio.to_thread(self.store.versions)
+        return ModelMetadata(
+            name=MODEL_NAME,
+            versions=[str(v.number) for v in versions],
+            platform=model.engine,
+            inputs=[TensorMetadata(name=INPUT, datatype="BYTES", shape=[-1])],
+            outputs=[
+                TensorMetadata(name=PROBABILITIES, datatype="FP32", shape=[-1, len(model.classes)]),
+                TensorMetadata(name=LABEL, datatype="BYTES", shape=[-1]),
+            ],
         )
-    return model
 
-
-async def model_metadata(service: Service, name: str, version: str | None) -> ModelMetadata:
-    model = serving(service.backend, name, version)
-    versions = await asyncio.to_thread(service.store.versions)
-    return ModelMetadata(
-        name=MODEL_NAME,
-        versions=[str(v.number) for v in versions],
-        platform=model.engine,
-        inputs=[TensorMetadata(INPUT, "BYTES", [-1])],
-        outputs=[
-            TensorMetadata(PROBABILITIES, "FP32", [-1, len(model.classes)]),
-            TensorMetadata(LABEL, "BYTES", [-1]),
-        ],
-    )
-
-
-async def infer(
-    service: Service,
-    name: str,
-    version: str | None,
-    read: Callable[[Meter], Awaitable[InferRequest]],
-    declared_bytes: int | None,
-) -> InferResponse:
-    """Read the request (inside the data plane's admission, its body metered against the memory
-    budget), classify its images, shape the outputs."""
-    serving(service.backend, name, version)
-    limits = UploadLimits.from_settings(service.settings)
-    received: list[InferRequest] = []
-
-    async def receive(start: StartDecoding, meter: Meter) -> list[StartedImage]:
-        request = await read(meter)
-        received.append(request)
+    async def infer(
+        self, request: InferRequest, admitted: Admitted, version: str | None
+    ) -> InferResponse:
+        """Classify the request's images (decoded as the admitted request's), shape the
+        outputs it asks for; every output from one version."""
         _check_outputs(request.outputs)
-        images = _images(request, limits)
-        return [start(f"{INPUT}[{index}]", data) for index, data in enumerate(images)]
-
-    classified = await service.predictor.run(receive, declared_bytes)
-    number = str(classified.version)
-    if version and version != number:
-        raise UnknownModel(
-            f"version {version!r} of {MODEL_NAME!r} stopped serving during the request "
-            f"(version {number} serves now)"
-        )
-    [request] = received
-    return InferResponse(MODEL_NAME, number, request.id, _outputs(classified, request))
+        images = [
+            admitted.start_decoding(f"{INPUT}[{index}]", data)
+            for index, data in enumerate(_images(request, self.limits))
+        ]
+        inference = await admitted.classify(images)
+        number = str(inference.version)
+        if version and version != number:
+            raise UnknownModel(
+                f"version {version!r} of {MODEL_NAME!r} stopped serving during the request "
+                f"(version {number} serves now)"
+            )
+        return InferResponse(MODEL_NAME, number, request.id, _outputs(inference, request))
 
 
 def _images(request: InferRequest, limits: UploadLimits) -> list[bytes]:
@@ -181,21 +162,21 @@ def _check_outputs(outputs: list[RequestedOutput] | None) -> None:
             raise InvalidInferRequest(f"classification applies to {PROBABILITIES!r} only")
 
 
-def _outputs(classified: Classified, request: InferRequest) -> list[OutputTensor]:
+def _outputs(inference: Inference, request: InferRequest) -> list[OutputTensor]:
     wanted = request.outputs
     if wanted is None:
         wanted = [RequestedOutput(name) for name in _OUTPUTS]
     return [
         _output(
-            classified, output, request.binary_output if output.binary is None else output.binary
+            inference, output, request.binary_output if output.binary is None else output.binary
         )
         for output in wanted
     ]
 
 
-def _output(classified: Classified, wanted: RequestedOutput, binary: bool) -> OutputTensor:
-    probabilities = classified.probabilities.astype(np.float32, copy=False)
-    classes = classified.classes
+def _output(inference: Inference, wanted: RequestedOutput, binary: bool) -> OutputTensor:
+    probabilities = inference.probabilities.astype(np.float32, copy=False)
+    classes = inference.classes
     if wanted.name == LABEL:
         best = probabilities.argmax(axis=1)
         labels = np.array([classes[i].encode() for i in best], dtype=object)

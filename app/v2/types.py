@@ -1,14 +1,60 @@
-"""The Open Inference Protocol's REST bodies, as they appear in the OpenAPI document.
-
-Inference requests are parsed by :mod:`app.v2.codec` (the body may be binary); these
-models document them.
+"""The Open Inference Protocol's messages, one set for every protocol: the data plane
+(:mod:`app.v2.dataplane`) speaks these; the REST routes send the metadata models as they are,
+the REST codec (:mod:`app.v2.codec`) and the gRPC codec (:mod:`app.v2.grpc_codec`) translate
+the inference request and response.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
+import numpy as np
 from pydantic import BaseModel, Field
+
+from app.errors import MalformedUpload
+
+
+class InvalidInferRequest(MalformedUpload):
+    """The inference request does not follow the protocol (400)."""
+
+
+@dataclass(frozen=True)
+class InputTensor:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    elements: list[bytes] | None  # a BYTES tensor's elements; None for other datatypes
+
+
+@dataclass(frozen=True)
+class RequestedOutput:
+    name: str
+    binary: bool | None = None  # None: the request's default (binary_data_output)
+    classification: int | None = None  # the k best classes as "score:index:label"
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    id: str
+    inputs: list[InputTensor]
+    outputs: list[RequestedOutput] | None = None  # None: every output
+    binary_output: bool = False
+
+
+@dataclass(frozen=True)
+class OutputTensor:
+    name: str
+    datatype: str  # FP32 or BYTES
+    data: np.ndarray  # float32, or an object array of bytes; its shape is the tensor's
+    binary: bool = False  # REST: sent as binary data after the JSON header
+
+
+@dataclass(frozen=True)
+class InferResponse:
+    model_name: str
+    model_version: str
+    id: str
+    outputs: list[OutputTensor]
 
 
 class V2Error(BaseModel):
@@ -46,74 +92,3 @@ class ModelMetadata(BaseModel):
     platform: str = Field(description="The engine that runs the model", examples=["openvino"])
     inputs: list[TensorMetadata]
     outputs: list[TensorMetadata]
-
-
-class RequestInput(BaseModel):
-    name: str = Field(examples=["image"])
-    shape: list[int] = Field(description="[number of images]", examples=[[1]])
-    datatype: str = Field(examples=["BYTES"])
-    parameters: dict[str, Any] | None = Field(
-        None, description="binary_data_size: the input's bytes follow the JSON header"
-    )
-    data: list[Any] | None = Field(
-        None, description="BYTES elements as base64 strings (one image file each)"
-    )
-
-
-class RequestOutput(BaseModel):
-    name: str = Field(examples=["probabilities"])
-    parameters: dict[str, Any] | None = Field(
-        None,
-        description="binary_data (bool); classification (k): the k best classes as "
-        '"score:index:label"',
-    )
-
-
-# A 4x4 red PNG: the documented example request is one that the server answers.
-_EXAMPLE_IMAGE = (
-    "iVBORw0KGgoAAAANSUhEUgAAAAQAAAAECAIAAAAmkwkpAAAAFElEQVR4"
-    "2mM8oWHDAANMDEgANwcAPCgBNFl6ACUAAAAASUVORK5CYII="
-)
-
-
-class InferenceRequest(BaseModel):
-    model_config = {
-        "json_schema_extra": {
-            "examples": [
-                {
-                    "id": "1",
-                    "inputs": [
-                        {
-                            "name": "image",
-                            "shape": [1],
-                            "datatype": "BYTES",
-                            "data": [_EXAMPLE_IMAGE],
-                        }
-                    ],
-                    "outputs": [{"name": "label"}],
-                }
-            ]
-        }
-    }
-
-    id: str | None = None
-    parameters: dict[str, Any] | None = Field(
-        None, description="binary_data_output (bool): every output as binary data"
-    )
-    inputs: list[RequestInput] = Field(min_length=1)
-    outputs: list[RequestOutput] | None = None
-
-
-class ResponseOutput(BaseModel):
-    name: str
-    shape: list[int]
-    datatype: str
-    parameters: dict[str, Any] | None = None
-    data: list[Any] | None = None
-
-
-class InferenceResponse(BaseModel):
-    model_name: str = Field(examples=["flowers"])
-    model_version: str = Field(description="The version that computed every output", examples=["1"])
-    id: str | None = None
-    outputs: list[ResponseOutput]

@@ -112,4 +112,4 @@ def test_without_a_model_replica_serving_the_cluster_is_not_ready() -> None:
     backend = _backend(Method())
     assert backend.serving() is None
     with pytest.raises(NoModel, match="no Model replica serves"):
-        backend.require()
+        backend.ready_model()

@@ -20,9 +20,9 @@ import pytest
 from app import imaging
 from app.dataset.layout import IMAGE_EXTENSIONS
 from app.store.versions import ModelStore, StoreError
-from tests.api.conftest import make_settings, running
 from tests.conftest import REPO, write_colour_dataset
 from tests.support import imagefactory as make
+from tests.support.apps import make_settings, running
 from tests.support.modelfactory import COLOURS, publish_tiny
 from tests.support.servers import running_server
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from app import imaging
+from app.ml import network
 from app.store.versions import ModelStore
 from tests.support.servers import running_server
 
@@ -55,7 +56,7 @@ def test_served_probabilities_equal_the_saved_model_on_preprocessed_bytes(
     server: str, flowers_dev: Path, flowers_store: Path
 ) -> None:
     store = ModelStore(flowers_store)
-    model = store.load(store.active().number)  # type: ignore[union-attr]
+    model = network.load(store.get(store.active().number).model_path)  # type: ignore[union-attr]
     for truth, photo in _photos(flowers_dev, per_class=1):
         data = photo.read_bytes()
         response = httpx.post(

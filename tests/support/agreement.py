@@ -1,4 +1,4 @@
-"""What an engine at a given precision promises against the float32 Keras model (app.ml.engines)."""
+"""How far an engine at a precision may stray from the float32 Keras model (app.ml.engines)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ def precisions_to_test() -> list[object]:
     return ["auto", "f32", pytest.param("bf16", marks=skip_bf16)]
 
 
-def assert_keeps_promise(served: np.ndarray, reference: np.ndarray, precision: str) -> None:
+def assert_within_tolerance(served: np.ndarray, reference: np.ndarray, precision: str) -> None:
     """Every probability within the precision's bound; the class kept wherever it is clear-cut."""
-    promise = engines.PROMISES[precision]
+    tolerance = engines.TOLERANCES[precision]
     difference = float(np.abs(served - reference).max())
-    assert difference <= promise.max_abs_diff, f"{precision}: max |dp| {difference:.2e}"
+    assert difference <= tolerance.max_abs_diff, f"{precision}: max |dp| {difference:.2e}"
     ranked = np.sort(reference, axis=1)
-    clear_cut = ranked[:, -1] - ranked[:, -2] > promise.top1_margin
+    clear_cut = ranked[:, -1] - ranked[:, -2] > tolerance.top1_margin
     same = served.argmax(axis=1) == reference.argmax(axis=1)
     assert same[clear_cut].all(), f"{precision}: a clear-cut class changed"

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from app.store.versions import ModelStore
-from tests.api.conftest import FLOWERS
 from tests.conftest import write_colour_dataset
+from tests.support.apps import FLOWERS
 from tests.support.browser import CHROMIUM_ARGS, chromium_path
 from tests.support.modelfactory import publish_tiny
 from tests.support.servers import running_server

@@ -1,0 +1,159 @@
+"""The admin API's version routes for the console: a version's metrics and plots, deletion, and
+the retention setting."""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.http.admin import PlotName
+from app.store.versions import PLOTS, ModelStore
+from tests.support.apps import FLOWERS, make_settings, running
+from tests.support.modelfactory import publish_tiny
+
+TOKEN = "test-admin-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+PER_CLASS = {
+    name: {"precision": 0.5, "recall": 0.25, "f1": 0.3333, "support": 4} for name in FLOWERS
+}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ModelStore:
+    store = ModelStore(tmp_path / "store")
+    publish_tiny(store, FLOWERS, seed=0)
+    publish_tiny(
+        store,
+        FLOWERS,
+        seed=1,
+        activate=False,
+        plots=True,
+        metrics={"per_class": PER_CLASS, "evaluation": "5-fold cross-validation"},
+    )
+    return store
+
+
+@pytest.fixture
+def admin(store: ModelStore) -> Iterator[TestClient]:
+    with running(make_settings(store.root, admin_token=TOKEN, keep_versions=3)) as client:
+        yield client
+
+
+def test_a_version_shows_its_per_class_metrics_plots_and_metadata(admin: TestClient) -> None:
+    body = admin.get("/admin/models/2", headers=AUTH).json()
+    assert (body["version"], body["active"], body["serving"]) == ("2", False, False)
+    assert body["evaluation"] == "5-fold cross-validation"
+    assert body["per_class"]["roses"] == PER_CLASS["roses"]
+    assert body["plots"] == {name: f"/admin/models/2/plots/{name}" for name in PLOTS}
+    assert body["metadata"]["version"] == 2 and body["metadata"]["classes"] == FLOWERS
+
+
+def test_a_version_without_plots_or_scores_lists_none(admin: TestClient) -> None:
+    body = admin.get("/admin/models/1", headers=AUTH).json()
+    assert (body["active"], body["serving"], body["plots"], body["per_class"]) == (
+        True,
+        True,
+        {},
+        {},
+    )
+    assert body["evaluation"] is None
+
+
+def test_an_unknown_version_is_404(admin: TestClient) -> None:
+    response = admin.get("/admin/models/9", headers=AUTH)
+    assert response.status_code == 404
+    assert "version 9 does not exist" in response.json()["detail"]
+
+
+def test_an_incomplete_version_is_409_with_its_reason(admin: TestClient, store: ModelStore) -> None:
+    (store.root / "2" / "metadata.json").write_text("{broken")
+    response = admin.get("/admin/models/2", headers=AUTH)
+    assert response.status_code == 409
+    assert "unreadable" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("name", PLOTS)
+def test_plots_are_served_as_png(admin: TestClient, store: ModelStore, name: str) -> None:
+    response = admin.get(f"/admin/models/2/plots/{name}", headers=AUTH)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    assert response.content == (store.root / "2" / name).read_bytes()
+    assert response.content.startswith(b"\x89PNG")
+
+
+def test_a_missing_plot_is_404(admin: TestClient) -> None:
+    response = admin.get("/admin/models/1/plots/history.png", headers=AUTH)
+    assert response.status_code == 404
+    assert response.json()["detail"] == "version 1 has no history.png"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "metadata.json",
+        "model.keras",
+        "..%2Factive",
+        "..%2F..%2F..%2Fetc%2Fpasswd",
+        "history.png%00.json",
+        "HISTORY.PNG",
+        "%2E%2E",
+    ],
+)
+def test_only_the_two_plot_names_are_served(admin: TestClient, name: str) -> None:
+    response = admin.get(f"/admin/models/2/plots/{name}", headers=AUTH)
+    assert response.status_code in (404, 422), response.text
+    assert response.headers["content-type"] == "application/json"
+
+
+def test_the_plot_names_of_the_route_are_the_stores() -> None:
+    assert set(typing.get_args(typing.get_args(PlotName)[0])) == set(PLOTS)
+
+
+def test_models_list_shows_the_retention_setting_and_evaluation(admin: TestClient) -> None:
+    body = admin.get("/admin/models", headers=AUTH).json()
+    assert body["keep_versions"] == 3
+    assert [v["evaluation"] for v in body["versions"]] == [None, "5-fold cross-validation"]
+
+
+def test_deleting_an_old_version_removes_it(admin: TestClient, store: ModelStore) -> None:
+    body = admin.delete("/admin/models/2", headers=AUTH).json()
+    assert [v["version"] for v in body["versions"]] == ["1"]
+    assert not (store.root / "2").exists()
+    assert admin.get("/admin/models/2", headers=AUTH).status_code == 404
+
+
+def test_deleting_the_active_version_is_409_and_keeps_it(
+    admin: TestClient, store: ModelStore
+) -> None:
+    response = admin.delete("/admin/models/1", headers=AUTH)
+    assert response.status_code == 409
+    assert "active version" in response.json()["detail"]
+    assert [v.number for v in store.versions()] == [1, 2]
+
+
+def test_deleting_the_version_this_server_serves_is_409(
+    admin: TestClient, store: ModelStore
+) -> None:
+    store.set_active(2)  # moved by another process; this server (no polling) still serves 1
+    response = admin.delete("/admin/models/1", headers=AUTH)
+    assert response.status_code == 409
+    assert "serving" in response.json()["detail"]
+    assert (store.root / "1").is_dir()
+
+
+def test_deleting_an_unknown_version_is_404(admin: TestClient) -> None:
+    assert admin.delete("/admin/models/7", headers=AUTH).status_code == 404
+
+
+def test_the_new_routes_are_documented(admin: TestClient) -> None:
+    paths = admin.get("/openapi.json").json()["paths"]
+    assert set(paths["/admin/models/{version}"]) == {"get", "delete"}
+    plot = paths["/admin/models/{version}/plots/{plot}"]["get"]
+    assert "image/png" in plot["responses"]["200"]["content"]
+    assert {"404", "409", "401", "403"} <= set(
+        paths["/admin/models/{version}"]["delete"]["responses"]
+    )

@@ -1,0 +1,248 @@
+"""The training CLI end to end on tiny generated data (random backbone weights), and its errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app import imaging
+from app.ml import network
+from app.store.versions import ModelStore
+from tests.conftest import REPO, write_class_folders
+
+FAST = ["--weights", "none", "--folds", "3", "--batch-size", "8"]
+MLP = ["--weights", "none", "--head", "mlp", "--epochs", "2", "--folds", "0", "--batch-size", "8"]
+
+
+def _train_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.train", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    root = tmp_path_factory.mktemp("train")
+    data = write_class_folders(root / "data", {"cats": 6, "dogs": 5, "owls": 5})
+    (data / "dogs" / "broken.jpg").write_text("not an image")
+    events = root / "events.jsonl"
+    result = _train_cli(
+        "--data-dir",
+        str(data),
+        "--model-store",
+        str(root / "store"),
+        *FAST,
+        "--progress-file",
+        str(events),
+    )
+    assert result.returncode == 0, result.stderr
+    return root / "store", events, result.stdout + result.stderr
+
+
+def test_training_publishes_an_active_loadable_version(
+    trained_store: tuple[Path, Path, str],
+) -> None:
+    store_root, _, _ = trained_store
+    store = ModelStore(store_root)
+    active = store.active()
+    assert active is not None and active.number == 1
+    model = network.load(store.get(1).model_path)  # keras.saving.load_model(..., safe_mode=True)
+    image = imaging.preprocess((next((store_root.parent / "data" / "cats").iterdir())).read_bytes())
+    probabilities = np.asarray(model(image[None].astype(np.float32)))
+    assert probabilities.shape == (1, 3)
+    assert probabilities.dtype == np.float32
+    assert abs(float(probabilities.sum()) - 1.0) < 1e-5
+
+
+def test_the_version_folder_holds_model_metadata_and_plots(
+    trained_store: tuple[Path, Path, str],
+) -> None:
+    folder = trained_store[0] / "1"
+    for name in ("model.keras", "metadata.json", "history.png", "confusion.png"):
+        assert (folder / name).stat().st_size > 0, name
+    assert (folder / "history.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_metadata_describes_the_run(trained_store: tuple[Path, Path, str]) -> None:
+    metadata = json.loads((trained_store[0] / "1" / "metadata.json").read_text())
+    assert metadata["version"] == 1
+    assert metadata["classes"] == ["cats", "dogs", "owls"]
+    metrics = metadata["metrics"]
+    assert 0.0 <= metrics["val_accuracy"] <= 1.0 and len(metrics["fold_accuracies"]) == 3
+    assert metrics["val_accuracy"] == round(float(np.mean(metrics["fold_accuracies"])), 4)
+    assert metrics["evaluation"].startswith("3-fold cross-validation (seed 123): ")
+    assert metrics["trained_on"] == 16  # the published model saw every readable photo
+    assert set(metrics["per_class"]["owls"]) == {"precision", "recall", "f1", "support"}
+    assert np.asarray(metrics["confusion_matrix"]).sum() == 16  # every photo judged once
+    assert metadata["dataset"]["evaluated_counts"] == {"cats": 6, "dogs": 5, "owls": 5}
+    assert metadata["input"] == {"shape": [180, 180, 3], "dtype": "float32", "values": "RGB 0..255"}
+    assert metadata["preprocessing_version"] == imaging.PREPROCESSING_VERSION
+    training = metadata["training"]
+    assert training["folds"] == 3 and training["seed"] == 123 and training["head"] == "linear"
+    assert training["features"] == "conv4-conv5-gem" and training["flips"] is True
+    assert np.allclose(training["history"]["fold_accuracy"], metrics["fold_accuracies"], atol=1e-4)
+    assert metadata["dataset"]["counts"] == {"cats": 6, "dogs": 6, "owls": 5}
+    assert len(metadata["dataset"]["skipped"]) == 1
+    assert len(metadata["dataset"]["content_hash"]) == 16
+    assert metadata["backbone"]["weights"] == "none"
+    assert {"weights", "features", "train_head", "evaluate"} <= set(metadata["timings_s"])
+    assert {"python", "keras", "tensorflow", "numpy", "pillow"} <= set(metadata["libraries"])
+    assert metadata["created_at"].endswith("+00:00")
+
+
+def test_output_has_fold_lines_skip_warning_and_summary(
+    trained_store: tuple[Path, Path, str],
+) -> None:
+    output = trained_store[2]
+    assert "fold 1/3  accuracy" in output and "fold 3/3  accuracy" in output
+    assert "accuracy             3-fold cross-validation" in output
+    assert "broken.jpg" in output
+    assert "version published    1 (active)" in output
+    for heading in ("precision", "recall", "phase", "total"):
+        assert heading in output
+
+
+def test_progress_events_are_machine_readable(trained_store: tuple[Path, Path, str]) -> None:
+    events = [json.loads(line) for line in trained_store[1].read_text().splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "phase" and kinds[-1] == "succeeded"
+    assert {"phase", "progress"} <= set(kinds)
+    assert events[-1]["version"] == 1
+    phases = [e["phase"] for e in events if e["event"] == "phase"]
+    assert phases == ["scan", "weights", "features", "evaluate", "train_head", "publish"]
+
+
+def test_second_run_reuses_the_feature_cache(trained_store: tuple[Path, Path, str]) -> None:
+    store_root, _, _ = trained_store
+    result = _train_cli(
+        "--data-dir",
+        str(store_root.parent / "data"),
+        "--model-store",
+        str(store_root),
+        *FAST,
+        "--no-activate",
+        "--no-openvino",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "0 computed, 16 from the cache" in result.stderr + result.stdout  # both views
+    assert ModelStore(store_root).active_number() == 1  # --no-activate
+    assert [v.number for v in ModelStore(store_root).versions()] == [1, 2]
+
+
+@pytest.mark.slow
+def test_publishing_prunes_old_versions_by_the_retention_setting(
+    trained_store: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    from tests.support.modelfactory import publish_tiny
+
+    store = ModelStore(tmp_path / "store")
+    for seed in range(3):
+        publish_tiny(store, ["cats", "dogs", "owls"], seed=seed, activate=seed == 1)
+    source = trained_store[0]
+    result = _train_cli(
+        *("--data-dir", str(source.parent / "data"), "--model-store", str(store.root)),
+        *("--feature-cache", str(source / ".cache" / "features"), *FAST),
+        *("--no-activate", "--no-openvino"),
+        env={**os.environ, "FLOWERS_KEEP_VERSIONS": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "retention: deleted versions [1, 3] (kept the newest 1 + active)" in result.stdout
+    assert [v.number for v in store.versions()] == [2, 4]
+    assert store.active_number() == 2
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        ({}, "does not exist"),
+        ({"only": 3}, "at least 2"),
+        ({"a": 3, "empty": 0}, "holds no images"),
+        ({"roses": 3, "Roses": 1}, "too few images to train and validate: 'Roses' has 1"),
+    ],
+)
+def test_bad_dataset_folders_exit_2_with_one_line(
+    tmp_path: Path, layout: dict[str, int], message: str
+) -> None:
+    data = tmp_path / "data"
+    if layout:
+        write_class_folders(data, {k: v for k, v in layout.items() if v})
+        for name in layout:
+            (data / name).mkdir(exist_ok=True)
+    result = _train_cli("--data-dir", str(data), "--model-store", str(tmp_path / "store"), *FAST)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error:") and message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "store").exists()
+
+
+def test_a_class_with_only_unreadable_images_exits_2(tmp_path: Path) -> None:
+    data = write_class_folders(tmp_path / "data", {"a": 3, "b": 3})
+    for path in (data / "b").iterdir():
+        path.write_text("garbage")
+    result = _train_cli("--data-dir", str(data), "--model-store", str(tmp_path / "s"), *FAST)
+    assert result.returncode == 2
+    assert "no readable images in class folder(s): b" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_out_of_range_options_exit_2(tmp_path: Path) -> None:
+    result = _train_cli("--validation-split", "1.5", "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "validation-split" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_help_documents_every_option() -> None:
+    result = _train_cli("--help")
+    assert result.returncode == 0
+    for option in (
+        "--data-dir",
+        "--epochs",
+        "--fine-tune-epochs",
+        "--seed",
+        "--validation-split",
+        "--model-store",
+        "--weights",
+        "--activate",
+        "--no-activate",
+        "--learning-rate",
+        "--batch-size",
+        "--dropout",
+        "--feature-cache",
+        "--progress-file",
+        "--keep-versions",
+        "FLOWERS_KEEP_VERSIONS",
+        "--mixed-precision",
+        "--no-openvino",
+        "FLOWERS_MODEL_STORE",
+        "FLOWERS_DATA_DIR",
+        "RESNET50_WEIGHTS",
+    ):
+        assert option in result.stdout, option
+
+
+def test_the_tutorials_head_trains_by_epochs_on_a_holdout(tmp_path: Path) -> None:
+    data = write_class_folders(tmp_path / "data", {"cats": 5, "dogs": 5})
+    events = tmp_path / "events.jsonl"
+    result = _train_cli(
+        "--data-dir", str(data), "--model-store", str(tmp_path / "store"), *MLP,
+        "--progress-file", str(events), "--no-openvino",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "head epoch 1/2" in result.stdout and "head epoch 2/2" in result.stdout
+    epochs = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [e["epoch"] for e in epochs if e["event"] == "epoch"] == [1, 2]
+    metadata = json.loads((tmp_path / "store" / "1" / "metadata.json").read_text())
+    assert metadata["metrics"]["evaluation"].startswith("holdout: ")
+    assert metadata["metrics"]["trained_on"] == 8  # the holdout's 2 photos were kept out

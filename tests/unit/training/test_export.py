@@ -1,0 +1,47 @@
+"""The OpenVINO engine against the TensorFlow one on every dev photo, with the real model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.imaging import preprocess
+from app.ml import engines
+from app.ml.devices import configure_devices
+from app.store.versions import ModelStore
+from tests.support.agreement import assert_within_tolerance
+
+pytestmark = pytest.mark.slow
+
+
+def test_openvino_and_tensorflow_agree_on_the_dev_photos(
+    flowers_store: Path, flowers_dev: Path
+) -> None:
+    version = ModelStore(flowers_store).active()
+    assert version is not None
+    photos = sorted(flowers_dev.glob("*/*.jpg"))
+    images = np.stack([preprocess(p.read_bytes()) for p in photos])
+    tensorflow = engines.KerasEngine(version, 32, configure_devices())
+    openvino = engines.OpenVinoEngine.for_version(version, 32)
+    expected = tensorflow.predict(images)
+    served = openvino.predict(images)
+    agreement = float((expected.argmax(1) == served.argmax(1)).mean())
+    max_diff = float(np.abs(expected - served).max())
+    print(
+        f"\nengines on {len(photos)} dev photos: top-1 agreement {agreement:.4f}, "
+        f"max |dp| {max_diff:.2e} (OpenVINO {openvino.precision})"
+    )
+    assert_within_tolerance(served, expected, openvino.precision)
+
+
+def test_the_version_records_the_agreement_measured_at_publish(flowers_store: Path) -> None:
+    version = ModelStore(flowers_store).active()
+    assert version is not None
+    record = json.loads((version.path / "metadata.json").read_text())["engines"]["openvino"]
+    assert record["exported"] is True and record["artifact"] == "openvino/model.xml"
+    assert record["images"] > 0
+    tolerance = engines.TOLERANCES[record["precision"]]
+    assert record["top1_agreement"] >= 0.99 and record["max_abs_diff"] <= tolerance.max_abs_diff
