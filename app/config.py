@@ -1,7 +1,7 @@
 """Settings: one pydantic-settings class, read from ``FLOWERS_*`` environment variables.
 
 Every field is documented here; the README's configuration table is checked against this class
-by ``tests/test_config.py``.
+by ``tests/unit/test_config.py``.
 """
 
 from __future__ import annotations

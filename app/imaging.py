@@ -1,7 +1,8 @@
 """Encoded image bytes -> the model's input: the ONE preprocessing path for training and serving.
 
-Training (``app.dataset``) and serving (``app.http.predict``) both call :func:`preprocess`, so a
-photo gives byte-identical model inputs in both places.  The pipeline, in order:
+Training (``app.training.dataset``) and serving (``app.inference.predictor``) both call
+:func:`preprocess`, so a photo gives byte-identical model inputs in both places.  The pipeline,
+in order:
 
 1. identify the format from the bytes (Pillow, restricted to the accepted formats below, so
    risky decoders such as EPS/Ghostscript are never reached);
@@ -35,7 +36,7 @@ ACCEPTED_FORMATS: Final = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 # Pillow reports multi-picture JPEGs (common from phone cameras) as MPO.
 _OPENED_FORMATS: Final = frozenset({*ACCEPTED_FORMATS, "MPO"})
 
-# What Pillow's decoders raise on malformed input (found by tests/test_fuzz_imaging.py).
+# What Pillow's decoders raise on malformed input (found by tests/unit/test_imaging_fuzz.py).
 # UserWarning is there because Pillow warns about corrupt metadata, and an application that
 # turns warnings into errors must still get a typed CorruptImage.
 _DECODER_ERRORS: Final = (

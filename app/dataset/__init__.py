@@ -1,0 +1,1 @@
+"""The dataset folder: its class-folder layout, labelled photos written into it, upload spooling."""

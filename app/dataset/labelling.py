@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Final
 
 from app import imaging
-from app.dataset import layout as datafolder
+from app.dataset import layout
 from app.store import atomic
 
 CLASS_NAME: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -73,8 +73,8 @@ class DatasetWriter:
 
     def summary(self) -> list[ClassSummary]:
         classes = []
-        for folder in datafolder.class_folders(self.root):
-            sizes = [f.stat().st_size for f in datafolder.image_files(folder)]
+        for folder in layout.class_folders(self.root):
+            sizes = [f.stat().st_size for f in layout.image_files(folder)]
             classes.append(ClassSummary(folder.name, len(sizes), sum(sizes)))
         return classes
 
@@ -82,7 +82,7 @@ class DatasetWriter:
         """A valid name that is not a near-twin of an existing class (``Roses`` beside ``roses``
         would silently become a sixth class with a handful of photos)."""
         check_class_name(class_name)
-        for folder in datafolder.class_folders(self.root):
+        for folder in layout.class_folders(self.root):
             if folder.name != class_name and _folded(folder.name) == _folded(class_name):
                 raise InvalidClassName(
                     f"class {class_name!r} differs from the existing class {folder.name!r} only "
@@ -115,8 +115,8 @@ class DatasetWriter:
         """sha256 -> "<class>/<file>" for every image; only new or changed files are hashed."""
         present = [
             file
-            for folder in datafolder.class_folders(self.root)
-            for file in datafolder.image_files(folder)
+            for folder in layout.class_folders(self.root)
+            for file in layout.image_files(folder)
         ]
         known = self._files
         self._files = {}

@@ -1,0 +1,2 @@
+"""The data plane: admission and limits, the predictor, batching, the backend, the model
+manager and the store follower."""

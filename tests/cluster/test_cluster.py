@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from typing import Any
 
 import httpx2 as httpx
+import psutil
 import pytest
 
 from tests.cluster.conftest import AUTH, NODES, Deployed, Load, LoadResult, counts_by_node
@@ -49,6 +51,24 @@ def test_requests_are_served_by_ingress_and_model_replicas_on_both_nodes(
     assert result.failures == [] and result.requests > 0
     assert set(ingress) == set(NODES) and all(count > 0 for count in ingress.values())
     assert set(models) == set(NODES) and all(count > 0 for count in models.values())
+
+
+def test_no_ingress_replica_binds_the_grpc_port_its_environment_names(deployed: Deployed) -> None:
+    """gRPC is started by ``python -m app.serve`` beside its app, never by the app: the two
+    Ingress replicas, whose environment sets FLOWERS_GRPC_PORT, serve HTTP only."""
+    ingress = deployed.replicas("Ingress")
+    assert len(ingress) == 2 and {r["node"] for r in ingress} == set(NODES)
+    for replica in ingress:
+        process = psutil.Process(replica["pid"])
+        assert process.environ().get("FLOWERS_GRPC_PORT") == str(deployed.grpc_port)
+        listening = {c.laddr.port for c in process.net_connections("inet") if c.status == "LISTEN"}
+        print(
+            f"\n  Ingress pid {replica['pid']} on {replica['node']} listens on {sorted(listening)}"
+        )
+        assert deployed.grpc_port not in listening
+    for host in ("127.0.0.1", *NODES):
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((host, deployed.grpc_port), timeout=5).close()
 
 
 def test_batches_form_in_the_model_replicas_at_concurrency_16(

@@ -250,7 +250,9 @@ def test_loading_ml_through_another_module_is_reported_but_not_for_types(tmp_pat
             ),
             "inference/deferred.py": "def load() -> None:\n    from app.ml import engines\n",
             "inference/method.py": (
-                "class Replica:\n    def __init__(self) -> None:\n        from app.ml import engines\n"
+                "class Replica:\n"
+                "    def __init__(self) -> None:\n"
+                "        from app.ml import engines\n"
             ),
             "inference/loading.py": "from app.ml import engines\n",
         },
