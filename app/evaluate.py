@@ -67,26 +67,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:
-    recipe = options.from_arguments(args, TrainOptions)
+    train_options = options.from_arguments(args, TrainOptions)
     timings: dict[str, float] = {}
-    data = load_dataset(args, recipe, reporter, timings)
+    data = load_dataset(args, train_options, reporter, timings)
     from app.training import pipeline  # TensorFlow, once the photos are known to be usable
 
-    config = train_config(args, settings, recipe, data)
+    config = train_config(args, settings, train_options, data)
     prepared = pipeline.prepare(config, data, reporter, timings)
     results: list[Result] = []
-    for seed in args.seeds or [recipe.seed]:
+    for seed in args.seeds or [train_options.seed]:
         started = time.monotonic()
         measured, report = pipeline.evaluate(
-            prepared, recipe.model_copy(update={"seed": seed}), data, reporter, timings
+            prepared, train_options.model_copy(update={"seed": seed}), data, reporter, timings
         )
         results.append((seed, measured, report, time.monotonic() - started))
-    reporter.line(_summary(recipe, results, timings))
+    reporter.line(_summary(train_options, results, timings))
     return 0
 
 
-def _summary(recipe: TrainOptions, results: list[Result], timings: dict[str, float]) -> str:
-    shown = recipe.model_dump(exclude={"activate", "openvino", "mixed_precision"})
+def _summary(train_options: TrainOptions, results: list[Result], timings: dict[str, float]) -> str:
+    shown = train_options.model_dump(exclude={"activate", "openvino", "mixed_precision"})
     lines = ["", "Cross-validation", f"  recipe  {shown}"]
     for seed, measured, _, seconds in results:
         lines.append(f"  seed {seed:<4} {measured.describe()}  ({seconds:.1f}s)")

@@ -121,7 +121,10 @@ def add_source_arguments(parser: argparse.ArgumentParser, settings: Settings) ->
 
 
 def load_dataset(
-    args: argparse.Namespace, recipe: TrainOptions, reporter: Reporter, timings: dict[str, float]
+    args: argparse.Namespace,
+    train_options: TrainOptions,
+    reporter: Reporter,
+    timings: dict[str, float],
 ) -> datasets.Dataset:
     """List and hash the photos (downloading or seeding them first when asked); refuse at once
     classes too small for the recipe."""
@@ -132,7 +135,7 @@ def load_dataset(
         reporter.line(f"  {root} is empty: copying the flower_photos dataset into it")
         datasets.seed_with_flower_photos(root)
     data = datasets.scan(root)
-    minimum = max(datasets.MIN_IMAGES_PER_CLASS, recipe.folds)
+    minimum = max(datasets.MIN_IMAGES_PER_CLASS, train_options.folds)
     datasets.require_class_sizes(data.counts(), minimum)  # fail fast: before any decoding
     timings["scan"] = round(time.monotonic() - scan_started, 2)
     reporter.line(
@@ -142,13 +145,16 @@ def load_dataset(
 
 
 def train_config(
-    args: argparse.Namespace, settings: Settings, recipe: TrainOptions, data: datasets.Dataset
+    args: argparse.Namespace,
+    settings: Settings,
+    train_options: TrainOptions,
+    data: datasets.Dataset,
 ) -> TrainConfig:
     """The pipeline's configuration from the parsed source arguments and the settings."""
     from app.training.pipeline import TrainConfig  # TensorFlow: only once the data is usable
 
     return TrainConfig(
-        options=recipe,
+        options=train_options,
         model_store=args.model_store,
         feature_cache=args.feature_cache or settings.feature_cache_dir(args.model_store),
         data_dir=data.root,
@@ -201,16 +207,16 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def _run(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:
-    recipe = options.from_arguments(args, TrainOptions)
+    train_options = options.from_arguments(args, TrainOptions)
     started = time.monotonic()
     timings: dict[str, float] = {}
-    data = load_dataset(args, recipe, reporter, timings)
+    data = load_dataset(args, train_options, reporter, timings)
     # Heavy imports (TensorFlow) only once the data is known to be usable: bad input fails fast.
     from app.store.versions import ModelStore
     from app.training import pipeline as training
     from app.training import publishing, summary
 
-    config = train_config(args, settings, recipe, data)
+    config = train_config(args, settings, train_options, data)
     trained = training.train(config, data, reporter, timings)
     store = ModelStore(config.model_store)
     try:

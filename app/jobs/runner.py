@@ -55,7 +55,7 @@ class JobControl(Protocol):
         """One job with the last lines of its log (JobNotFound: 404)."""
         ...
 
-    async def start(self, recipe: TrainOptions) -> Job: ...
+    async def start(self, train_options: TrainOptions) -> Job: ...
 
     async def cancel(self, job_id: str) -> Job: ...
 
@@ -110,13 +110,13 @@ class JobRunner:
             elsewhere = frozenset({holder.job_id})
         return self.records.fail_interrupted(elsewhere)
 
-    async def start(self, recipe: TrainOptions) -> Job:
+    async def start(self, train_options: TrainOptions) -> Job:
         """Start a job, or raise JobConflict naming the one that runs (here or elsewhere)."""
         async with self._lock:
             job = Job(
                 id=uuid.uuid4().hex[:12],
                 state=JobState.QUEUED,
-                params=recipe.model_dump(mode="json"),
+                params=train_options.model_dump(mode="json"),
                 created_at=now(),
                 owner=str(processes.me()),
             )
@@ -128,7 +128,7 @@ class JobRunner:
                 await self.recover()  # its server died: that job is failed as interrupted
             try:
                 await asyncio.to_thread(self.records.save, job)
-                process = await self._spawn(job, recipe)
+                process = await self._spawn(job, train_options)
             except BaseException:
                 await asyncio.to_thread(self.lock.release, job.id)
                 raise
@@ -139,9 +139,9 @@ class JobRunner:
         monitor.add_done_callback(self._monitors.discard)
         return job
 
-    async def _spawn(self, job: Job, recipe: TrainOptions) -> Trainer:
+    async def _spawn(self, job: Job, train_options: TrainOptions) -> Trainer:
         command = [
-            *self._command(recipe),
+            *self._command(train_options),
             "--job-id",
             job.id,
             "--progress-file",

@@ -43,7 +43,7 @@ class Trainer(Protocol):
 Launch = Callable[[list[str], Path], Awaitable[Trainer]]  # (command, its log file) -> trainer
 
 
-def retrain_command(settings: Settings, recipe: TrainOptions) -> list[str]:
+def retrain_command(settings: Settings, train_options: TrainOptions) -> list[str]:
     """A retrain job's trainer: ``python -m app.train`` with the server's paths and the recipe."""
     arguments = [
         sys.executable,
@@ -55,7 +55,7 @@ def retrain_command(settings: Settings, recipe: TrainOptions) -> list[str]:
         settings.retrain_weights,
         "--keep-versions",
         str(settings.keep_versions),
-        *options.to_argv(recipe),
+        *options.to_argv(train_options),
     ]
     if settings.data_dir is not None:
         arguments += ["--data-dir", str(settings.data_dir)]

@@ -90,7 +90,7 @@ class Prepared:
     samples: list[datasets.Sample]
     labels: np.ndarray
     computed: int
-    recipe: RecipeFitter
+    fitter: RecipeFitter
 
 
 def prepare(
@@ -99,11 +99,11 @@ def prepare(
     """The backbone and every photo's features (and activations), from the cache or computed."""
     device = configure_devices()  # GPU memory growth; the CPU otherwise
     reporter.line(f"  training on {device.name} ({device.backend})")
-    recipe = config.options
-    keras.utils.set_random_seed(recipe.seed)  # also fixes random backbone weights (weights=none)
-    if recipe.mixed_precision:
+    options = config.options
+    keras.utils.set_random_seed(options.seed)  # also fixes random backbone weights (weights=none)
+    if options.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    features = feature_set(recipe)
+    features = feature_set(options)
     with timed(timings, "weights"):
         reporter.phase("weights", f"backbone weights: {config.weights}")
         weights_path = weights.resolve(config.weights)
@@ -123,7 +123,7 @@ def prepare(
     labels = np.array([s.label for s in samples])
     classes = len(data.class_names)
     fitter = RecipeFitter(
-        recipe, backbone, features, views, activations, labels, samples, classes, reporter
+        options, backbone, features, views, activations, labels, samples, classes, reporter
     )
     return Prepared(
         backbone, features, extractor, backbone_info, kept, samples, labels, computed, fitter
@@ -139,11 +139,11 @@ def evaluate(
 ) -> tuple[Measured, dict[str, Any]]:
     """The recipe's out-of-sample accuracy (``options`` may differ from the prepared run's in
     anything that keeps the features: folds, seed, head, penalty, fine-tuning)."""
-    prepared.recipe.options = options
+    prepared.fitter.options = options
     with timed(timings, "evaluate"):
         reporter.phase("evaluate", _evaluating(options, len(prepared.samples)))
         measured = measure(
-            options, prepared.recipe.fit_and_predict, prepared.labels, prepared.samples, reporter
+            options, prepared.fitter.fit_and_predict, prepared.labels, prepared.samples, reporter
         )
         reporter.line(f"  {measured.describe()}")
         predicted = measured.probabilities.argmax(axis=1)
@@ -157,20 +157,20 @@ def train(
     config: TrainConfig, data: datasets.Dataset, reporter: Reporter, timings: dict[str, float]
 ) -> TrainedModel:
     """Run every phase after the scan, up to (not including) publishing."""
-    recipe = config.options
+    options = config.options
     prepared = prepare(config, data, reporter, timings)
-    measured, report = evaluate(prepared, recipe, data, reporter, timings)
-    fitter, samples, labels = prepared.recipe, prepared.samples, prepared.labels
-    rows = _final_rows(recipe, measured, len(samples))
+    measured, report = evaluate(prepared, options, data, reporter, timings)
+    fitter, samples, labels = prepared.fitter, prepared.samples, prepared.labels
+    rows = _final_rows(options, measured, len(samples))
     with timed(timings, "train_head"):
         reporter.phase("train_head", f"the published head, on {int(rows.sum())} photos")
         head = fitter.published_head(rows)
     head_graph, history = head.graph(), {**head.history, "fold_accuracy": measured.accuracies}
-    if recipe.fine_tune_epochs:
+    if options.fine_tune_epochs:
         with timed(timings, "fine_tune"):
-            reporter.phase("fine_tune", f"conv5 and the head, {recipe.fine_tune_epochs} epochs")
+            reporter.phase("fine_tune", f"conv5 and the head, {options.fine_tune_epochs} epochs")
             tuner = FineTuner(prepared.backbone, prepared.features, head_graph)
-            history |= tuner.fit(recipe, fitter.activations, labels, rows, reporter)
+            history |= tuner.fit(options, fitter.activations, labels, rows, reporter)
     classifier = models.chain(prepared.extractor, head_graph)
     kept = prepared.kept
     reference = [kept[i] for i in range(min(AGREEMENT_PHOTOS, len(samples)))]
@@ -197,16 +197,16 @@ def _reference_probabilities(classifier: Any, data: datasets.Dataset, reference:
     return np.asarray(classifier.predict(images.astype(np.float32), batch_size=16, verbose=0))
 
 
-def _evaluating(recipe: TrainOptions, photos: int) -> str:
-    if recipe.folds == 0:
-        return f"holdout of {recipe.validation_split:.0%} of {photos} photos per class"
-    return f"{recipe.folds}-fold cross-validation over {photos} photos"
+def _evaluating(options: TrainOptions, photos: int) -> str:
+    if options.folds == 0:
+        return f"holdout of {options.validation_split:.0%} of {photos} photos per class"
+    return f"{options.folds}-fold cross-validation over {photos} photos"
 
 
-def _final_rows(recipe: TrainOptions, measured: Measured, count: int) -> np.ndarray:
+def _final_rows(options: TrainOptions, measured: Measured, count: int) -> np.ndarray:
     """Every photo after a cross-validation; only the training part of a holdout split."""
     rows = np.ones(count, bool)
-    if recipe.folds == 0:
+    if options.folds == 0:
         rows[measured.judged] = False
     return rows
 
@@ -222,27 +222,27 @@ def _features(
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[int], int]:
     """Every view of every readable photo, from the cache or computed from one decode: the
     features, and (to fine-tune) conv4's activations."""
-    recipe, digest, root = config.options, info["weights_digest"], config.feature_cache
+    options, digest, root = config.options, info["weights_digest"], config.feature_cache
     extract = _batch_predictor(extractor)
     views = [View(extract, FeatureCache(root, digest, features.dim, features.key))]
-    if recipe.flips:
+    if options.flips:
         cache = FeatureCache(root, digest, features.dim, f"{features.key}/mirrored")
         views.append(View(mirrored(extract), cache))
     tuning = []
-    if recipe.fine_tune_epochs:
-        tuning = activation_views(recipe, backbone, features, root, digest, _batch_predictor)
-    shown = "photos and their mirror images" if recipe.flips else "photos"
+    if options.fine_tune_epochs:
+        tuning = activation_views(options, backbone, features, root, digest, _batch_predictor)
+    shown = "photos and their mirror images" if options.flips else "photos"
     kinds = "features and conv4 activations" if tuning else "features"
     reporter.phase("features", f"{features.key}: {kinds} of the {shown} (cached)")
     arrays, kept, computed = featurize_views(
-        data, [*views, *tuning], recipe.batch_size, reporter.progress
+        data, [*views, *tuning], options.batch_size, reporter.progress
     )
     reporter.line(
         f"  {computed} computed, {len(kept) - computed} from the cache ({views[0].cache.folder})"
     )
     if data.skipped:
         reporter.line(f"  skipped {len(data.skipped)} unreadable image(s)")
-    _require_every_class(data, kept, recipe.folds)
+    _require_every_class(data, kept, options.folds)
     return arrays[: len(views)], arrays[len(views) :], kept, computed
 
 
