@@ -62,8 +62,9 @@ def test_no_ingress_replica_binds_the_grpc_port_its_environment_names(deployed: 
         process = psutil.Process(replica["pid"])
         assert process.environ().get("FLOWERS_GRPC_PORT") == str(deployed.grpc_port)
         listening = {c.laddr.port for c in process.net_connections("inet") if c.status == "LISTEN"}
+        where = f"Ingress pid {replica['pid']} on {replica['node']}"
         print(
-            f"\n  Ingress pid {replica['pid']} on {replica['node']} listens on {sorted(listening)}"
+            f"\n  {where}: FLOWERS_GRPC_PORT={deployed.grpc_port}, listens on {sorted(listening)}"
         )
         assert deployed.grpc_port not in listening
     for host in ("127.0.0.1", *NODES):
