@@ -1,4 +1,5 @@
-# The two commands of the README: `make serve` and `make test`. Everything else is a helper.
+# The two commands of the README: `make serve` and `make test`. Everything else is a helper
+# (`make docs` builds the documentation site).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,7 @@ HOST ?= 0.0.0.0
 PORT ?= 8000
 export FLOWERS_MODEL_STORE ?= model_store
 
-.PHONY: serve test check train bench cluster docker-smoke samples clean
+.PHONY: serve test check docs docs-serve train bench cluster docker-smoke samples clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,11 +40,32 @@ check: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Mermaid, which draws the architecture page's diagrams, from the npm registry at a pinned version
+# and digest: the site loads nothing from another host.
+MERMAID_VERSION := 11.12.1
+MERMAID_SHA256 := 198b19442f86f0b46a17e56d3abf744c3a28a3427e66fa8dada3b589a77babcc
+MERMAID := docs/assets/mermaid.min.js
+
+$(MERMAID):
+	mkdir -p .cache/npm
+	cd .cache/npm && npm pack --silent mermaid@$(MERMAID_VERSION) >/dev/null
+	tar -xzf .cache/npm/mermaid-$(MERMAID_VERSION).tgz -C .cache/npm package/dist/mermaid.min.js
+	echo "$(MERMAID_SHA256)  .cache/npm/package/dist/mermaid.min.js" | sha256sum --check --quiet
+	mkdir -p $(dir $@) && cp .cache/npm/package/dist/mermaid.min.js $@
+
+## docs: build the documentation site into site/ (strict: a broken link or a missing page fails)
+docs: $(VENV)/.installed-dev $(MERMAID)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+## docs-serve: serve the documentation site with live reload on http://localhost:8001
+docs-serve: $(VENV)/.installed-dev $(MERMAID)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:8001
+
 ## train: train a new version (ARGS="--epochs 5 ...")
 train: $(VENV)/.installed
 	$(BIN)/python -m app.train $(ARGS)
 
-## samples: copy the README's sample photos into ./samples (from a flower_photos folder)
+## samples: copy the examples' sample photos into ./samples (from a flower_photos folder)
 samples:
 	scripts/sample-photos.sh $(ARGS)
 
@@ -60,4 +82,4 @@ docker-smoke:
 	scripts/docker-smoke.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site .cache

@@ -1,7 +1,7 @@
 """Settings: one pydantic-settings class, read from ``FLOWERS_*`` environment variables.
 
-Every field is documented here; the README's configuration table is checked against this class
-by ``tests/unit/test_config.py``.
+Every field is documented here; the configuration page's table (docs/configuration.md) is checked
+against this class by ``tests/unit/test_config.py``.
 """
 
 from __future__ import annotations

@@ -208,7 +208,8 @@ def to_argv(options: TrainOptions) -> list[str]:
 
 
 def markdown_table(options: type[TrainOptions] = TrainOptions) -> str:
-    """The README's table of training options: CLI flag, retrain body field, defaults, bounds."""
+    """The training page's table of options (docs/training.md): CLI flag, retrain body field,
+    defaults, bounds."""
     retrain = request_model(options).model_fields
     lines = [
         "| CLI flag | retrain body field | default (CLI / API) | bounds | what |",

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from app.http.deps import Service
 
-# Uvicorn timeouts (documented in the README): idle keep-alive connections are closed after
+# Uvicorn timeouts (documented in docs/reliability.md): idle keep-alive connections are closed after
 # KEEP_ALIVE_S; on SIGTERM, in-flight requests get shutdown_drain_s + GRACE_S to finish.
 KEEP_ALIVE_S: Final = 5
 GRACE_S: Final = 5

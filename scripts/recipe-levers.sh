@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's table of recipe levers: each measured by `python -m app.evaluate` (5-fold
+# The training page's table of recipe levers (docs/training.md): each measured by `python -m app.evaluate` (5-fold
 # cross-validation on the partitions of fold seeds 1 and 2; the linear head's L2 penalty, 0.03,
 # was chosen on seed 0's partition, never on these), over one feature cache, so a lever's
 # "features" time is cold only the first time its feature set is computed. Usage:

@@ -1,8 +1,8 @@
-"""Screenshots of the web console for the README: both pages at desktop and phone widths.
+"""Screenshots of the web console for the docs (docs/web-console.md), at desktop and phone widths.
 
 Starts the real server over a store (ideally one trained on the real photos, so the predictions
 shown are real), classifies a few real photos, signs in to the console and opens the newest
-version's details; writes small palette PNGs into docs/.
+version's details; writes small palette PNGs into docs/images/.
 
     python scripts/web_screenshots.py --store model_store \
         --data ../shared/datasets/flower_photos_dev
@@ -34,7 +34,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", type=Path, required=True, help="the model store to serve")
     parser.add_argument("--data", type=Path, required=True, help="a folder of class folders")
-    parser.add_argument("--out", type=Path, default=REPO / "docs")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "images")
     args = parser.parse_args()
     executable = chromium_path()
     if executable is None:
