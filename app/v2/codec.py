@@ -28,6 +28,9 @@ from app.v2.types import (
 )
 
 _LENGTH: Final = struct.Struct("<I")
+_MAX_SIZE_DIGITS: Final = 12  # a byte count beyond any body the server reads
+_MAX_DATA_DEPTH: Final = 32  # a tensor of more dimensions than that is no image batch
+_MAX_SHOWN_CHARS: Final = 200  # of a parser's message, which may quote the input
 
 
 def serialize_bytes(elements: Iterable[bytes]) -> bytes:
@@ -122,7 +125,8 @@ def _json_data(output: OutputTensor) -> list[Any]:
 
 
 def _header_size(header_length: str, body_size: int) -> int:
-    if not header_length.strip().isdecimal():
+    digits = header_length.strip()
+    if not digits.isdecimal() or len(digits) > _MAX_SIZE_DIGITS:
         raise InvalidInferRequest(
             f"Inference-Header-Content-Length must be a byte count, not {header_length[:40]!r}"
         )
@@ -137,9 +141,12 @@ def _header_size(header_length: str, body_size: int) -> int:
 def _json_object(data: bytes | memoryview) -> dict[str, Any]:
     try:
         document = json.loads(bytes(data))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except RecursionError:
+        raise InvalidInferRequest("the inference request is nested too deeply") from None
+    except ValueError as error:  # not JSON, or an integer of more digits than Python converts
+        shown = str(error)[:_MAX_SHOWN_CHARS]
         raise InvalidInferRequest(
-            f"the inference request is not valid JSON ({error}); a request with binary data "
+            f"the inference request is not valid JSON ({shown}); a request with binary data "
             "needs the Inference-Header-Content-Length header"
         ) from None
     return _object(document, "the inference request")
@@ -186,10 +193,14 @@ def _base64_elements(data: Any, name: str) -> list[bytes]:
     return elements
 
 
-def _flatten(data: Any, into: list[Any]) -> None:
+def _flatten(data: Any, into: list[Any], depth: int = 0) -> None:
+    if depth > _MAX_DATA_DEPTH:
+        raise InvalidInferRequest(
+            f"the data of an input is nested too deeply (more than {_MAX_DATA_DEPTH} levels)"
+        )
     if isinstance(data, list):
         for item in data:
-            _flatten(item, into)
+            _flatten(item, into, depth + 1)
     else:
         into.append(data)
 

@@ -237,7 +237,42 @@ REFUSED: dict[str, tuple[Callable[[TestClient], Any], int, str]] = {
         400,
         "needs the Inference-Header-Content-Length header",
     ),
+    # Python refuses to parse integers of more than 4,300 digits, and JSON nested deeper than its
+    # recursion limit: each was a 500 with a traceback in the log.
+    "a header length of 5,000 digits": (
+        lambda c: c.post(
+            INFER, content=b"{}", headers={"Inference-Header-Content-Length": "9" * 5000}
+        ),
+        400,
+        "Inference-Header-Content-Length must be a byte count",
+    ),
+    "a JSON integer of 5,000 digits": (
+        lambda c: c.post(INFER, content=b'{"inputs": [], "id": ' + b"9" * 5000 + b"}"),
+        400,
+        "not valid JSON",
+    ),
+    "data nested 1,000 deep": (
+        lambda c: c.post(INFER, content=_deep_data(1000)),
+        400,
+        "nested too deeply",
+    ),
+    "parameters nested 1,000 deep": (
+        lambda c: c.post(INFER, content=_deep_parameters(1000)),
+        400,
+        "nested too deeply",
+    ),
 }
+
+
+def _deep_data(depth: int) -> bytes:
+    tensor = '{"name": "image", "shape": [1], "datatype": "BYTES", "data": '
+    return f'{{"inputs": [{tensor}{"[" * depth}"AAAA"{"]" * depth}}}]}}'.encode()
+
+
+def _deep_parameters(depth: int) -> bytes:
+    tensor = '{"name": "image", "shape": [1], "datatype": "BYTES", "data": ["AAAA"]}'
+    nested = '{"a": ' * depth + "1" + "}" * depth
+    return f'{{"inputs": [{tensor}], "parameters": {nested}}}'.encode()
 
 
 @pytest.mark.parametrize("case", REFUSED)
