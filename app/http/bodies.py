@@ -84,17 +84,26 @@ async def read_model(request: Request, model: type[Model]) -> Model:
     if media_type != "application/json" and not media_type.endswith("+json"):
         raise NotJson(f"send the body as application/json, not {media_type or 'no content type'}")
     try:
-        value = json.loads(data)
+        value = json.loads(data, parse_constant=_not_json)
+    except RecursionError:
+        raise _invalid_json("the body is nested too deeply") from None
     except ValueError as error:
-        raise RequestValidationError(
-            [{"type": "json_invalid", "loc": ("body",), "msg": f"JSON decode error: {error}"}]
-        ) from None
+        raise _invalid_json(f"JSON decode error: {str(error)[:200]}") from None
     try:
         return model.model_validate(value)
     except ValidationError as error:
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in error.errors()]
         ) from None
+
+
+def _not_json(constant: str) -> None:
+    """NaN, Infinity and -Infinity: Python's json reads them, but they are not JSON (RFC 8259)."""
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def _invalid_json(message: str) -> RequestValidationError:
+    return RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": message}])
 
 
 async def _read_capped(request: Request) -> bytes:

@@ -229,6 +229,29 @@ def test_retrain_body_is_validated(admin: TestClient) -> None:
         assert response.status_code == 422, (body, response.text)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"l2": NaN}',
+        b'{"learning_rate": Infinity}',
+        b'{"dropout": -Infinity}',
+        b'{"epochs": 3, "l2": NaN}',
+        b'{"seed": ' + b"[" * 20_000 + b"]" * 20_000 + b"}",
+    ],
+    ids=["NaN", "Infinity", "-Infinity", "NaN beside a valid field", "20,000 deep"],
+)
+def test_a_retrain_body_json_cannot_carry_is_a_422_not_a_500(
+    admin: TestClient, body: bytes
+) -> None:
+    """NaN and Infinity are not JSON (RFC 8259): they made a 422 body that could not be written
+    (a 500); a deeply nested body overflowed the parser's recursion (a 500 too)."""
+    headers = {**AUTH, "Content-Type": "application/json"}
+    response = admin.post("/admin/retrain", content=body, headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+    assert admin.get("/health/live").status_code == 200
+
+
 def test_unknown_jobs_are_404(admin: TestClient) -> None:
     assert admin.get("/admin/jobs/deadbeef", headers=AUTH).status_code == 404
     assert admin.delete("/admin/jobs/deadbeef", headers=AUTH).status_code == 404
