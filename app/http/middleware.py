@@ -25,6 +25,7 @@ from app.observability.metrics import Metrics
 access_log = logging.getLogger("app.access")
 
 _SANE_ID: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _DOCS_PREFIXES: Final = ("/docs", "/redoc", "/openapi.json")
 # Health probes (load balancers, Kubernetes, the ready banner) come every few seconds forever:
 # their access lines are DEBUG; metrics still count them.
@@ -79,7 +80,7 @@ class RequestContextMiddleware:
 
     def _observe(self, scope: Scope, status: int, seconds: float) -> None:
         template = route_template(scope)
-        self.metrics.observe(template, scope["method"], status, seconds)
+        self.metrics.observe(template, method_label(scope["method"]), status, seconds)
         access_log.log(
             logging.DEBUG if template in _PROBES else logging.INFO,
             "%s %s %d %.1fms",
@@ -89,6 +90,12 @@ class RequestContextMiddleware:
             seconds * 1000,
             extra={"fields": {"route": template, "status": status, "ms": round(seconds * 1000, 1)}},
         )
+
+
+def method_label(method: str) -> str:
+    """The method as the metrics record it: the client chooses it, so anything outside the API's
+    own methods is one series, ``other`` (httptools accepts 34 methods)."""
+    return method if method in _METHODS else "other"
 
 
 def route_template(scope: Scope) -> str:

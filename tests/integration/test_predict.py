@@ -132,6 +132,22 @@ def test_security_headers_are_set(client: TestClient) -> None:
     assert "content-security-policy" not in client.get("/docs").headers
 
 
+def test_methods_outside_the_apis_own_are_counted_as_other(client: TestClient) -> None:
+    """A client chooses the method: each one the HTTP parser accepts (34 of them) was a new series
+    per route and status, so one client could grow /metrics without bound."""
+    odd = ("PROPFIND", "MKCOL", "LOCK", "PURGE", "SEARCH", "REPORT", "M-SEARCH", "SOURCE")
+    for method in odd:
+        for path in ("/classes", "/predict", "/v2/models/flowers/infer", "/nowhere"):
+            assert client.request(method, path).status_code in (404, 405)
+    text = client.get("/metrics").text
+    assert not [method for method in odd if f'method="{method}"' in text]
+    assert 'flowers_http_requests_total{method="other",route="/classes",status="405"} 8.0' in text
+    methods = {
+        line.split('method="')[1].split('"')[0] for line in text.splitlines() if 'method="' in line
+    }
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
+
+
 def test_metrics_expose_requests_batches_and_the_model(client: TestClient) -> None:
     client.post("/predict", files=_files(make.jpeg(), make.jpeg(seed=1)))
     client.post("/predict", files=_files(b"not an image"))
