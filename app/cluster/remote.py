@@ -27,7 +27,7 @@ from app.config import Settings
 from app.inference.backend import Inference
 from app.inference.batching import Overloaded, ShuttingDown, TimedOut
 from app.inference.control import ReplicaStatus
-from app.inference.manager import NoModel, ServingModel
+from app.inference.manager import NOT_READY, NoModel, ServingModel
 from app.jobs.records import Job, JobRecords
 from app.options import TrainOptions
 
@@ -67,7 +67,6 @@ class RemoteBackend:
     ) -> None:
         self._model = model
         self._coordinator = coordinator
-        self._store_root = settings.model_store
         self.queue_limit = settings.queue_limit
         self._view = ClusterView(active=None)
         self._outstanding = 0  # images of this ingress waiting for a Model replica
@@ -120,10 +119,7 @@ class RemoteBackend:
     def ready_model(self) -> ServingModel:
         model = self.serving()
         if model is None:
-            raise NoModel(
-                f"no model is loaded: no Model replica serves a version of {self._store_root} yet "
-                "(starting, or the store is empty: train one, or POST /admin/retrain)"
-            )
+            raise NoModel(NOT_READY)  # the replicas log why (an empty store, a load failure)
         return model
 
     def ensure_room(self, images: int = 1) -> None:

@@ -91,7 +91,12 @@ class LocalBackend:
         """Load and warm up what the store's pointer names (errors are logged, not raised)."""
         try:
             if await self.follower.start() is None:
-                logger.warning("model_store %s holds no usable version: not ready", self.store.root)
+                logger.warning(
+                    "model_store %s holds no usable version: not ready. Train one with `python "
+                    "-m app.train --data-dir PATH --model-store %s`, or POST /admin/retrain",
+                    self.store.root,
+                    self.store.root,
+                )
         except Exception:
             logger.exception("the active model could not be loaded; the server is not ready")
 

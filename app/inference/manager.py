@@ -13,7 +13,7 @@ import asyncio
 import datetime
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import numpy as np
 
@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 class NoModel(RuntimeError):
     """No version is loaded (503)."""
+
+
+NOT_READY: Final = "no model is loaded yet: the server is not ready (see /health/ready)"
 
 
 class ModelLoadError(RuntimeError):
@@ -86,10 +89,9 @@ class ModelManager:
         """The serving model, or NoModel (503)."""
         current = self.current
         if current is None:
-            raise NoModel(
-                f"no model is loaded: the store {self.store.root} has no usable version. "
-                "Train one with `python -m app.train --data-dir PATH` (or POST /admin/retrain)"
-            )
+            # Anonymous clients learn that much; where the store is and how to fill it is the
+            # operator's business: the log says it (LocalBackend.load).
+            raise NoModel(NOT_READY)
         return current
 
     def run_batch(self, images: np.ndarray) -> Scored[ServingModel]:

@@ -194,7 +194,30 @@ def test_without_a_model_the_server_starts_but_is_not_ready(tmp_path: Path) -> N
         assert ready.status_code == 503 and ready.headers["retry-after"]
         response = client.post("/predict", files={"file": ("a.jpg", make.jpeg(), "image/jpeg")})
         assert response.status_code == 503
-        assert "python -m app.train" in response.json()["detail"]
+        assert response.json()["detail"].startswith("no model is loaded yet")
         assert response.headers["retry-after"] == "1"
         assert client.get("/classes").status_code == 503
         assert client.get("/model").status_code == 503
+
+
+def test_anonymous_answers_on_an_empty_store_name_no_path_and_no_command(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every 503 of an empty store said where the store lives and which command trains it: the
+    operator's remedy goes to the log (and the admin API), not to anonymous clients."""
+    root = ModelStore(tmp_path / "secret-store-path").root
+    infer = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": ["AAAA"]}]}
+    with running(make_settings(root), ready=False) as client:
+        answers = [
+            client.post("/predict", files={"file": ("a.jpg", make.jpeg(), "image/jpeg")}),
+            client.get("/classes"),
+            client.get("/model"),
+            client.get("/v2/models/flowers"),
+            client.get("/v2/models/flowers/ready"),
+            client.post("/v2/models/flowers/infer", json=infer),
+        ]
+    for answer in answers:
+        assert answer.status_code == 503, answer.text
+        assert "secret-store-path" not in answer.text and "app.train" not in answer.text
+    remedy = [r.getMessage() for r in caplog.records if "secret-store-path" in r.getMessage()]
+    assert remedy and "python -m app.train" in remedy[0]
