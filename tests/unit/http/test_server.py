@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
-from app.http.server import MAX_HEADER_BYTES, ConnectionLimits, hardened_protocol
+from app.http.server import MAX_HEADER_BYTES, MAX_HEADERS, ConnectionLimits, hardened_protocol
 from bench.server import free_port
 
 HEADER_TIMEOUT_S = 0.5
@@ -23,8 +23,14 @@ MAX_CONNECTIONS = 4
 
 
 async def hello(scope: Scope, receive: Receive, send: Send) -> None:
+    """Reads the whole body, then answers with its size."""
+    size, more = 0, True
+    while more:
+        message = await receive()
+        size += len(message.get("body", b""))
+        more = message.get("more_body", False)
     await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"hello"})
+    await send({"type": "http.response.body", "body": b"hello %d" % size})
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +104,49 @@ def test_a_head_over_the_size_cap_gets_400(port: int) -> None:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(b"X-Filler: " + b"a" * (MAX_HEADER_BYTES + 1024) + b"\r\n")
         assert _answer(sock).startswith(b"HTTP/1.1 400")
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET / HTTP/1.1\r\nHost: t\r\nX-Filler: " + b"a" * 100_000 + b"\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: t\r\n"
+        + b"".join(b"X-%d: 1\r\n" % i for i in range(10_000))
+        + b"\r\n",
+        b"GET /" + b"a" * (MAX_HEADER_BYTES + 10) + b" HTTP/1.1\r\nHost: t\r\n\r\n",
+    ],
+    ids=["100 KB header in one write", "10,000 headers in one write", "a 64 KB URL"],
+)
+def test_a_head_over_the_limits_sent_in_one_write_gets_400(port: int, head: bytes) -> None:
+    """The bytes of the read that completes a head were never counted: 100 KB heads and 10,000
+    headers got 200; only heads of 199 KB and more were refused."""
+    with _connect(port) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(head)
+        answer = _answer(sock)
+    assert answer.startswith(b"HTTP/1.1 400") and b"Request headers are too large" in answer
+
+
+def test_the_headers_allowed_are_served(port: int) -> None:
+    headers = b"".join(b"X-%d: 1\r\n" % i for i in range(MAX_HEADERS - 2))
+    with _connect(port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" + headers + b"\r\n")
+        assert _answer(sock).startswith(b"HTTP/1.1 200")
+
+
+def test_a_pipelined_request_after_a_large_body_keeps_both_answers(port: int) -> None:
+    """A 272 KB body then, on the same connection, a GET whose head arrives in two reads: the
+    GET's head was counted with the body's bytes (400, and the first answer was lost)."""
+    body = b"x" * (272 * 1024)
+    first = b"POST /infer HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(body)
+    second = b"GET /next HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    with _connect(port) as sock:
+        sock.sendall(first + body + second[:20])
+        time.sleep(0.3)
+        sock.sendall(second[20:])
+        answer = _answer(sock)
+    assert answer.count(b"HTTP/1.1 200") == 2, answer[:300]
+    assert b"hello %d" % len(body) in answer and b"hello 0" in answer
 
 
 def test_a_connection_that_never_sends_a_request_is_closed(port: int) -> None:
