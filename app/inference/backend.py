@@ -22,6 +22,7 @@ from app.inference.batching import Batcher, Scored
 from app.inference.control import ReplicaStatus
 from app.inference.follower import StoreFollower
 from app.inference.manager import ModelManager, ServingModel
+from app.store.holds import RENEW_EVERY_S
 from app.store.versions import ModelStore
 
 logger = logging.getLogger(__name__)
@@ -77,15 +78,19 @@ class LocalBackend:
         self.follower = follower
         self.batcher = batcher
         self.poll_interval_s = poll_interval_s
-        self._background: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        """Start batching; load and warm up in the background, then follow the store's pointer.
+        """Start batching; load and warm up in the background, then follow the store's pointer,
+        renewing the serving version's hold in the store.
 
         Liveness answers at once, readiness once warmed up (``load()`` first to wait).
         """
         self.batcher.start()
-        self._background = asyncio.create_task(self._load_then_follow(), name="model-loader")
+        self._background = [
+            asyncio.create_task(self._load_then_follow(), name="model-loader"),
+            asyncio.create_task(self._renew_hold(), name="hold-renewer"),
+        ]
 
     async def load(self) -> None:
         """Load and warm up what the store's pointer names (errors are logged, not raised)."""
@@ -109,12 +114,21 @@ class LocalBackend:
             await self.load()
         await self.follower.follow(self.poll_interval_s)
 
+    async def _renew_hold(self) -> None:
+        while True:
+            await asyncio.sleep(RENEW_EVERY_S)
+            try:
+                await asyncio.to_thread(self.models.renew_hold)
+            except OSError as error:  # a store that is briefly unreachable: the next one
+                logger.warning("could not renew the serving version's hold: %s", error)
+
     async def stop(self, drain_s: float) -> None:
-        if self._background is not None:
-            self._background.cancel()
+        for task in self._background:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._background
+                await task
         await self.batcher.stop(drain_s)
+        await asyncio.to_thread(self.models.release)
 
     def serving(self) -> ServingModel | None:
         return self.models.current

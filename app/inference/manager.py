@@ -5,6 +5,10 @@ A new version is loaded and warmed up in a background thread while the old one k
 then the switch is one reference assignment.  The batcher reads the reference once per batch, so
 in-flight batches finish on the model they started with, and the old model is released when the
 last such batch drops it.  A failed load leaves the old model serving.
+
+The version being loaded, and then the one that serves, is held in the store
+(:mod:`app.store.holds`): no process sharing the store can delete it meanwhile, and a version
+that vanished anyway while it loaded is never swapped in.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import datetime
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
 
 import numpy as np
@@ -68,6 +73,7 @@ class ModelObserver(Protocol):
 class _Loaded:
     model: ServingModel
     engine: Engine
+    hold: Path  # the version's hold in the store, released when it stops serving
 
 
 class ModelManager:
@@ -108,7 +114,9 @@ class ModelManager:
             if current is not None and current.number == number:
                 return current
             loaded = await asyncio.to_thread(self._load, number)
-            self._loaded = loaded
+            previous, self._loaded = self._loaded, loaded
+            if previous is not None:
+                await asyncio.to_thread(self.store.holds.release, previous.hold)
             model = loaded.model
             logger.info(
                 "now serving version %d (%s engine, %s)", number, model.engine, model.device
@@ -117,16 +125,33 @@ class ModelManager:
                 self._observer.model_loaded(number, model.engine, model.device, model.precision)
             return model
 
+    def renew_hold(self) -> None:
+        """Tell the processes sharing the store that the serving version is still held."""
+        loaded = self._loaded
+        if loaded is not None:
+            self.store.holds.renew(loaded.hold)
+
+    def release(self) -> None:
+        """At shutdown: the serving version is no longer held by this process."""
+        loaded = self._loaded
+        if loaded is not None:
+            self.store.holds.release(loaded.hold)
+
     def _load(self, number: int) -> _Loaded:
+        hold: Path | None = None
         try:
+            hold = self.store.hold(number)  # VersionNotFound (404) when it is not there
             version = self.store.get(number)
             engine = self.loader.load(version)
-        except VersionNotFound:  # 404, not a load failure
-            raise
-        except Exception as error:  # any load failure must leave the old model serving
+            self.store.get(number)  # still there: a version that vanished is never swapped in
+        except BaseException as error:
+            if hold is not None:
+                self.store.holds.release(hold)
+            if isinstance(error, VersionNotFound | KeyboardInterrupt | SystemExit):
+                raise
             logger.exception("could not load version %d", number)
             raise ModelLoadError(f"version {number} could not be loaded: {error}") from error
-        return _Loaded(_describe(version, engine, self.loader.device_name), engine)
+        return _Loaded(_describe(version, engine, self.loader.device_name), engine, hold)
 
 
 def _describe(version: Version, engine: Engine, device: str) -> ServingModel:

@@ -43,6 +43,7 @@ from pydantic import ValidationError
 
 from app.store import atomic, processes
 from app.store.filelock import exclusive
+from app.store.holds import Holds
 from app.store.metadata import VersionMetadata
 
 logger = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ class ModelStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self.holds = Holds(self.root)
 
     def versions(self) -> list[Version]:
         """Every complete version, oldest first; incomplete folders are logged and skipped."""
@@ -313,13 +315,23 @@ class ModelStore:
             for entry in self.root.glob(f"{DELETING_PREFIX}*"):
                 shutil.rmtree(entry, ignore_errors=True)
 
+    def hold(self, number: int) -> Path:
+        """Hold a complete version against deletion while it is loaded, activated or served
+        (here or by any process sharing the store), until ``holds.release``: VersionNotFound
+        (or StoreError) when it is not there.  The check and the hold are one locked step, so a
+        deletion comes either before (and the hold fails) or after (and is refused)."""
+        with exclusive(self.root / LOCK_FILE):
+            self.get(number)
+            return self.holds.hold(number)
+
     def _protected(self, in_use: Collection[int]) -> set[int]:
-        """The pointer's version; with no usable pointer, the fallback that serves instead."""
+        """What a deletion must leave: ``in_use``, every version a live process holds, and the
+        pointer's version (with no usable pointer, the fallback that serves instead)."""
         number = self.pointer_or_none()
         if number is None:
             fallback = self.fallback()
             number = fallback.number if fallback else None
-        return {*in_use, *([number] if number is not None else [])}
+        return {*in_use, *self.holds.held(), *([number] if number is not None else [])}
 
     def _hide(self, number: int) -> Path:
         """Rename a version folder out of sight (atomic): the first step of deleting it."""
@@ -331,7 +343,10 @@ class ModelStore:
 def _in_use_reason(number: int, pointer: int | None) -> str:
     if number == pointer:
         return f"version {number} is the active version: activate another one before deleting it"
-    return f"version {number} is in use (serving): activate another one before deleting it"
+    return (
+        f"version {number} is in use (serving, or being loaded or activated, here or by a server "
+        "sharing the store): activate another one, or wait, before deleting it"
+    )
 
 
 def _dead_local_publisher(name: str) -> bool:

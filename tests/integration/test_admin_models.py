@@ -3,8 +3,10 @@ the retention setting."""
 
 from __future__ import annotations
 
+import threading
 import typing
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -157,3 +159,32 @@ def test_the_new_routes_are_documented(admin: TestClient) -> None:
     assert {"404", "409", "401", "403"} <= set(
         paths["/admin/models/{version}"]["delete"]["responses"]
     )
+
+
+def test_a_version_being_activated_cannot_be_deleted_and_then_serves(
+    store: ModelStore, tmp_path: Path
+) -> None:
+    """DELETE was accepted while version 2 was loading for an activation; the activation then
+    answered 404, yet version 2 was swapped in and answered /predict though deleted."""
+    loading, release = threading.Event(), threading.Event()
+    with running(make_settings(store.root, admin_token=TOKEN)) as client:
+        loader = client.app.state.service.backend.models.loader  # type: ignore[attr-defined]
+        load = loader.load
+
+        def slow_load(version: typing.Any) -> typing.Any:
+            loading.set()
+            assert release.wait(30)
+            return load(version)
+
+        loader.load = slow_load
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            activation = pool.submit(client.post, "/admin/models/2/activate", headers=AUTH)
+            assert loading.wait(30)
+            deletion = client.delete("/admin/models/2", headers=AUTH)
+            release.set()
+            activated = activation.result(timeout=60)
+        assert deletion.status_code == 409, deletion.text
+        assert "being loaded or activated" in deletion.json()["detail"]
+        assert activated.status_code == 200, activated.text
+        assert client.get("/classes").json()["model_version"] == "2"
+        assert (store.root / "2").is_dir()

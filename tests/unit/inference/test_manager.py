@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from app.inference.manager import ModelLoadError, ModelManager, NoModel
-from app.store.versions import ModelStore, VersionNotFound
-from tests.support.fakes import FakeLoader, fake_version
+from app.store.versions import ModelStore, Version, VersionNotFound
+from tests.support.fakes import FakeEngine, FakeLoader, fake_version
 
 CLASSES = ["cats", "dogs", "owls"]
 
@@ -100,3 +101,36 @@ def test_concurrent_switches_load_one_version_at_a_time(tmp_path: Path) -> None:
     asyncio.run(scenario())
     assert sorted(loader.loaded) == [1, 2, 3]
     assert manager.ready_model().number == loader.loaded[-1]
+
+
+def test_the_loading_and_then_the_serving_version_is_held_in_the_store(tmp_path: Path) -> None:
+    manager = ModelManager(_store(tmp_path), FakeLoader())
+
+    async def scenario() -> None:
+        await manager.switch_to(1)
+        assert manager.store.holds.held() == {1}
+        await manager.switch_to(2)
+        assert manager.store.holds.held() == {2}  # the old one released once replaced
+
+    asyncio.run(scenario())
+    manager.release()
+    assert manager.store.holds.held() == set()
+
+
+class VanishingLoader(FakeLoader):
+    """Its version's folder disappears while it loads (an operator's rm -rf)."""
+
+    def load(self, version: Version) -> FakeEngine:
+        engine = super().load(version)
+        shutil.rmtree(version.path)
+        return engine
+
+
+def test_a_version_that_vanished_while_it_loaded_is_never_swapped_in(tmp_path: Path) -> None:
+    manager = ModelManager(_store(tmp_path), FakeLoader())
+    asyncio.run(manager.switch_to(1))
+    manager.loader = VanishingLoader()
+    with pytest.raises(VersionNotFound):
+        asyncio.run(manager.switch_to(2))
+    assert manager.ready_model().number == 1
+    assert manager.store.holds.held() == {1}
