@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     upload_timeout_s: float = Field(
         15.0, gt=0, description="Longest pause between two chunks of an upload; slower: 408."
     )
+    upload_min_rate_bytes_s: int = Field(
+        16 * 1024,
+        ge=0,
+        description="Slowest average rate of an upload, in bytes per second, past its first "
+        "FLOWERS_UPLOAD_TIMEOUT_S: a body that arrives slower is cut (408, connection closed); "
+        "0: no minimum.",
+    )
     max_files_per_request: int = Field(16, ge=1, le=1024, description="Most images per request.")
     header_timeout_s: float = Field(
         5.0,
@@ -84,6 +91,18 @@ class Settings(BaseSettings):
     )
     max_image_pixels: int = Field(
         DEFAULT_MAX_PIXELS, ge=1, description="Largest image (width x height) decoded (413)."
+    )
+    max_request_pixels: int = Field(
+        64_000_000,
+        ge=1,
+        description="Most pixels the images of one request may take to decode (a JPEG counts "
+        "at the reduced scale it is decoded at); more: 413.",
+    )
+    decode_budget_pixels: int = Field(
+        160_000_000,
+        ge=1,
+        description="Pixels the decode pool may owe, every request together; an image that "
+        "does not fit: 503 + Retry-After, so the decoding queued ahead of any image is bounded.",
     )
     admin_token: SecretStr | None = Field(
         None, description="Bearer token for /admin/*; unset: the admin API is disabled (403)."
@@ -109,6 +128,13 @@ class Settings(BaseSettings):
     )
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS (JSON list); empty: CORS off."
+    )
+    grpc_max_connections: int = Field(
+        256,
+        ge=1,
+        description="Open connections to the gRPC port at most (its own cap: they never take "
+        "HTTP's file descriptors); a connection idle for 60 s, or whose HTTP/2 handshake takes "
+        "longer than FLOWERS_HEADER_TIMEOUT_S, is closed.",
     )
     grpc_port: int | None = Field(
         None,
@@ -139,6 +165,15 @@ class Settings(BaseSettings):
                 "characters (e.g. `openssl rand -hex 32`), not a placeholder"
             )
         return token
+
+    @model_validator(mode="after")
+    def _decode_budget_fits_one_full_request(self) -> Settings:
+        if self.decode_budget_pixels < self.max_request_pixels:
+            raise ValueError(
+                f"FLOWERS_DECODE_BUDGET_PIXELS ({self.decode_budget_pixels:,}) must hold at least "
+                f"one full request: FLOWERS_MAX_REQUEST_PIXELS = {self.max_request_pixels:,}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _budget_fits_one_full_request(self) -> Settings:

@@ -19,6 +19,7 @@ from app import imaging
 from app.dataset.labelling import DatasetNotConfigured, InvalidClassName
 from app.inference.admission import UploadBudgetFull
 from app.inference.batching import BatchFailed, Overloaded, ShuttingDown, TimedOut
+from app.inference.decoding import DecodeBusy, RequestTooCostly
 from app.inference.manager import ModelLoadError, NoModel
 from app.inference.predictor import ImageRejected
 from app.jobs.records import JobNotFound
@@ -109,12 +110,17 @@ TABLE: Final[dict[type[Exception], Refusal]] = {
     InvalidClassName: Refusal(422, "invalid_class_name"),
     NoModel: Refusal(503, "not_ready", retry=True),
     UploadBudgetFull: Refusal(503, "upload_budget_full", retry=True),
+    DecodeBusy: Refusal(503, "decode_busy", retry=True),
+    RequestTooCostly: Refusal(413, "too_many_pixels"),
     Overloaded: Refusal(503, "overloaded", retry=True),
     ShuttingDown: Refusal(503, "shutting_down", retry=True),
     TimedOut: Refusal(504, "timeout"),
     BatchFailed: Refusal(500, "inference_failed"),
 }
 INTERNAL: Final = Refusal(500, "internal")
+# How much of a client's input an error message quotes, and how long a message can be.
+SHOWN_CHARS: Final = 64
+MAX_MESSAGE_CHARS: Final = 1000
 # Every type a handler must catch: the table's, and an image refused by name (it carries one).
 HANDLED: Final = (*TABLE, ImageRejected)
 
@@ -140,5 +146,16 @@ def refuse(error: Exception, metrics: Metrics) -> Refusal:
 
 
 def message(error: Exception, refusal: Refusal) -> str:
-    """What the client reads: the error's own words, never an internal error's."""
-    return "internal server error" if refusal is INTERNAL else str(error)
+    """What the client reads: the error's own words (cut to MAX_MESSAGE_CHARS), never an internal
+    error's."""
+    if refusal is INTERNAL:
+        return "internal server error"
+    text = str(error)
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "..."
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """A client's value as an error message quotes it: its repr, cut to ``limit`` characters (a
+    100 KB model name or 10,000 input names are not sent back)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"

@@ -26,6 +26,7 @@ from app.http.middleware import RequestContextMiddleware
 from app.inference.admission import Admission
 from app.inference.backend import InferenceBackend, LocalBackend
 from app.inference.control import ModelControl
+from app.inference.decoding import DecodeBudget
 from app.inference.limits import UploadLimits
 from app.inference.predictor import Predictor
 from app.jobs.runner import JobControl, JobRunner
@@ -127,7 +128,10 @@ def assemble(
     limits = UploadLimits.from_settings(settings)
     admission = Admission(settings.max_inflight_bytes)
     store = ModelStore(settings.model_store)
-    predictor = Predictor(backend, admission, settings.max_image_pixels, settings.request_timeout_s)
+    decoding = DecodeBudget(settings.decode_budget_pixels, settings.max_request_pixels)
+    predictor = Predictor(
+        backend, admission, decoding, settings.max_image_pixels, settings.request_timeout_s
+    )
     dataset = (
         DatasetWriter(settings.data_dir, settings.max_image_pixels) if settings.data_dir else None
     )

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -28,6 +30,8 @@ from app.main import build_local_service, create_app
 from app.observability import logs
 from app.observability.metrics import Metrics
 from app.store.versions import ModelStore
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import uvicorn
@@ -48,6 +52,8 @@ WATCH_MAX_S: Final = 10.0
 NOT_READY_NOTICE_S: Final = 15.0
 # How often the gRPC server looks whether uvicorn was told to stop (uvicorn's own tick).
 EXIT_POLL_S: Final = 0.1
+# Files a server holds beside its connections: the model, the store, logs, the decode pool's.
+FILES_BESIDE_CONNECTIONS: Final = 256
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, _stopped)
     logs.configure(settings.log_level, settings.log_format)
+    _raise_file_limit(settings)
     service = build_local_service(settings, Metrics())
     http = _http_server(create_app(settings, service=service), settings, args.host, args.port)
     with asyncio.Runner(loop_factory=http.config.get_loop_factory()) as runner:
@@ -101,7 +108,10 @@ async def serve(service: Service, http: uvicorn.Server) -> None:
         from app.v2 import grpc_server  # its messages only in a process that serves gRPC
 
         parts = (service.dataplane, service.predictor, service.metrics, service.limits)
-        grpc = await grpc_server.start(*parts, port=settings.grpc_port)
+        connections = grpc_server.ConnectionLimits(
+            settings.grpc_max_connections, settings.header_timeout_s
+        )
+        grpc = await grpc_server.start(*parts, connections, port=settings.grpc_port)
         await _serve_beside(http, grpc, settings.shutdown_drain_s)
     finally:
         await service.stop()
@@ -144,6 +154,23 @@ def _http_server(app: FastAPI, settings: Settings, host: str, port: int) -> uvic
         limit_concurrency=settings.max_connections,
     )
     return uvicorn.Server(config)
+
+
+def _raise_file_limit(settings: Settings) -> None:
+    """Open files up to the hard limit: HTTP's and gRPC's connection caps, each of their own,
+    must fit in it beside the store's and the model's files (say so if they cannot)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    grpc = settings.grpc_max_connections if settings.grpc_port else 0
+    needed = settings.max_connections + grpc + FILES_BESIDE_CONNECTIONS
+    if needed > hard:
+        logger.warning(
+            "the open-file limit (%d) is below what the connection caps need (%d): lower "
+            "FLOWERS_MAX_CONNECTIONS or FLOWERS_GRPC_MAX_CONNECTIONS, or raise the limit",
+            hard,
+            needed,
+        )
 
 
 def _stopped(signum: int, frame: FrameType | None) -> None:

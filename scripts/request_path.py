@@ -134,7 +134,8 @@ def trace_grpc(recorder: Recorder) -> None:
         await service.start()
         await service.backend.load()
         parts = (service.dataplane, service.predictor, service.metrics, service.limits)
-        return await grpc_server.start(*parts, port=port)
+        connections = grpc_server.ConnectionLimits(16, 5.0)
+        return await grpc_server.start(*parts, connections, port=port)
 
     server = asyncio.run_coroutine_threadsafe(start(), loop).result(120)
     message = pb.ModelInferRequest(model_name="flowers", raw_input_contents=[

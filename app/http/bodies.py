@@ -9,17 +9,17 @@ whole (RSS +2.4 GB), each still answered 401.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any, Final, TypeVar
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from app.errors import BodyTooLarge, NotJson, UploadStalled, UploadTooLarge
+from app.errors import BodyTooLarge, NotJson, UploadTooLarge
+from app.http.pacing import paced
 from app.inference.admission import Meter
+from app.inference.limits import UploadLimits
 
 MAX_JSON_BODY_BYTES: Final = 64 * 1024
 
@@ -34,25 +34,8 @@ def declared_within(content_length: str | None, max_bytes: int) -> int | None:
     return declared
 
 
-async def with_idle_timeout(body: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
-    """The body's chunks; UploadStalled when the next one takes longer than ``seconds``.
-
-    A client that declares a Content-Length and then stops sending would otherwise hold the
-    request (and its memory) open for as long as the connection lives.
-    """
-    iterator = aiter(body)
-    while True:
-        try:
-            chunk = await asyncio.wait_for(anext(iterator), seconds)
-        except StopAsyncIteration:
-            return
-        except TimeoutError:
-            raise UploadStalled(f"the upload stalled for more than {seconds:g}s") from None
-        yield chunk
-
-
 async def read_body(
-    request: Request, max_bytes: int, idle_timeout_s: float, meter: Meter | None = None
+    request: Request, max_bytes: int, limits: UploadLimits, meter: Meter | None = None
 ) -> bytes:
     """A whole request body of at most ``max_bytes``, for bodies that are not multipart: one
     that grows past it is refused as soon as it does (UploadTooLarge), never buffered whole;
@@ -61,7 +44,7 @@ async def read_body(
     body = request.stream()
     chunks: list[bytes] = []
     received = 0
-    async for chunk in with_idle_timeout(meter(body) if meter else body, idle_timeout_s):
+    async for chunk in paced(meter(body) if meter else body, limits):
         received += len(chunk)
         if received > max_bytes:
             raise UploadTooLarge(f"the request body is over {max_bytes:,} bytes")

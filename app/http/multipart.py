@@ -16,8 +16,17 @@ from python_multipart.exceptions import FormParserError, MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from app.errors import MalformedUpload, MissingImage, NotMultipart, TooManyFiles, UploadTooLarge
+from app.errors import (
+    SHOWN_CHARS,
+    MalformedUpload,
+    MissingImage,
+    NotMultipart,
+    TooManyFiles,
+    UploadTooLarge,
+    shown,
+)
 from app.http import bodies
+from app.http.pacing import paced
 from app.inference.admission import Meter
 from app.inference.limits import UploadLimits
 
@@ -88,15 +97,15 @@ class _FormCollector(Generic[T]):
             raise TooManyFiles(f"at most {self.limits.max_files} images per request")
         if self.is_image_part() and not self.part.filename:
             raise MissingImage(
-                f"the part {self.part.name!r} has no filename: send images as file uploads "
+                f"the part {shown(self.part.name)} has no filename: send images as file uploads "
                 f"(e.g. curl -F '{self.part.name}=@rose.jpg')"
             )
         if self.part.filename and not self.is_image_part():
             # A photo under another name (curl -F image=@rose.jpg) would otherwise be read past
             # as a text field and refused as an oversized form (413), a misleading answer.
             raise MissingImage(
-                f"the file part {self.part.name!r} is not one the API reads: name image parts "
-                f"'file' or 'files' (e.g. curl -F 'file=@{self.part.filename}')"
+                f"the file part {shown(self.part.name)} is not one the API reads: name image parts "
+                f"'file' or 'files' (e.g. curl -F 'file=@{self.part.filename[:64]}')"
             )
 
     def is_image_part(self) -> bool:
@@ -107,7 +116,7 @@ class _FormCollector(Generic[T]):
         if self.is_image_part():
             if self.part.size > self.limits.max_file_bytes:
                 raise UploadTooLarge(
-                    f"{self.part.filename}: the file is over the "
+                    f"{(self.part.filename or '')[:SHOWN_CHARS]}: the file is over the "
                     f"{self.limits.max_file_bytes:,}-byte limit"
                 )
             self.part.chunks.append(data[start:end])
@@ -216,7 +225,7 @@ async def receive_images(
             max_header_count=MAX_PART_HEADERS,
             max_header_size=MAX_PART_HEADER_BYTES,
         )
-        async for chunk in bodies.with_idle_timeout(body, limits.idle_timeout_s):
+        async for chunk in paced(body, limits):
             received += len(chunk)
             if received > limits.max_body_bytes:
                 raise UploadTooLarge(f"the request body is over {limits.max_body_bytes:,} bytes")

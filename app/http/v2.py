@@ -171,7 +171,7 @@ async def _infer(
     declared = bodies.declared_within(request.headers.get("content-length"), max_bytes)
     plane.check_model(name, version)
     with predictor.admit(declared) as admitted:
-        body = await bodies.read_body(request, max_bytes, limits.idle_timeout_s, admitted.meter)
+        body = await bodies.read_body(request, max_bytes, limits, admitted.meter)
         infer_request = await _parse(body, request.headers.get(HEADER_LENGTH))
         response = await plane.infer(infer_request, admitted, version)
     return _encoded(response)

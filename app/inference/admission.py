@@ -4,8 +4,15 @@ The batch queue's limit counts images already decoded and queued; it says nothin
 still uploading, and 80 clients each sending 16 five-megabyte PNGs took a server from 1.4 to
 4.7 GB before any of them was refused.  Here a request that declares its size (Content-Length)
 is admitted only if that size fits in what the budget has left, and is refused at once
-otherwise (503 + Retry-After), before a byte of its body is read; a body of undeclared size is
-counted as it arrives and refused when it no longer fits.  Everything runs on the event loop.
+otherwise (503 + Retry-After), before a byte of its body is read.
+
+A declared size is not granted for the asking: declaring costs a client nothing, and 8
+connections that declared 256 MiB between them and then sent a byte every 5 s held the whole
+budget against every honest client.  A request first holds at most PROBE_BYTES; the body that
+sends them earns the rest of its declared size at once (refused then, 503, if it does not fit:
+among many large uploads at once, some are served whole and the others refused early, never all
+cut midway); a body of undeclared size is counted chunk by chunk.  A body too slow to earn its
+share is cut by its pace (``app.http.pacing``).  Everything runs on the event loop.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from app.inference.batching import Overloaded
 
 _MIB = 1024 * 1024
+PROBE_BYTES = _MIB  # what a request holds until its body has sent that much
 
 # What a body's chunks pass through on their way in: each counted against the budget.
 Meter = Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]
@@ -31,30 +39,38 @@ class Admission:
         self.in_flight = 0
 
     @contextlib.contextmanager
-    def admit(self, declared_bytes: int | None) -> Iterator[Ticket]:
-        """Reserve ``declared_bytes`` (UploadBudgetFull if they do not fit) until the block ends."""
-        ticket = Ticket(self)
-        ticket.grow_to(declared_bytes or 0)
+    def admit(self, declared_bytes: int | None, held_bytes: int = 0) -> Iterator[Ticket]:
+        """Admit a request until the block ends: UploadBudgetFull at once if ``declared_bytes``
+        do not fit in what the budget has left; ``held_bytes`` (a body already in memory, as a
+        gRPC message is) count from the start."""
+        if declared_bytes:
+            self.check_room(declared_bytes)
+        ticket = Ticket(self, declared_bytes or 0)
+        ticket.grow_to(max(held_bytes, min(declared_bytes or 0, PROBE_BYTES)))
         try:
             yield ticket
         finally:
             self.in_flight -= ticket.reserved
 
-    def reserve(self, extra: int) -> None:
-        if self.in_flight + extra > self.budget_bytes:
+    def check_room(self, needed: int) -> None:
+        if self.in_flight + needed > self.budget_bytes:
             raise UploadBudgetFull(
                 f"the server is at capacity: {self.in_flight / _MIB:.0f} MiB of uploads in flight "
-                f"and this request needs {extra / _MIB:.1f} MiB more (budget "
+                f"and this request needs {needed / _MIB:.1f} MiB more (budget "
                 f"{self.budget_bytes / _MIB:.0f} MiB); retry shortly"
             )
+
+    def reserve(self, extra: int) -> None:
+        self.check_room(extra)
         self.in_flight += extra
 
 
 class Ticket:
     """One request's share of the budget."""
 
-    def __init__(self, admission: Admission) -> None:
+    def __init__(self, admission: Admission, declared: int = 0) -> None:
         self.admission = admission
+        self.declared = declared
         self.reserved = 0
 
     def grow_to(self, received: int) -> None:
@@ -63,9 +79,11 @@ class Ticket:
             self.reserved = received
 
     async def counted(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """The body's chunks, each counted against the budget before it is passed on."""
+        """The body's chunks, each counted against the budget before it is passed on; past the
+        probe, the declared size is held whole."""
         received = 0
         async for chunk in body:
             received += len(chunk)
-            self.grow_to(received)
+            if received > self.reserved:
+                self.grow_to(max(received, self.declared))
             yield chunk

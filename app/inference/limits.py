@@ -25,11 +25,16 @@ class UploadLimits:
     max_file_bytes: int
     max_files: int
     idle_timeout_s: float = 15.0  # the longest pause between two chunks of a body
+    # the slowest average rate of a body, past its first idle_timeout_s (0: no minimum)
+    min_rate_bytes_s: int = 16 * 1024
 
     @classmethod
     def from_settings(cls, settings: Settings) -> UploadLimits:
         return cls(
-            settings.max_upload_bytes, settings.max_files_per_request, settings.upload_timeout_s
+            settings.max_upload_bytes,
+            settings.max_files_per_request,
+            settings.upload_timeout_s,
+            settings.upload_min_rate_bytes_s,
         )
 
     @property

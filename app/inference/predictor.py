@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -26,6 +26,8 @@ import numpy as np
 from app import imaging
 from app.inference.admission import Admission, Ticket
 from app.inference.backend import Inference, InferenceBackend
+from app.inference.batching import TimedOut
+from app.inference.decoding import DecodeBudget
 
 
 class ImageRejected(ValueError):
@@ -50,36 +52,53 @@ class Predictor:
         self,
         backend: InferenceBackend,
         admission: Admission,
+        decoding: DecodeBudget,
         max_image_pixels: int,
         timeout_s: float,
     ) -> None:
         self.backend = backend
         self.admission = admission
+        self.decoding = decoding
         self.max_image_pixels = max_image_pixels
         self.timeout_s = timeout_s
         workers = max(2, os.cpu_count() or 2)
         self._decoder = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
 
     @contextlib.contextmanager
-    def admit(self, declared_bytes: int | None = None) -> Iterator[Admitted]:
+    def admit(self, declared_bytes: int | None = None, held_bytes: int = 0) -> Iterator[Admitted]:
         """Admit one request until the block ends, or refuse it at once (503): no model serves,
         the queue is full, or the memory budget for bodies in flight cannot hold
-        ``declared_bytes``.  Nothing of the body has been read when it refuses."""
+        ``declared_bytes``.  Nothing of the body has been read when it refuses; ``held_bytes``
+        are a body already in memory (a gRPC message), counted from the start."""
         self.backend.ready_model()
         self.backend.ensure_room()
         with contextlib.ExitStack() as holding:
-            ticket = holding.enter_context(self.admission.admit(declared_bytes))
+            ticket = holding.enter_context(self.admission.admit(declared_bytes, held_bytes))
             holding.enter_context(self.backend.images_on_the_way())
-            admitted = Admitted(self, ticket, holding.pop_all())
+            deadline = asyncio.get_running_loop().time() + self.timeout_s
+            admitted = Admitted(self, ticket, holding.pop_all(), deadline)
         try:
             yield admitted
         finally:
             admitted.release()
 
-    def decode_later(self, filename: str, data: bytes) -> asyncio.Future[np.ndarray]:
-        """Start decoding one upload in the decode pool; the future raises ImageRejected."""
+    def decode_cost(self, filename: str, data: bytes) -> int:
+        """What decoding an upload will cost, from its header (ImageRejected for a bad one)."""
+        try:
+            return imaging.decode_cost(data, max_pixels=self.max_image_pixels)
+        except imaging.ImageError as error:
+            raise ImageRejected(filename, error) from None
+
+    def decode_later(
+        self, filename: str, data: bytes, cost: int, request_cost: int
+    ) -> asyncio.Future[np.ndarray]:
+        """Start decoding one upload in the decode pool, its ``cost`` counted against the decode
+        budget until it is decoded (or dropped); the future raises ImageRejected."""
+        self.decoding.take(cost, request_cost)
         loop = asyncio.get_running_loop()
-        return asyncio.wrap_future(self._decoder.submit(self._decode, filename, data), loop=loop)
+        work = self._decoder.submit(self._decode, filename, data)
+        work.add_done_callback(lambda _: _call_soon(loop, self.decoding.give_back, cost))
+        return asyncio.wrap_future(work, loop=loop)
 
     def _decode(self, filename: str, data: bytes) -> np.ndarray:
         try:
@@ -87,12 +106,20 @@ class Predictor:
         except imaging.ImageError as error:
             raise ImageRejected(filename, error) from None
 
-    async def infer(self, images: Sequence[np.ndarray]) -> Inference:
+    async def infer(self, images: Sequence[np.ndarray], timeout_s: float) -> Inference:
         """Decoded images to their probabilities, all from one version (504 past the timeout)."""
-        return await self.backend.infer(images, self.timeout_s)
+        return await self.backend.infer(images, timeout_s)
 
     def close(self) -> None:
         self._decoder.shutdown(wait=False, cancel_futures=True)
+
+
+def _call_soon(
+    loop: asyncio.AbstractEventLoop, function: Callable[[int], None], value: int
+) -> None:
+    """From a decode thread: call ``function`` on the loop (not once it has closed: shutdown)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(function, value)
 
 
 class Admitted:
@@ -100,27 +127,42 @@ class Admitted:
     images decoded as soon as each is complete.  The admission ends once every image is
     decoded, before they wait for the model."""
 
-    def __init__(self, predictor: Predictor, ticket: Ticket, held: contextlib.ExitStack) -> None:
+    def __init__(
+        self, predictor: Predictor, ticket: Ticket, held: contextlib.ExitStack, deadline: float
+    ) -> None:
         self._predictor = predictor
         self._ticket = ticket
         self._held = held
+        self._deadline = deadline  # of the whole request, decoding included (loop time)
         self._started: list[DecodingImage] = []
+        self._cost = 0  # what this request's images cost to decode, so far
 
     def meter(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """The body's chunks, each counted against the budget before it is passed on."""
         return self._ticket.counted(body)
 
     def start_decoding(self, name: str, data: bytes) -> DecodingImage:
-        image = DecodingImage(name, self._predictor.decode_later(name, data))
+        """Queue one image for decoding: refused at once (413, 503) when the decode work it
+        costs does not fit in its request's share or in what the budget has left."""
+        cost = self._predictor.decode_cost(name, data)
+        self._cost += cost
+        image = DecodingImage(name, self._predictor.decode_later(name, data, cost, self._cost))
         self._started.append(image)
         return image
 
     async def classify(self, images: Sequence[DecodingImage]) -> Inference:
         """Wait for every decode (the first bad file fails the request), end the admission,
-        then classify them all with one version."""
-        decoded = list(await asyncio.gather(*(image.decoding for image in images)))
+        then classify them all with one version: all within the request's deadline (504)."""
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                decoded = list(await asyncio.gather(*(image.decoding for image in images)))
+        except TimeoutError:
+            raise TimedOut(
+                f"no prediction within the {self._predictor.timeout_s:g}s request timeout"
+            ) from None
         self.release()
-        return await self._predictor.infer(decoded)
+        remaining = self._deadline - asyncio.get_running_loop().time()
+        return await self._predictor.infer(decoded, max(remaining, 0.001))
 
     def release(self) -> None:
         """End the admission (once); decodes not waited for are dropped."""

@@ -18,6 +18,7 @@ import struct
 from collections.abc import Iterable
 from typing import Any, Final
 
+from app.errors import shown
 from app.v2.types import (
     InferRequest,
     InferResponse,
@@ -128,7 +129,7 @@ def _header_size(header_length: str, body_size: int) -> int:
     digits = header_length.strip()
     if not digits.isdecimal() or len(digits) > _MAX_SIZE_DIGITS:
         raise InvalidInferRequest(
-            f"Inference-Header-Content-Length must be a byte count, not {header_length[:40]!r}"
+            f"Inference-Header-Content-Length must be a byte count, not {shown(header_length)}"
         )
     size = int(header_length)
     if not 0 < size <= body_size:
@@ -156,19 +157,19 @@ def _input(item: dict[str, Any], tail: memoryview, offset: int) -> tuple[InputTe
     name = _str(item, "name")
     datatype = _str(item, "datatype")
     shape = _shape(item, name)
-    size = _parameters(item, f"input {name!r}").get("binary_data_size")
+    size = _parameters(item, f"input {shown(name)}").get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise InvalidInferRequest(f"input {name!r}: binary_data_size must be a byte count")
+            raise InvalidInferRequest(f"input {shown(name)}: binary_data_size must be a byte count")
         if offset + size > len(tail):
             raise InvalidInferRequest(
-                f"input {name!r}: binary_data_size {size:,} is beyond the end of the body"
+                f"input {shown(name)}: binary_data_size {size:,} is beyond the end of the body"
             )
         raw = bytes(tail[offset : offset + size])
-        elements = deserialize_bytes(raw, f"input {name!r}") if datatype == "BYTES" else None
+        elements = deserialize_bytes(raw, f"input {shown(name)}") if datatype == "BYTES" else None
         return InputTensor(name, datatype, shape, elements), offset + size
     if "data" not in item:
-        raise InvalidInferRequest(f"input {name!r} has neither 'data' nor binary_data_size")
+        raise InvalidInferRequest(f"input {shown(name)} has neither 'data' nor binary_data_size")
     elements = _base64_elements(item["data"], name) if datatype == "BYTES" else None
     return InputTensor(name, datatype, shape, elements), offset
 
@@ -180,14 +181,14 @@ def _base64_elements(data: Any, name: str) -> list[bytes]:
     for index, value in enumerate(flat):
         if not isinstance(value, str):
             raise InvalidInferRequest(
-                f"input {name!r}: BYTES elements in JSON are base64 strings, "
+                f"input {shown(name)}: BYTES elements in JSON are base64 strings, "
                 f"element {index} is {type(value).__name__}"
             )
         try:
             elements.append(base64.b64decode(value, validate=True))
         except (binascii.Error, ValueError):
             raise InvalidInferRequest(
-                f"input {name!r}: element {index} is not base64 (send files base64-encoded in "
+                f"input {shown(name)}: element {index} is not base64 (send files base64-encoded in "
                 "JSON, or as binary data)"
             ) from None
     return elements
@@ -208,11 +209,11 @@ def _flatten(data: Any, into: list[Any], depth: int = 0) -> None:
 def _requested(item: Any, index: int) -> RequestedOutput:
     entry = _object(item, f"outputs[{index}]")
     name = _str(entry, "name")
-    parameters = _parameters(entry, f"output {name!r}")
+    parameters = _parameters(entry, f"output {shown(name)}")
     k = parameters.get("classification")
     if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
         raise InvalidInferRequest(
-            f"output {name!r}: classification must be a class count of at least 1"
+            f"output {shown(name)}: classification must be a class count of at least 1"
         )
     binary = parameters.get("binary_data")
     return RequestedOutput(
@@ -254,7 +255,7 @@ def _shape(item: dict[str, Any], name: str) -> tuple[int, ...]:
     if not isinstance(shape, list) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
-        raise InvalidInferRequest(f"input {name!r}: 'shape' must be a list of sizes (>= 0)")
+        raise InvalidInferRequest(f"input {shown(name)}: 'shape' must be a list of sizes (>= 0)")
     return tuple(shape)
 
 

@@ -16,7 +16,7 @@ from typing import Final
 
 import numpy as np
 
-from app.errors import TooManyFiles, UploadTooLarge
+from app.errors import SHOWN_CHARS, TooManyFiles, UploadTooLarge, shown
 from app.inference.backend import Inference, InferenceBackend
 from app.inference.limits import UploadLimits
 from app.inference.manager import ServingModel
@@ -57,7 +57,7 @@ def server_metadata() -> ServerMetadata:
 
 def check_name(name: str) -> None:
     if name != MODEL_NAME:
-        raise UnknownModel(f"unknown model {name!r}: this server serves {MODEL_NAME!r}")
+        raise UnknownModel(f"unknown model {shown(name)}: this server serves {MODEL_NAME!r}")
 
 
 class DataPlane:
@@ -73,7 +73,7 @@ class DataPlane:
         model = self.backend.ready_model()
         if version and version != str(model.number):
             raise UnknownModel(
-                f"version {version!r} of {MODEL_NAME!r} is not loaded "
+                f"version {shown(version)} of {MODEL_NAME!r} is not loaded "
                 f"(version {model.number} serves)"
             )
         return model
@@ -112,7 +112,7 @@ class DataPlane:
         number = str(inference.version)
         if version and version != number:
             raise UnknownModel(
-                f"version {version!r} of {MODEL_NAME!r} stopped serving during the request "
+                f"version {shown(version)} of {MODEL_NAME!r} stopped serving during the request "
                 f"(version {number} serves now)"
             )
         return InferResponse(MODEL_NAME, number, request.id, _outputs(inference, request))
@@ -123,17 +123,17 @@ def _images(request: InferRequest, limits: UploadLimits) -> list[bytes]:
     if names != [INPUT]:
         raise InvalidInferRequest(
             f"model {MODEL_NAME!r} takes one input, {INPUT!r} (BYTES, one image file per "
-            f"element), not {names}"
+            f"element), not {shown(names)}"
         )
     tensor = request.inputs[0]
     if tensor.datatype != "BYTES" or tensor.elements is None:
         raise InvalidInferRequest(
-            f"input {INPUT!r} is BYTES (encoded image files), not {tensor.datatype}"
+            f"input {INPUT!r} is BYTES (encoded image files), not {tensor.datatype[:SHOWN_CHARS]}"
         )
     images = tensor.elements
     if tensor.shape != (len(images),):
         raise InvalidInferRequest(
-            f"input {INPUT!r} has shape {list(tensor.shape)} but {len(images)} elements "
+            f"input {INPUT!r} has shape {shown(list(tensor.shape))} but {len(images)} elements "
             f"(its shape is [number of images])"
         )
     if not images:
@@ -153,11 +153,11 @@ def _check_outputs(outputs: list[RequestedOutput] | None) -> None:
     for output in outputs or []:
         if output.name not in _OUTPUTS:
             raise InvalidInferRequest(
-                f"model {MODEL_NAME!r} has no output {output.name!r}: its outputs are "
+                f"model {MODEL_NAME!r} has no output {shown(output.name)}: its outputs are "
                 f"{', '.join(_OUTPUTS)}"
             )
         if names.count(output.name) > 1:
-            raise InvalidInferRequest(f"output {output.name!r} is requested twice")
+            raise InvalidInferRequest(f"output {shown(output.name)} is requested twice")
         if output.classification and output.name != PROBABILITIES:
             raise InvalidInferRequest(f"classification applies to {PROBABILITIES!r} only")
 

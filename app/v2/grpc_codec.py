@@ -10,6 +10,7 @@ test process) would clash with them.
 
 from __future__ import annotations
 
+from app.errors import shown
 from app.v2 import codec
 from app.v2.generated import grpc_predict_v2_pb2 as pb
 from app.v2.types import (
@@ -43,7 +44,7 @@ def _input(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None) -> 
     elements = None
     if tensor.datatype == "BYTES":
         if raw is not None:
-            elements = codec.deserialize_bytes(raw, f"input {tensor.name!r}")
+            elements = codec.deserialize_bytes(raw, f"input {shown(tensor.name)}")
         else:
             elements = list(tensor.contents.bytes_contents)
     return InputTensor(tensor.name, tensor.datatype, tuple(tensor.shape), elements)
@@ -57,7 +58,7 @@ def _classification(output: pb.ModelInferRequest.InferRequestedOutputTensor) -> 
     k = parameter.int64_param if kind == "int64_param" else parameter.uint64_param
     if kind not in ("int64_param", "uint64_param") or k < 1:
         raise InvalidInferRequest(
-            f"output {output.name!r}: classification must be a class count of at least 1"
+            f"output {shown(output.name)}: classification must be a class count of at least 1"
         )
     return k
 

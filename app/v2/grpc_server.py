@@ -15,9 +15,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError, Message
 from grpc import aio
 
 from app import errors
@@ -28,10 +30,12 @@ from app.v2 import grpc_codec
 from app.v2.dataplane import DataPlane, server_metadata
 from app.v2.generated import grpc_predict_v2_pb2 as pb
 from app.v2.generated import grpc_predict_v2_pb2_grpc as pb_grpc
+from app.v2.types import InvalidInferRequest
 
 logger = logging.getLogger(__name__)
 
 SERVICE: Final = "inference.GRPCInferenceService"
+IDLE_TIMEOUT_S: Final = 60.0
 
 # the refusal table's statuses as gRPC status codes
 CODES: Final = {
@@ -46,23 +50,82 @@ CODES: Final = {
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 
+Request = TypeVar("Request", bound=Message)
 Reply = TypeVar("Reply")
 Context = aio.ServicerContext[Any, Any]
 
 
+@dataclass(frozen=True)
+class ConnectionLimits:
+    max_connections: int  # open connections at most: beyond it, new ones are closed
+    handshake_timeout_s: float  # a connection's HTTP/2 preface and settings
+    idle_timeout_s: float = IDLE_TIMEOUT_S  # a connection with no call in flight
+
+
 async def start(
-    dataplane: DataPlane, predictor: Predictor, metrics: Metrics, limits: UploadLimits, port: int
+    dataplane: DataPlane,
+    predictor: Predictor,
+    metrics: Metrics,
+    limits: UploadLimits,
+    connections: ConnectionLimits,
+    port: int,
 ) -> aio.Server:
     """Serve the protocol on ``port`` (all interfaces) until the returned server is stopped."""
-    server = aio.server(
-        options=[("grpc.max_receive_message_length", limits.max_grpc_message_bytes)]
-    )
-    servicer = InferenceServicer(dataplane, predictor, metrics)
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
+    options = [
+        ("grpc.max_receive_message_length", limits.max_grpc_message_bytes),
+        ("grpc.max_allowed_incoming_connections", connections.max_connections),
+        ("grpc.server_handshake_timeout_ms", int(connections.handshake_timeout_s * 1000)),
+        ("grpc.max_connection_idle_ms", int(connections.idle_timeout_s * 1000)),
+    ]
+    server = aio.server(options=options)
+    server.add_generic_rpc_handlers((handlers(InferenceServicer(dataplane, predictor, metrics)),))
     server.add_insecure_port(f"[::]:{port}")
     await server.start()
     logger.info("Open Inference Protocol gRPC server on port %d", port)
     return server
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """A request whose bytes are not the method's protobuf message (mutated, cut short)."""
+
+    error: str
+
+
+def _tolerant(parse: Callable[[bytes], Message]) -> Callable[[bytes], Message | Undecodable]:
+    """A deserializer that hands a bad message to the servicer instead of raising: gRPC itself
+    would answer UNKNOWN, count nothing, and log a traceback."""
+
+    def deserialize(data: bytes) -> Message | Undecodable:
+        try:
+            return parse(data)
+        except DecodeError as error:
+            return Undecodable(str(error)[:200])
+
+    return deserialize
+
+
+def handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
+    """The service's methods, as the generated code registers them but for the deserializer."""
+    methods = {
+        "ServerLive": (servicer.ServerLive, pb.ServerLiveRequest),
+        "ServerReady": (servicer.ServerReady, pb.ServerReadyRequest),
+        "ModelReady": (servicer.ModelReady, pb.ModelReadyRequest),
+        "ServerMetadata": (servicer.ServerMetadata, pb.ServerMetadataRequest),
+        "ModelMetadata": (servicer.ModelMetadata, pb.ModelMetadataRequest),
+        "ModelInfer": (servicer.ModelInfer, pb.ModelInferRequest),
+    }
+    return grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            name: grpc.unary_unary_rpc_method_handler(
+                method,
+                request_deserializer=_tolerant(request.FromString),
+                response_serializer=lambda reply: reply.SerializeToString(),
+            )
+            for name, (method, request) in methods.items()
+        },
+    )
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -72,43 +135,49 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self.metrics = metrics
 
     async def ServerLive(
-        self, request: pb.ServerLiveRequest, context: Context
+        self, request: pb.ServerLiveRequest | Undecodable, context: Context
     ) -> pb.ServerLiveResponse:
-        return await self._answer("ServerLive", context, self._live)
+        return await self._answer("ServerLive", request, context, self._live)
 
     async def ServerReady(
-        self, request: pb.ServerReadyRequest, context: Context
+        self, request: pb.ServerReadyRequest | Undecodable, context: Context
     ) -> pb.ServerReadyResponse:
-        return await self._answer("ServerReady", context, self._ready)
+        return await self._answer("ServerReady", request, context, self._ready)
 
     async def ModelReady(
-        self, request: pb.ModelReadyRequest, context: Context
+        self, request: pb.ModelReadyRequest | Undecodable, context: Context
     ) -> pb.ModelReadyResponse:
-        return await self._answer("ModelReady", context, lambda: self._model_ready(request))
+        return await self._answer("ModelReady", request, context, self._model_ready)
 
     async def ServerMetadata(
-        self, request: pb.ServerMetadataRequest, context: Context
+        self, request: pb.ServerMetadataRequest | Undecodable, context: Context
     ) -> pb.ServerMetadataResponse:
-        return await self._answer("ServerMetadata", context, self._server_metadata)
+        return await self._answer("ServerMetadata", request, context, self._server_metadata)
 
     async def ModelMetadata(
-        self, request: pb.ModelMetadataRequest, context: Context
+        self, request: pb.ModelMetadataRequest | Undecodable, context: Context
     ) -> pb.ModelMetadataResponse:
-        return await self._answer("ModelMetadata", context, lambda: self._metadata(request))
+        return await self._answer("ModelMetadata", request, context, self._metadata)
 
     async def ModelInfer(
-        self, request: pb.ModelInferRequest, context: Context
+        self, request: pb.ModelInferRequest | Undecodable, context: Context
     ) -> pb.ModelInferResponse:
-        return await self._answer("ModelInfer", context, lambda: self._infer(request))
+        return await self._answer("ModelInfer", request, context, self._infer)
 
     async def _answer(
-        self, method: str, context: Context, call: Callable[[], Awaitable[Reply]]
+        self,
+        method: str,
+        request: Request | Undecodable,
+        context: Context,
+        handle: Callable[[Request], Awaitable[Reply]],
     ) -> Reply:
         """The call's reply, or its refusal as a gRPC status; observed either way."""
         started = time.perf_counter()
         status = 200
         try:
-            return await call()
+            if isinstance(request, Undecodable):
+                raise InvalidInferRequest(f"the {method} message cannot be read: {request.error}")
+            return await handle(request)
         except Exception as error:
             refusal = errors.refuse(error, self.metrics)
             status = refusal.status
@@ -120,17 +189,19 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 f"/{SERVICE}/{method}", "GRPC", status, time.perf_counter() - started
             )
 
-    async def _live(self) -> pb.ServerLiveResponse:
+    async def _live(self, request: pb.ServerLiveRequest) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
 
-    async def _ready(self) -> pb.ServerReadyResponse:
+    async def _ready(self, request: pb.ServerReadyRequest) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self.dataplane.backend.serving() is not None)
 
     async def _model_ready(self, request: pb.ModelReadyRequest) -> pb.ModelReadyResponse:
         ready = self.dataplane.model_ready(request.name, request.version or None)
         return pb.ModelReadyResponse(ready=ready)
 
-    async def _server_metadata(self) -> pb.ServerMetadataResponse:
+    async def _server_metadata(
+        self, request: pb.ServerMetadataRequest
+    ) -> pb.ServerMetadataResponse:
         metadata = server_metadata()
         return pb.ServerMetadataResponse(
             name=metadata.name, version=metadata.version, extensions=metadata.extensions
@@ -144,7 +215,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         version = message.model_version or None
         self.dataplane.check_model(message.model_name, version)
         # gRPC has received the whole message: it counts against the upload budget as it is.
-        with self.predictor.admit(message.ByteSize()) as admitted:
+        with self.predictor.admit(held_bytes=message.ByteSize()) as admitted:
             request = grpc_codec.infer_request(message)
             response = await self.dataplane.infer(request, admitted, version)
         return grpc_codec.infer_response(response)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from typing import Any
@@ -65,3 +66,22 @@ def half_and_half(size: tuple[int, int] = (80, 40)) -> Image.Image:
     image = Image.new("RGB", size, (255, 0, 0))
     image.paste((0, 0, 255), (size[0] // 2, 0, size[0], size[1]))
     return image
+
+
+def flat_png(width: int, height: int, padding: int = 0) -> bytes:
+    """A one-colour 8-bit RGB PNG, written chunk by chunk (fast at tens of megapixels):
+    a decompression bomb; ``padding`` bytes of text in a tEXt chunk lower its compression
+    ratio without changing its pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    rows = zlib.compressobj(9)
+    compressed = b"".join(rows.compress(b"\0" * (3 * width + 1)) for _ in range(height))
+    compressed += rows.flush()
+    text = os.urandom(padding // 2 + 1).hex()[:padding].encode()
+    chunks = [chunk(b"IHDR", header), chunk(b"tEXt", b"padding\0" + text) if padding else b""]
+    chunks += [chunk(b"IDAT", compressed), chunk(b"IEND", b"")]
+    return b"\x89PNG\r\n\x1a\n" + b"".join(chunks)

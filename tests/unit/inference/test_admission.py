@@ -1,5 +1,6 @@
-"""Admission by memory on its own: declared sizes reserved up front, undeclared bodies counted as
-they arrive, and every byte given back when the request ends, however it ends."""
+"""Admission by memory on its own: a declared size that does not fit is refused before the body
+is read, what arrives is counted as it passes, and every byte is given back when the request
+ends, however it ends."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.inference.admission import Admission, UploadBudgetFull
+from app.inference.admission import PROBE_BYTES, Admission, UploadBudgetFull
 
 MIB = 1024 * 1024
 
@@ -22,12 +23,39 @@ async def _drain(body: AsyncIterator[bytes]) -> int:
     return sum([len(chunk) async for chunk in body])
 
 
-def test_a_declared_size_is_reserved_for_as_long_as_the_request_runs() -> None:
+def test_a_declared_size_is_held_only_once_its_body_has_sent_the_probe() -> None:
+    """Declaring costs nothing: a body that sends nothing holds at most the probe, one that sends
+    more than the probe earns its whole declared size (or is refused then)."""
     admission = Admission(10 * MIB)
-    with admission.admit(4 * MIB), admission.admit(6 * MIB):
-        assert admission.in_flight == 10 * MIB
-        with pytest.raises(UploadBudgetFull, match="10 MiB of uploads in flight"):
-            admission.admit(1).__enter__()
+
+    async def scenario() -> None:
+        with admission.admit(8 * MIB) as slow, admission.admit(8 * MIB) as fast:
+            assert admission.in_flight == 2 * PROBE_BYTES  # two declared 16 MiB between them
+            await _drain(fast.counted(_chunks(MIB, MIB)))
+            assert admission.in_flight == PROBE_BYTES + 8 * MIB  # fast earned its 8 MiB
+            with pytest.raises(UploadBudgetFull):  # slow sends more: 8 more MiB do not fit
+                await _drain(slow.counted(_chunks(2 * MIB)))
+            assert admission.in_flight == PROBE_BYTES + 8 * MIB
+
+    asyncio.run(scenario())
+    assert admission.in_flight == 0
+
+
+def test_a_declared_size_that_does_not_fit_is_refused_before_reading() -> None:
+    admission = Admission(10 * MIB)
+    with admission.admit(None, held_bytes=4 * MIB):
+        with pytest.raises(UploadBudgetFull, match="4 MiB of uploads in flight"):
+            admission.admit(7 * MIB).__enter__()
+        with admission.admit(6 * MIB):
+            assert admission.in_flight == 4 * MIB + PROBE_BYTES
+
+
+def test_a_body_already_in_memory_is_held_from_the_start() -> None:
+    admission = Admission(10 * MIB)
+    with admission.admit(None, held_bytes=6 * MIB):
+        assert admission.in_flight == 6 * MIB
+        with pytest.raises(UploadBudgetFull):
+            admission.admit(None, held_bytes=5 * MIB).__enter__()
     assert admission.in_flight == 0
 
 
@@ -61,7 +89,7 @@ def test_a_body_is_refused_at_the_chunk_that_no_longer_fits_and_its_bytes_are_re
         with admission.admit(None) as ticket, pytest.raises(UploadBudgetFull):
             await _drain(ticket.counted(_chunks(2 * MIB, 2 * MIB, 1)))
 
-    with admission.admit(MIB):  # another request holds a share meanwhile
+    with admission.admit(None, held_bytes=MIB):  # another request holds a share meanwhile
         asyncio.run(scenario())
         assert admission.in_flight == MIB
     assert admission.in_flight == 0

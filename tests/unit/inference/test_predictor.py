@@ -14,7 +14,8 @@ import pytest
 
 from app import imaging
 from app.inference.admission import Admission, UploadBudgetFull
-from app.inference.batching import Overloaded
+from app.inference.batching import Overloaded, TimedOut
+from app.inference.decoding import DecodeBudget, DecodeBusy, RequestTooCostly
 from app.inference.manager import NoModel
 from app.inference.predictor import DecodingImage, ImageRejected, Predictor
 from tests.support import imagefactory as make
@@ -24,7 +25,9 @@ MIB = 1024 * 1024
 
 
 def _predictor(backend: FakeBackend, budget: int = 8 * MIB) -> Predictor:
-    return Predictor(backend, Admission(budget), imaging.DEFAULT_MAX_PIXELS, timeout_s=5)
+    return Predictor(
+        backend, Admission(budget), DecodeBudget(10**9, 10**9), imaging.DEFAULT_MAX_PIXELS, 5
+    )
 
 
 async def _body(*chunks: bytes) -> AsyncIterator[bytes]:
@@ -163,11 +166,12 @@ def test_decodes_not_waited_for_are_dropped_when_the_request_fails(
     async def scenario() -> None:
         predictor = _predictor(FakeBackend(serving_model()))
         images = 3 * max(2, os.cpu_count() or 2)  # three times what the decode pool runs
+        photo = make.jpeg()
         started: list[DecodingImage] = []
 
         async def request() -> None:
             with predictor.admit(None) as admitted:
-                started.extend(admitted.start_decoding(f"{i}.jpg", b"..") for i in range(images))
+                started.extend(admitted.start_decoding(f"{i}.jpg", photo) for i in range(images))
                 await asyncio.sleep(0.05)
                 raise RuntimeError("the body was cut short")
 
@@ -176,6 +180,48 @@ def test_decodes_not_waited_for_are_dropped_when_the_request_fails(
         await asyncio.sleep(0)
         cancelled = sum(image.decoding.cancelled() for image in started)
         assert cancelled >= images // 2
+        predictor.close()
+
+    asyncio.run(scenario())
+
+
+def test_decoding_work_is_counted_against_the_budget_until_done() -> None:
+    async def scenario() -> None:
+        backend = FakeBackend(serving_model())
+        predictor = Predictor(
+            backend, Admission(10**9), DecodeBudget(50_000_000, 45_000_000), 10**9, timeout_s=30
+        )
+        bomb = make.flat_png(6300, 6300, padding=160_000)  # 39.7 million pixels
+        with predictor.admit(None) as first:
+            image = first.start_decoding("a.png", bomb)
+            assert predictor.decoding.owed == 6300 * 6300
+            with predictor.admit(None) as second, pytest.raises(DecodeBusy):
+                second.start_decoding("b.png", bomb)  # does not fit beside the first
+            with pytest.raises(RequestTooCostly):
+                first.start_decoding("c.png", bomb)  # two of them are over one request's share
+            await first.classify([image])
+        await asyncio.sleep(0.05)
+        assert predictor.decoding.owed == 0
+        predictor.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_deadline_covers_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    def slow(data: bytes, max_pixels: int) -> np.ndarray:
+        time.sleep(1.0)
+        return np.zeros((imaging.IMAGE_SIZE, imaging.IMAGE_SIZE, 3), np.uint8)
+
+    monkeypatch.setattr(imaging, "preprocess", slow)
+
+    async def scenario() -> None:
+        predictor = Predictor(
+            FakeBackend(serving_model()), Admission(10**9), DecodeBudget(10**9, 10**9), 10**9, 0.3
+        )
+        with predictor.admit(None) as admitted:
+            image = admitted.start_decoding("a.jpg", make.jpeg())
+            with pytest.raises(TimedOut, match=r"0\.3s request timeout"):
+                await admitted.classify([image])
         predictor.close()
 
     asyncio.run(scenario())

@@ -13,6 +13,7 @@ from app import imaging
 from app.errors import TooManyFiles, UploadTooLarge
 from app.inference.admission import Admission
 from app.inference.backend import Inference
+from app.inference.decoding import DecodeBudget
 from app.inference.limits import UploadLimits
 from app.inference.manager import NoModel
 from app.inference.predictor import Predictor
@@ -36,7 +37,9 @@ def _plane(tmp_path: Path, backend: FakeBackend) -> tuple[DataPlane, Predictor]:
     store = ModelStore(tmp_path / "store")
     fake_version(store, CLASSES)
     fake_version(store, CLASSES)
-    predictor = Predictor(backend, Admission(10**7), imaging.DEFAULT_MAX_PIXELS, timeout_s=5)
+    predictor = Predictor(
+        backend, Admission(10**7), DecodeBudget(10**9, 10**9), imaging.DEFAULT_MAX_PIXELS, 5
+    )
     return DataPlane(backend, store, LIMITS), predictor
 
 
