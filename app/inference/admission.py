@@ -12,11 +12,15 @@ budget against every honest client.  A request first holds at most PROBE_BYTES; 
 sends them earns the rest of its declared size at once (refused then, 503, if it does not fit:
 among many large uploads at once, some are served whole and the others refused early, never all
 cut midway); a body of undeclared size is counted chunk by chunk.  A body too slow to earn its
-share is cut by its pace (``app.http.pacing``).  Everything runs on the event loop.
+share is cut by its pace (``app.http.pacing``).  A gRPC message shows neither its size nor
+its progress before gRPC has read it whole, so its call waits for room for the largest message
+a client may send (``wait_for_room``), holds it while the message is read, then keeps what the
+message takes.  Everything runs on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 
@@ -37,6 +41,7 @@ class Admission:
     def __init__(self, budget_bytes: int) -> None:
         self.budget_bytes = budget_bytes
         self.in_flight = 0
+        self._freed: asyncio.Event | None = None  # set when memory is given back, if awaited
 
     @contextlib.contextmanager
     def admit(self, declared_bytes: int | None, held_bytes: int = 0) -> Iterator[Ticket]:
@@ -50,7 +55,25 @@ class Admission:
         try:
             yield ticket
         finally:
-            self.in_flight -= ticket.reserved
+            self.give_back(ticket.reserved)
+
+    async def wait_for_room(self, needed: int, timeout_s: float) -> None:
+        """Return once ``needed`` bytes fit in what the budget has left (they are not reserved:
+        admit them before the next await), or raise UploadBudgetFull after ``timeout_s``."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while self.in_flight + needed > self.budget_bytes:
+                    if self._freed is None:
+                        self._freed = asyncio.Event()
+                    await self._freed.wait()
+        except TimeoutError:
+            self.check_room(needed)  # raises, with the budget's state
+
+    def give_back(self, reserved: int) -> None:
+        self.in_flight -= reserved
+        if self._freed is not None:
+            self._freed.set()
+            self._freed = None
 
     def check_room(self, needed: int) -> None:
         if self.in_flight + needed > self.budget_bytes:
@@ -77,6 +100,12 @@ class Ticket:
         if received > self.reserved:
             self.admission.reserve(received - self.reserved)
             self.reserved = received
+
+    def shrink_to(self, held: int) -> None:
+        """Give back what this request reserved beyond the ``held`` bytes it keeps."""
+        if held < self.reserved:
+            self.admission.give_back(self.reserved - held)
+            self.reserved = held
 
     async def counted(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """The body's chunks, each counted against the budget before it is passed on; past the

@@ -82,6 +82,11 @@ class Predictor:
         finally:
             admitted.release()
 
+    async def wait_for_room(self, body_bytes: int, timeout_s: float) -> None:
+        """Wait until a body of ``body_bytes`` fits in the upload budget (503 past
+        ``timeout_s``); admit it before the next await."""
+        await self.admission.wait_for_room(body_bytes, timeout_s)
+
     def decode_cost(self, filename: str, data: bytes) -> int:
         """What decoding an upload will cost, from its header (ImageRejected for a bad one)."""
         try:
@@ -140,6 +145,10 @@ class Admitted:
     def meter(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """The body's chunks, each counted against the budget before it is passed on."""
         return self._ticket.counted(body)
+
+    def keep(self, held_bytes: int) -> None:
+        """Keep only ``held_bytes`` of what was reserved for a body of unknown size, now read."""
+        self._ticket.shrink_to(held_bytes)
 
     def start_decoding(self, name: str, data: bytes) -> DecodingImage:
         """Queue one image for decoding: refused at once (413, 503) when the decode work it

@@ -25,7 +25,7 @@ from app.v2.types import (
 
 def infer_request(message: pb.ModelInferRequest) -> InferRequest:
     """The protocol-neutral request: inputs from raw_input_contents, or from their contents."""
-    raw = list(message.raw_input_contents)
+    raw = message.raw_input_contents  # each entry read is a copy: read one at a time
     if raw and len(raw) != len(message.inputs):
         raise InvalidInferRequest(
             f"raw_input_contents holds {len(raw)} entries for {len(message.inputs)} inputs"

@@ -12,9 +12,11 @@ Import this module only to serve gRPC (see :mod:`app.v2.grpc_codec`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -23,13 +25,13 @@ from google.protobuf.message import DecodeError, Message
 from grpc import aio
 
 from app import errors
+from app.inference import memory
 from app.inference.limits import UploadLimits
 from app.inference.predictor import Predictor
 from app.observability.metrics import Metrics
 from app.v2 import grpc_codec
 from app.v2.dataplane import DataPlane, server_metadata
 from app.v2.generated import grpc_predict_v2_pb2 as pb
-from app.v2.generated import grpc_predict_v2_pb2_grpc as pb_grpc
 from app.v2.types import InvalidInferRequest
 
 logger = logging.getLogger(__name__)
@@ -76,9 +78,12 @@ async def start(
         ("grpc.max_allowed_incoming_connections", connections.max_connections),
         ("grpc.server_handshake_timeout_ms", int(connections.handshake_timeout_s * 1000)),
         ("grpc.max_connection_idle_ms", int(connections.idle_timeout_s * 1000)),
+        # windows stay small until a message is read: no growth from bandwidth probes
+        ("grpc.http2.bdp_probe", 0),
     ]
     server = aio.server(options=options)
-    server.add_generic_rpc_handlers((handlers(InferenceServicer(dataplane, predictor, metrics)),))
+    servicer = InferenceServicer(dataplane, predictor, metrics, limits)
+    server.add_generic_rpc_handlers((handlers(servicer),))
     server.add_insecure_port(f"[::]:{port}")
     await server.start()
     logger.info("Open Inference Protocol gRPC server on port %d", port)
@@ -106,33 +111,46 @@ def _tolerant(parse: Callable[[bytes], Message]) -> Callable[[bytes], Message | 
 
 
 def handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
-    """The service's methods, as the generated code registers them but for the deserializer."""
-    methods = {
+    """The service's methods, as the generated code registers them but for the deserializer,
+    and ModelInfer: unary on the wire, served as a stream so that its message is read only
+    once the upload budget holds room for it (gRPC reads a unary message whole first)."""
+    unary = {
         "ServerLive": (servicer.ServerLive, pb.ServerLiveRequest),
         "ServerReady": (servicer.ServerReady, pb.ServerReadyRequest),
         "ModelReady": (servicer.ModelReady, pb.ModelReadyRequest),
         "ServerMetadata": (servicer.ServerMetadata, pb.ServerMetadataRequest),
         "ModelMetadata": (servicer.ModelMetadata, pb.ModelMetadataRequest),
-        "ModelInfer": (servicer.ModelInfer, pb.ModelInferRequest),
     }
-    return grpc.method_handlers_generic_handler(
-        SERVICE,
-        {
-            name: grpc.unary_unary_rpc_method_handler(
-                method,
-                request_deserializer=_tolerant(request.FromString),
-                response_serializer=lambda reply: reply.SerializeToString(),
-            )
-            for name, (method, request) in methods.items()
-        },
+    methods = {
+        name: grpc.unary_unary_rpc_method_handler(
+            method,
+            request_deserializer=_tolerant(request.FromString),
+            response_serializer=_serialize,
+        )
+        for name, (method, request) in unary.items()
+    }
+    methods["ModelInfer"] = grpc.stream_unary_rpc_method_handler(
+        servicer.ModelInfer,
+        request_deserializer=_tolerant(pb.ModelInferRequest.FromString),
+        response_serializer=_serialize,
     )
+    return grpc.method_handlers_generic_handler(SERVICE, methods)
 
 
-class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, dataplane: DataPlane, predictor: Predictor, metrics: Metrics) -> None:
+def _serialize(reply: Message) -> bytes:
+    return reply.SerializeToString()
+
+
+class InferenceServicer:
+    """The service's six methods; registered by :func:`handlers`, not by the generated code."""
+
+    def __init__(
+        self, dataplane: DataPlane, predictor: Predictor, metrics: Metrics, limits: UploadLimits
+    ) -> None:
         self.dataplane = dataplane
         self.predictor = predictor
         self.metrics = metrics
+        self.limits = limits
 
     async def ServerLive(
         self, request: pb.ServerLiveRequest | Undecodable, context: Context
@@ -160,16 +178,16 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return await self._answer("ModelMetadata", request, context, self._metadata)
 
     async def ModelInfer(
-        self, request: pb.ModelInferRequest | Undecodable, context: Context
+        self, requests: AsyncIterator[pb.ModelInferRequest | Undecodable], context: Context
     ) -> pb.ModelInferResponse:
-        return await self._answer("ModelInfer", request, context, self._infer)
+        return await self._answer("ModelInfer", context, context, self._infer)
 
     async def _answer(
         self,
         method: str,
-        request: Request | Undecodable,
+        request: Request | Undecodable | Context,
         context: Context,
-        handle: Callable[[Request], Awaitable[Reply]],
+        handle: Callable[[Any], Awaitable[Reply]],
     ) -> Reply:
         """The call's reply, or its refusal as a gRPC status; observed either way."""
         started = time.perf_counter()
@@ -179,6 +197,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 raise InvalidInferRequest(f"the {method} message cannot be read: {request.error}")
             return await handle(request)
         except Exception as error:
+            # the failed call's message and images go now, not with its traceback
+            traceback.clear_frames(error.__traceback__)
             refusal = errors.refuse(error, self.metrics)
             status = refusal.status
             code = CODES.get(status, grpc.StatusCode.INTERNAL)
@@ -211,11 +231,44 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         metadata = await self.dataplane.model_metadata(request.name, request.version or None)
         return grpc_codec.model_metadata(metadata)
 
-    async def _infer(self, message: pb.ModelInferRequest) -> pb.ModelInferResponse:
-        version = message.model_version or None
-        self.dataplane.check_model(message.model_name, version)
-        # gRPC has received the whole message: it counts against the upload budget as it is.
-        with self.predictor.admit(held_bytes=message.ByteSize()) as admitted:
-            request = grpc_codec.infer_request(message)
-            response = await self.dataplane.infer(request, admitted, version)
+    async def _infer(self, context: Context) -> pb.ModelInferResponse:
+        # The largest message a client may send is held against the upload budget while it is
+        # read (waiting for room, not refused at once: honest messages are read in
+        # milliseconds), and must arrive whole within the upload timeout: gRPC shows neither a
+        # message's size nor its progress.  Once read, the request keeps what its message takes.
+        largest = self.limits.max_grpc_message_bytes
+        await self.predictor.wait_for_room(largest, _time_left(context, self.predictor.timeout_s))
+        with self.predictor.admit(held_bytes=largest) as admitted:
+            message = await self._read(context)
+            size = message.ByteSize()
+            admitted.keep(size)
+            try:
+                version = message.model_version or None
+                self.dataplane.check_model(message.model_name, version)
+                request = grpc_codec.infer_request(message)
+                del message  # its images live on in the request alone
+                response = await self.dataplane.infer(request, admitted, version)
+            finally:
+                if size >= memory.LARGE_BYTES:
+                    memory.trim_soon()
         return grpc_codec.infer_response(response)
+
+    async def _read(self, context: Context) -> pb.ModelInferRequest:
+        """The call's one message, within the upload timeout (408 as DEADLINE_EXCEEDED)."""
+        timeout_s = self.limits.idle_timeout_s
+        try:
+            message = await asyncio.wait_for(context.read(), timeout_s)
+        except TimeoutError:
+            late = f"the message did not arrive within {timeout_s:g}s"
+            raise errors.UploadStalled(late) from None
+        if isinstance(message, Undecodable):
+            raise InvalidInferRequest(f"the ModelInfer message cannot be read: {message.error}")
+        if not isinstance(message, pb.ModelInferRequest):  # the client sent no message
+            raise InvalidInferRequest("the call ended without a ModelInferRequest message")
+        return message
+
+
+def _time_left(context: Context, limit_s: float) -> float:
+    """What is left of the call's deadline (the client's, if it set one), at most ``limit_s``."""
+    remaining = context.time_remaining()
+    return limit_s if remaining is None else max(min(remaining, limit_s), 0.0)

@@ -120,3 +120,97 @@ def test_idle_grpc_connections_never_take_the_descriptors_http_needs(
     assert {status for _, status, _ in http} == {200}
     assert peak_files < OPEN_FILES - 100
     assert after is grpc.StatusCode.OK
+
+
+OVERSIZED_BYTES = 150 * 1024 * 1024  # just under the largest message (16 images of 10 MiB)
+CONCURRENT_OVERSIZED = 8
+BUDGET_MIB = 256  # FLOWERS_MAX_INFLIGHT_BYTES, the default
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def _oversized_round(port: int, message: bytes) -> list[grpc.StatusCode]:
+    """CONCURRENT_OVERSIZED calls at once, each sending ``message`` whole."""
+    codes: list[grpc.StatusCode] = []
+    options = [("grpc.max_send_message_length", 2 * len(message))]
+
+    def send() -> None:
+        with grpc.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
+            call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+            try:
+                call(message, timeout=120)
+                codes.append(grpc.StatusCode.OK)
+            except grpc.RpcError as error:
+                codes.append(error.code())
+
+    senders = [threading.Thread(target=send) for _ in range(CONCURRENT_OVERSIZED)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join(180)
+    return codes
+
+
+def test_concurrent_oversized_messages_stay_within_the_upload_budget(
+    server: tuple[Server, int],
+) -> None:
+    running, grpc_port = server
+    pid = running.process.pid
+    # a valid ModelInfer whose one BYTES element is 150 MiB of noise: read whole, then refused
+    message = triton_pb.ModelInferRequest(model_name="flowers")
+    message.inputs.add(name="image", datatype="BYTES", shape=[1])
+    element = OVERSIZED_BYTES.to_bytes(4, "little") + b"\0" * OVERSIZED_BYTES
+    message.raw_input_contents.append(element)
+    serialized = message.SerializeToString()
+    del message
+    baseline = _rss_mib(pid)
+    peak = baseline
+    sampling = threading.Event()
+    honest: list[grpc.StatusCode] = []
+    honest_s: list[float] = []
+
+    def sample() -> None:
+        nonlocal peak
+        while not sampling.is_set():
+            peak = max(peak, _rss_mib(pid))
+            time.sleep(0.02)
+
+    def infer_honestly() -> None:
+        while not sampling.is_set():
+            started = time.monotonic()
+            honest.append(_infer(grpc_port))
+            honest_s.append(time.monotonic() - started)
+            time.sleep(0.2)
+
+    watchers = [threading.Thread(target=sample), threading.Thread(target=infer_honestly)]
+    for watcher in watchers:
+        watcher.start()
+    try:
+        first = _oversized_round(grpc_port, serialized)
+        after_first = _rss_mib(pid)
+        second = _oversized_round(grpc_port, serialized)
+        time.sleep(1)
+        after_second = _rss_mib(pid)
+    finally:
+        sampling.set()
+        for watcher in watchers:
+            watcher.join(30)
+    print(
+        f"\n2 rounds of {CONCURRENT_OVERSIZED} concurrent {OVERSIZED_BYTES >> 20} MiB ModelInfer "
+        f"messages (budget {BUDGET_MIB} MiB): server RSS {baseline:.0f} MiB before, peak "
+        f"{peak:.0f} MiB (+{peak - baseline:.0f}), after round 1 {after_first:.0f} MiB, after "
+        f"round 2 {after_second:.0f} MiB; answers {sorted({c.name for c in first + second})}; "
+        f"honest ModelInfer meanwhile: {len(honest)} calls, {sorted({c.name for c in honest})}, "
+        f"median {statistics.median(honest_s) * 1000:.0f} ms, max {max(honest_s) * 1000:.0f} ms"
+    )
+    # One message is read at a time (the budget holds the largest once); gRPC's bytes, the
+    # parsed message and the codec's copy hold it about three times over while it is read.
+    assert peak - baseline < 4 * BUDGET_MIB
+    assert after_second - baseline < BUDGET_MIB / 2  # given back
+    assert honest and set(honest) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}
+    assert grpc.StatusCode.OK in honest

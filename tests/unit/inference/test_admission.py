@@ -93,3 +93,40 @@ def test_a_body_is_refused_at_the_chunk_that_no_longer_fits_and_its_bytes_are_re
         asyncio.run(scenario())
         assert admission.in_flight == MIB
     assert admission.in_flight == 0
+
+
+def test_a_message_of_unknown_size_waits_for_room_then_keeps_what_it_takes() -> None:
+    """gRPC's way in: wait until the largest message fits, hold it while the message is read,
+    then keep only the message's size; the next waiter is woken by what is given back."""
+    admission = Admission(10 * MIB)
+    order: list[str] = []
+
+    async def reader(name: str, size: int) -> None:
+        await admission.wait_for_room(8 * MIB, timeout_s=5)
+        with admission.admit(None, held_bytes=8 * MIB) as ticket:
+            order.append(f"{name} reads")
+            await asyncio.sleep(0.05)  # the message arriving
+            ticket.shrink_to(size)
+            assert admission.in_flight <= 10 * MIB
+            order.append(f"{name} keeps {size // MIB}")
+            await asyncio.sleep(0.05)  # the images decoded and classified
+
+    async def scenario() -> None:
+        await asyncio.gather(reader("first", 1 * MIB), reader("second", 1 * MIB))
+        assert admission.in_flight == 0
+
+    asyncio.run(scenario())
+    # the second is let in once the first holds 1 MiB, not 8: before the first has ended
+    assert order == ["first reads", "first keeps 1", "second reads", "second keeps 1"]
+
+
+def test_waiting_for_room_gives_up_at_its_timeout_with_the_budgets_state() -> None:
+    admission = Admission(10 * MIB)
+
+    async def scenario() -> None:
+        full = pytest.raises(UploadBudgetFull, match="6 MiB of uploads in flight")
+        with admission.admit(None, held_bytes=6 * MIB), full:
+            await admission.wait_for_room(8 * MIB, timeout_s=0.05)
+        await admission.wait_for_room(8 * MIB, timeout_s=0.05)  # room once given back
+
+    asyncio.run(scenario())
