@@ -19,7 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.config import Settings
 from app.dataset.labelling import DatasetWriter
 from app.events import Published
-from app.http import admin, classes, errors, health, multipart, predict, v2, web
+from app.http import admin, api_docs, classes, errors, health, multipart, predict, v2, web
 from app.http.auth import require_admin
 from app.http.deps import Service
 from app.http.middleware import RequestContextMiddleware
@@ -69,13 +69,17 @@ def create_app(
         # Starlette's slash redirect builds an absolute URL from the client's Host header
         # (Host: evil.example -> Location: http://evil.example/...): a wrong path is a 404.
         redirect_slashes=False,
+        # /docs and /redoc are served from vendored files (app.http.api_docs), never a CDN
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.service = service
     app.state.build_service = None if service is not None else build_service or build_local_service
     errors.install(app, metrics)
-    for router in (predict.router, classes.router, health.router, v2.router, web.router):
+    pages = (web.router, api_docs.router)
+    for router in (predict.router, classes.router, health.router, v2.router, *pages):
         app.include_router(router)
     app.include_router(admin.router, prefix="/admin", dependencies=[Depends(require_admin)])
     _document_upload_limit(app, settings.max_files_per_request)

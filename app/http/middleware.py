@@ -26,7 +26,6 @@ access_log = logging.getLogger("app.access")
 
 _SANE_ID: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_DOCS_PREFIXES: Final = ("/docs", "/redoc", "/openapi.json")
 # Health probes (load balancers, Kubernetes, the ready banner) come every few seconds forever:
 # their access lines are DEBUG; metrics still count them.
 _PROBES: Final = frozenset({"/health/live", "/health/ready"})
@@ -63,7 +62,7 @@ class RequestContextMiddleware:
                 status, responded = message["status"], True
                 own = list(message.get("headers", []))
                 ours = request_id if self.request_id_header else None
-                message["headers"] = [*own, *_headers(scope, ours, own)]
+                message["headers"] = [*own, *_headers(ours, own)]
             await send(message)
 
         try:
@@ -135,13 +134,10 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-def _headers(
-    scope: Scope, request_id: str | None, own: list[tuple[bytes, bytes]]
-) -> list[tuple[bytes, bytes]]:
+def _headers(request_id: str | None, own: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     own_id = [] if request_id is None else [(b"x-request-id", request_id.encode("latin-1"))]
     headers = [*own_id, *_SECURITY_HEADERS]
-    # Swagger UI needs its scripts and styles; the web console's pages bring their own policy.
-    has_policy = any(name.lower() == _API_CSP[0] for name, _ in own)
-    if not scope["path"].startswith(_DOCS_PREFIXES) and not has_policy:
+    # The web pages (the console's, the API docs') bring their own policy.
+    if not any(name.lower() == _API_CSP[0] for name, _ in own):
         headers.append(_API_CSP)
     return headers

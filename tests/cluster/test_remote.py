@@ -113,5 +113,5 @@ def test_without_a_model_replica_serving_the_cluster_is_not_ready() -> None:
     assert backend.serving() is None
     with pytest.raises(NoModel) as refused:
         backend.ready_model()
-    # Anonymous clients are told only that no model is loaded; why (no replica) is the replicas' log.
+    # Anonymous clients are told only that no model is loaded; why is in the replicas' log.
     assert str(refused.value) == NOT_READY
