@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import resource
 import signal
+import socket
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
 from types import FrameType
 from typing import TYPE_CHECKING, Final
 
@@ -45,13 +45,14 @@ if TYPE_CHECKING:
 KEEP_ALIVE_S: Final = 5
 GRACE_S: Final = 5
 EXIT_USAGE: Final = 2
-# The ready banner's watcher: first look after 0.5 s, then ever more rarely (up to 10 s), and
-# one line if the server is still not ready after NOT_READY_NOTICE_S.
-WATCH_FIRST_S: Final = 0.5
-WATCH_MAX_S: Final = 10.0
+# The ready banner's watcher looks in this process every BANNER_POLL_S (no request: it costs
+# nothing), and says once if the server is still not ready after NOT_READY_NOTICE_S.
+BANNER_POLL_S: Final = 0.25
 NOT_READY_NOTICE_S: Final = 15.0
 # How often the gRPC server looks whether uvicorn was told to stop (uvicorn's own tick).
 EXIT_POLL_S: Final = 0.1
+# Connections the listening socket queues before uvicorn accepts them (uvicorn's default).
+BACKLOG: Final = 2048
 # Files a server holds beside its connections: the model, the store, logs, the decode pool's.
 FILES_BESIDE_CONNECTIONS: Final = 256
 
@@ -75,14 +76,17 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    if args.train_if_empty and ModelStore(settings.model_store).latest() is None:
-        print(f"No model in {settings.model_store}: training the default flower model first.")
-        code = subprocess.run([sys.executable, "-m", "app.train"], check=False).returncode
-        if code != 0:
-            return code
-    threading.Thread(
-        target=_announce_when_ready, args=(args.port, settings.grpc_port), daemon=True
-    ).start()
+    try:
+        _check_free(args.host, args.port, settings.grpc_port)  # before minutes of training
+        if args.train_if_empty and ModelStore(settings.model_store).latest() is None:
+            print(f"No model in {settings.model_store}: training the default flower model first.")
+            code = _train_first()
+            if code != 0:
+                return code
+        listener = _listen(args.host, args.port)  # this process's port, or one clear error
+    except PortInUse as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     # uvicorn stops gracefully on SIGTERM/SIGINT (no new connections, requests and the batch
     # queue drained), then re-raises the signal into the handler that was installed before it.
     # Installing a no-op here turns that into a clean exit with status 0.
@@ -93,17 +97,25 @@ def main(argv: list[str] | None = None) -> int:
     service = build_local_service(settings, Metrics())
     http = _http_server(create_app(settings, service=service), settings, args.host, args.port)
     with asyncio.Runner(loop_factory=http.config.get_loop_factory()) as runner:
-        runner.run(serve(service, http))
+        runner.run(serve(service, http, listener))
     return 0
 
 
-async def serve(service: Service, http: uvicorn.Server) -> None:
-    """Start the service, serve it over HTTP (and gRPC) until told to stop, then stop it."""
+class PortInUse(OSError):
+    """A port this server must listen on cannot be had (another server holds it)."""
+
+
+async def serve(service: Service, http: uvicorn.Server, listener: socket.socket) -> None:
+    """Start the service, serve it over HTTP (and gRPC) on ``listener`` until told to stop,
+    then stop it."""
     settings = service.settings
     await service.start()
+    host, port = listener.getsockname()[:2]
+    logger.info("HTTP on %s:%d", host, port)
+    banner = asyncio.create_task(_announce_when_ready(service, http, settings.grpc_port))
     try:
         if settings.grpc_port is None:
-            await http.serve()
+            await http.serve(sockets=[listener])
             return
         from app.v2 import grpc_server  # its messages only in a process that serves gRPC
 
@@ -112,17 +124,20 @@ async def serve(service: Service, http: uvicorn.Server) -> None:
             settings.grpc_max_connections, settings.header_timeout_s
         )
         grpc = await grpc_server.start(*parts, connections, port=settings.grpc_port)
-        await _serve_beside(http, grpc, settings.shutdown_drain_s)
+        await _serve_beside(http, grpc, settings.shutdown_drain_s, listener)
     finally:
+        banner.cancel()
         await service.stop()
 
 
-async def _serve_beside(http: uvicorn.Server, grpc: aio.Server, drain_s: float) -> None:
+async def _serve_beside(
+    http: uvicorn.Server, grpc: aio.Server, drain_s: float, listener: socket.socket
+) -> None:
     """uvicorn until it stops; gRPC stops taking calls as soon as uvicorn is told to stop, and
     its calls in flight finish (up to ``drain_s``) while HTTP drains too."""
     stopping = asyncio.create_task(_stop_when_told(http, grpc, drain_s), name="grpc-stop")
     try:
-        await http.serve()
+        await http.serve(sockets=[listener])
     finally:
         http.should_exit = True  # also when uvicorn ended on its own (a port already in use)
         await stopping
@@ -177,11 +192,55 @@ def _stopped(signum: int, frame: FrameType | None) -> None:
     """The graceful shutdown already happened; nothing is left to do."""
 
 
-def _announce_when_ready(port: int, grpc_port: int | None) -> None:
-    """Print where the server is once it is ready; say once if that takes long."""
-    url = f"http://127.0.0.1:{port}/health/ready"
-    started, delay, noticed = time.monotonic(), WATCH_FIRST_S, False
-    while not _is_ready(url):
+def _train_first() -> int:
+    """The trainer's exit status.  Ctrl-C reaches it from the terminal and SIGTERM is passed on:
+    it says in one line what it kept and exits 130 or 143, and so does this process, quietly."""
+    trainer = subprocess.Popen([sys.executable, "-m", "app.train"])
+    handlers = {
+        signal.SIGINT: lambda signum, frame: None,  # the terminal sent it to the trainer too
+        signal.SIGTERM: lambda signum, frame: trainer.send_signal(signum),
+    }
+    previous = {number: signal.signal(number, handler) for number, handler in handlers.items()}
+    try:
+        return trainer.wait()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _check_free(host: str, port: int, grpc_port: int | None) -> None:
+    """PortInUse now, rather than after loading or training, when a port is taken."""
+    _listen(host, port).close()
+    if grpc_port is not None:  # gRPC listens on every interface, IPv6 and IPv4 where it can
+        dual = socket.has_dualstack_ipv6()
+        grpc_host = "::" if dual else "0.0.0.0"  # noqa: S104
+        _listen(grpc_host, grpc_port, dual, option="FLOWERS_GRPC_PORT").close()
+
+
+def _listen(host: str, port: int, dualstack: bool = False, option: str = "--port") -> socket.socket:
+    """A socket listening on ``host:port`` for uvicorn to serve (bound by this process, so that
+    whatever answers on the port from now on is this server)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server(
+            (host, port), family=family, backlog=BACKLOG, dualstack_ipv6=dualstack
+        )
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise PortInUse(
+                f"port {port} on {host} is already in use (another server?): stop it, or "
+                f"choose another port with {option}"
+            ) from None
+        raise PortInUse(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+
+
+async def _announce_when_ready(
+    service: Service, http: uvicorn.Server, grpc_port: int | None
+) -> None:
+    """Print where the server is once this process listens and its model is loaded; say once
+    if that takes long."""
+    started, noticed = time.monotonic(), False
+    while not (http.started and service.control.serving() is not None):
         if not noticed and time.monotonic() - started > NOT_READY_NOTICE_S:
             noticed = True
             print(
@@ -189,8 +248,8 @@ def _announce_when_ready(port: int, grpc_port: int | None) -> None:
                 "`python -m app.train` or POST /admin/retrain). The banner follows once it is.",
                 flush=True,
             )
-        time.sleep(delay)
-        delay = min(delay * 2, WATCH_MAX_S)
+        await asyncio.sleep(BANNER_POLL_S)
+    port = http.config.port
     base = f"http://localhost:{port}"
     grpc = f", gRPC localhost:{grpc_port}" if grpc_port else ""
     print(
@@ -202,14 +261,6 @@ def _announce_when_ready(port: int, grpc_port: int | None) -> None:
         f"  Open Inference Protocol (Triton and KServe clients): {base}/v2{grpc}\n",
         flush=True,
     )
-
-
-def _is_ready(url: str) -> bool:
-    try:  # url is our own http://127.0.0.1 address (built above), never user input
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 if __name__ == "__main__":

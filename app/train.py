@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -173,14 +174,17 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     args = build_parser(settings).parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
-    _set_process_options(args)
     reporter = Reporter(events_path=args.progress_file)
+    run = _RunState()
     try:
-        return _run(args, settings, reporter)
-    except KeyboardInterrupt:
-        reporter.event(EventKind.FAILED, error="interrupted")
-        print("error: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        _set_process_options(args)
+        return _run(args, settings, reporter, run)
+    except (KeyboardInterrupt, Terminated) as stop:
+        code = EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
+        message = _stopped(run, _cached_features(args, settings))
+        reporter.event(EventKind.FAILED, error=message)
+        print(message, file=sys.stderr)
+        return code
     except _USER_ERRORS as error:
         reporter.event(EventKind.FAILED, error=str(error))
         print(f"error: {error}", file=sys.stderr)
@@ -188,6 +192,15 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # unexpected: report it, then let the traceback reach the log
         reporter.event(EventKind.FAILED, error=f"{type(error).__name__}: {error}")
         raise
+
+
+class Terminated(BaseException):
+    """SIGTERM: unwind like Ctrl-C (the staging folder is removed; nothing is published)."""
+
+
+@dataclass
+class _RunState:
+    published: int | None = None  # the version, once it is in the store
 
 
 def _set_process_options(args: argparse.Namespace) -> None:
@@ -198,15 +211,29 @@ def _set_process_options(args: argparse.Namespace) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent:  # the parent died before prctl took effect
-            raise SystemExit(EXIT_TERMINATED)
+            raise Terminated
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
-    # Unwind normally so the staging folder is removed: a cancelled run publishes nothing.
-    raise SystemExit(EXIT_TERMINATED)
+    raise Terminated
 
 
-def _run(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:
+def _stopped(run: _RunState, cached: int) -> str:
+    """The one line an interrupted run prints: what was kept."""
+    if run.published is not None:
+        return f"training interrupted after publishing version {run.published}"
+    return f"training interrupted; nothing published; {cached} features cached for the next run"
+
+
+def _cached_features(args: argparse.Namespace, settings: Settings) -> int:
+    """Photo features (and activations) the cache holds for today's preprocessing."""
+    from app import imaging
+
+    root = args.feature_cache or settings.feature_cache_dir(args.model_store)
+    return sum(1 for _ in (root / imaging.PREPROCESSING_VERSION).rglob("*.npy"))
+
+
+def _run(args: argparse.Namespace, settings: Settings, reporter: Reporter, run: _RunState) -> int:
     train_options = options.from_arguments(args, TrainOptions)
     started = time.monotonic()
     timings: dict[str, float] = {}
@@ -222,6 +249,7 @@ def _run(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> in
     try:
         with training.timed(timings, "publish"):
             version, activation = publishing.publish(trained, store, reporter, _hold_cancel)
+            run.published = version.number
             publishing.apply_retention(store, args.keep_versions, reporter)
         timings["total"] = round(time.monotonic() - started, 2)
         published = Published(

@@ -1,0 +1,80 @@
+"""Starting the real server: the banner is printed by the process that holds the port, once its
+model is loaded; a port another process holds is one clear line and exit status 2, before any
+model is loaded."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.store.versions import ModelStore
+from bench.server import free_port
+from tests.conftest import REPO
+from tests.support.modelfactory import publish_tiny
+from tests.support.servers import running_server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    publish_tiny(ModelStore(tmp_path / "store"), ["a", "b", "c"])
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def taken() -> Iterator[int]:
+    """A port another process listens on (and answers nothing)."""
+    with socket.create_server(("0.0.0.0", 0)) as other:
+        yield other.getsockname()[1]
+
+
+def _serve(store: Path, port: int, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.serve", "--host", "0.0.0.0", "--port", str(port)],
+        cwd=REPO,
+        env={**os.environ, "FLOWERS_MODEL_STORE": str(store), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_an_http_port_in_use_is_one_line_and_exit_2(store: Path, taken: int) -> None:
+    done = _serve(store, taken)
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"error: port {taken} on 0.0.0.0 is already in use (another server?): stop it, or "
+        "choose another port with --port\n"
+    )
+    assert "ready at" not in done.stdout and "loading version" not in done.stdout
+
+
+def test_a_grpc_port_in_use_is_one_line_and_exit_2(store: Path, taken: int) -> None:
+    done = _serve(store, free_port(), FLOWERS_GRPC_PORT=str(taken))
+    assert done.returncode == 2
+    assert f"error: port {taken} on " in done.stderr
+    assert "choose another port with FLOWERS_GRPC_PORT" in done.stderr
+    assert len(done.stderr.splitlines()) == 1 and "loading version" not in done.stdout
+
+
+def test_the_banner_follows_readiness_in_the_process_that_listens(
+    store: Path, tmp_path: Path
+) -> None:
+    log = tmp_path / "server.log"
+    with running_server({"FLOWERS_MODEL_STORE": str(store)}, log=log) as server:
+        deadline = time.monotonic() + 10  # ready: the banner is at most one look away
+        while "is ready at" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    output = log.read_text()
+    assert f"The flower classifier is ready at http://localhost:{server.port}" in output
+    assert output.index("now serving version 1") < output.index("is ready at")
+    assert output.count("is ready at") == 1
