@@ -34,18 +34,22 @@ class DeviceEngineLoader:
         return engine
 
 
+def engine_loader(settings: Settings) -> DeviceEngineLoader:
+    """The engines ``settings`` choose (FLOWERS_ENGINE, _MAX_BATCH_SIZE, _ENGINE_PRECISION), on
+    this process's device: the server's and ``flowers-predict``'s alike."""
+    device = configure_devices()
+    logger.info("inference device: %s (%s backend)", device.name, device.backend)
+    choice = EngineChoice(settings.engine, settings.max_batch_size, settings.engine_precision)
+    return DeviceEngineLoader(device, choice)
+
+
 def local_backend(
     settings: Settings,
     batch_observer: BatchObserver | None = None,
     model_observer: ModelObserver | None = None,
 ) -> LocalBackend:
     """A LocalBackend over ``settings``' store, on this process's device."""
-    device = configure_devices()
-    logger.info("inference device: %s (%s backend)", device.name, device.backend)
-    choice = EngineChoice(settings.engine, settings.max_batch_size, settings.engine_precision)
-    models = ModelManager(
-        ModelStore(settings.model_store), DeviceEngineLoader(device, choice), model_observer
-    )
+    models = ModelManager(ModelStore(settings.model_store), engine_loader(settings), model_observer)
     batcher = Batcher(
         models.run_batch,
         max_batch_size=settings.max_batch_size,

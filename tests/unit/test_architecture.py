@@ -13,9 +13,13 @@ including the ones inside functions and those for type checking only:
   ``http/``;
 - ``http/`` imports everything above but ``ml/`` and ``training/`` (a retrain is a child process
   started by name: ``python -m app.train``);
+- ``scoring/`` (``flowers-predict``'s work: files, a local engine, a server's API, the output)
+  imports the core, ``ml/`` and ``inference/`` (the engine and its loader: inside the function
+  that loads, for types elsewhere);
 - ``cluster/`` (the Ray Serve adapter) reaches across like an entry point, to reuse the service,
   but not into ``training/`` (its retrain is a Ray task running the trainer by name);
-- only the entry points (``main``, ``serve``, ``train``, ``evaluate``) reach everywhere.
+- only the entry points (``main``, ``serve``, ``train``, ``evaluate``, ``predict``) reach
+  everywhere.
 
 And one rule about weight: ``ml/`` (TensorFlow, OpenVINO) is imported at module level, directly
 or through other modules, only by ``ml/`` itself, ``training/``, ``inference/loading.py`` and the
@@ -36,10 +40,10 @@ import pytest
 from tests.conftest import REPO
 
 APP = REPO / "app"
-ENTRY_POINTS = frozenset({"main", "serve", "train", "evaluate"})
+ENTRY_POINTS = frozenset({"main", "serve", "train", "evaluate", "predict"})
 CORE_PACKAGES = frozenset({"store", "observability"})
 LAYERS = frozenset(
-    {"ml", "training", "inference", "jobs", "dataset", "v2", "http", "cluster", "web"}
+    {"ml", "training", "inference", "jobs", "dataset", "v2", "http", "cluster", "web", "scoring"}
 )
 ALLOWED = {
     "core": {"core"},
@@ -51,9 +55,10 @@ ALLOWED = {
     "errors": {"core", "inference", "jobs", "dataset", "errors"},
     "v2": {"core", "errors", "inference", "v2"},
     "http": {"core", "errors", "inference", "jobs", "dataset", "v2", "http"},
+    "scoring": {"core", "ml", "inference", "scoring"},
     "cluster": {"core", "errors", "inference", "jobs", "dataset", "v2", "http", "entry", "cluster"},
     "entry": {"core", "ml", "errors", "inference", "jobs", "dataset", "v2", "http", "training"}
-    | {"entry"},
+    | {"scoring", "entry"},
 }
 # Who may import ml/ at module level (directly or through what it imports).
 HEAVY_ALLOWED = ("app.ml", "app.training", "app.inference.loading", "app.train", "app.evaluate")
