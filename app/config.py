@@ -13,12 +13,9 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app import tokens
 from app.imaging import DEFAULT_MAX_PIXELS
 
-_PLACEHOLDER_TOKENS = frozenset(
-    {"changeme", "change-me", "secret", "token", "admin", "password", "example", "xxx"}
-)
-MIN_TOKEN_LENGTH = 16
 # Room for a multipart body's boundaries and part headers beyond its files' bytes.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
@@ -158,11 +155,11 @@ class Settings(BaseSettings):
     def _refuse_placeholder_token(cls, token: SecretStr | None) -> SecretStr | None:
         if token is None or not token.get_secret_value():
             return None
-        value = token.get_secret_value()
-        if value.lower() in _PLACEHOLDER_TOKENS or len(value) < MIN_TOKEN_LENGTH:
+        weak = tokens.weakness(token.get_secret_value())
+        if weak is not None:
             raise ValueError(
-                f"FLOWERS_ADMIN_TOKEN must be a real secret of at least {MIN_TOKEN_LENGTH} "
-                "characters (e.g. `openssl rand -hex 32`), not a placeholder"
+                f"FLOWERS_ADMIN_TOKEN is too weak ({weak}): it must be a random secret of at "
+                f"least {tokens.MIN_LENGTH} characters, e.g. `openssl rand -hex 32`"
             )
         return token
 

@@ -25,7 +25,7 @@ from tests.conftest import REPO, write_colour_dataset
 from tests.support import imagefactory as make
 from tests.support.modelfactory import colour_kernel, publish_tiny
 
-TOKEN = "cluster-admin-token-0123456789"
+TOKEN = "cluster-admin-2fe51570677ec121d027a2f7"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CLASSES = ["blue", "green", "red"]
 NODES = ("127.0.0.2", "127.0.0.3")

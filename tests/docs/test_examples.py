@@ -20,7 +20,7 @@ from tests.support.servers import Server, running_server
 pytestmark = pytest.mark.slow
 
 PAGES = ("getting-started.md", "api.md")
-TOKEN = "docs-examples-admin-token-0123456789"
+TOKEN = "docs-examples-admin-d74b8e39a9c20a9ba42e0a1f"
 DOCUMENTED_BASE = "http://localhost:8000"
 
 

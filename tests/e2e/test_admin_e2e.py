@@ -17,7 +17,7 @@ from tests.support.servers import running_server
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "e2e-admin-token-0123456789"
+TOKEN = "e2e-admin-3ab2a20a79d124e82d5af898"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 COLOURS = {
     "blue": (20, 40, 220),

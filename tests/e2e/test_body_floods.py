@@ -27,7 +27,7 @@ from tests.support.servers import Server, running_server
 pytestmark = pytest.mark.slow
 
 MIB = 2**20
-TOKEN = "body-flood-token-0123456789"
+TOKEN = "body-flood-d648cccf08d9518683b3e96a"
 BUDGET_MIB = 128  # FLOWERS_MAX_INFLIGHT_BYTES for this server
 MAX_UPLOAD_MIB = 6
 FILES = 8

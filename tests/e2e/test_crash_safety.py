@@ -106,7 +106,7 @@ def _env(store: ModelStore, data: Path | None = None) -> dict[str, str]:
     env = {
         "FLOWERS_MODEL_STORE": str(store.root),
         "FLOWERS_POLL_INTERVAL_S": "0",
-        "FLOWERS_ADMIN_TOKEN": "crash-admin-token-0123456789",
+        "FLOWERS_ADMIN_TOKEN": "crash-admin-99c37bf7084a0725a7e1f8f1",
         "FLOWERS_LOG_LEVEL": "warning",
     }
     if data is not None:
@@ -114,7 +114,7 @@ def _env(store: ModelStore, data: Path | None = None) -> dict[str, str]:
     return env
 
 
-AUTH = {"Authorization": "Bearer crash-admin-token-0123456789"}
+AUTH = {"Authorization": "Bearer crash-admin-99c37bf7084a0725a7e1f8f1"}
 
 
 def test_killing_the_server_while_it_swaps_versions(tmp_path: Path) -> None:

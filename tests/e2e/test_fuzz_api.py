@@ -31,7 +31,7 @@ EXAMPLES = int(os.environ.get("FLOWERS_FUZZ_API_EXAMPLES", "25"))
 # depend on background jobs, and once it flagged a negative `file` value that multipart encoding
 # drops on the wire (the request then carried only valid images and rightly succeeded).
 PHASES = os.environ.get("FLOWERS_FUZZ_API_PHASES", "coverage,fuzzing")
-TOKEN = "fuzz-admin-token-0123456789abcdef"
+TOKEN = "fuzz-admin-9dc110cbe17b671c62d26c7a"
 CONFIG = Path(__file__).parent / "schemathesis.toml"
 
 

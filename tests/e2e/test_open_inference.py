@@ -28,7 +28,7 @@ from tests.support.servers import running_server
 pytestmark = pytest.mark.slow
 
 FLOWERS = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
-TOKEN = "oip-admin-token-0123456789abcdef"
+TOKEN = "oip-admin-e5273b3b181c34fc3b12963b"
 MAX_UPLOAD = 1024 * 1024
 MAX_FILES = 4
 

@@ -18,7 +18,7 @@ from tests.support.servers import running_server
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "log-test-token-0123456789abcdef"
+TOKEN = "log-test-9e52cb68e41575b75fc6b1a9"
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.long
 
 TOTAL_REQUESTS = int(os.environ.get("FLOWERS_SOAK_REQUESTS", "20000"))
 CONCURRENCY = 8
-TOKEN = "soak-admin-token-0123456789abcd"
+TOKEN = "soak-admin-25e1812dd29b2e53beded328"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MEMORY_GROWTH_BOUND_MB = 100
 

@@ -20,7 +20,7 @@ from tests.support.servers import running_server
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "race-admin-token-0123456789"
+TOKEN = "race-admin-64d64eafa84484beb9822235"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CLASSES = ["blue", "green", "red"]
 

@@ -15,7 +15,7 @@ from tests.support import imagefactory as make
 from tests.support.apps import FLOWERS, make_settings, running
 from tests.support.modelfactory import publish_tiny
 
-TOKEN = "test-admin-token-0123456789"
+TOKEN = "test-admin-58a08e126ae498b216740430"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 ROUTES = [

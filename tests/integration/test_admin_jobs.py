@@ -16,7 +16,7 @@ from tests.support.modelfactory import colour_kernel, publish_tiny
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "test-admin-token-0123456789"
+TOKEN = "test-admin-58a08e126ae498b216740430"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CLASSES = ["blue", "green", "red"]
 QUICK = {"folds": 3, "seed": 1}

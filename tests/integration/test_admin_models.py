@@ -17,7 +17,7 @@ from app.store.versions import PLOTS, ModelStore
 from tests.support.apps import FLOWERS, make_settings, running
 from tests.support.modelfactory import publish_tiny
 
-TOKEN = "test-admin-token-0123456789"
+TOKEN = "test-admin-58a08e126ae498b216740430"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PER_CLASS = {
     name: {"precision": 0.5, "recall": 0.25, "f1": 0.3333, "support": 4} for name in FLOWERS

@@ -18,7 +18,7 @@ from tests.support import imagefactory as make
 from tests.support.apps import FLOWERS, engine_of, make_settings, running
 from tests.support.modelfactory import store_with_versions
 
-TOKEN = "walk-the-errors-token-0123"
+TOKEN = "walk-the-errors-b27e154240fab007e05192cc"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SECURITY_HEADERS = ("x-content-type-options", "x-frame-options", "cache-control", "referrer-policy")
 

@@ -16,7 +16,7 @@ from tests.support.modelfactory import publish_tiny
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "follow-the-store-token-0123"
+TOKEN = "follow-the-store-1c8cc5ba4599a5a7ae3082fe"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CLASSES = ["a", "b", "c"]
 POLL_S = 0.1

@@ -21,7 +21,7 @@ from tests.support.browser import CHROMIUM_ARGS, chromium_path
 from tests.support.modelfactory import publish_tiny
 from tests.support.servers import running_server
 
-TOKEN = "web-console-token-0123456789abcdef"
+TOKEN = "web-console-5be97db3511cfb42891ce49b"
 KEEP_VERSIONS = 4
 PHONE = {"width": 390, "height": 844}
 # Chromium's console messages that are the page working as intended: an API answer with an
