@@ -38,7 +38,7 @@ WRITERS: Final[dict[str, report.Writer]] = {"csv": report.write_csv, "json": rep
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flowers-predict",
-        description=__doc__,
+        description=(__doc__ or "").replace("``", ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -207,7 +207,7 @@ def _summary(results: list[Result], seconds: tuple[float, float], scorer: Scorer
     rate = len(results) / scoring if scoring > 0 else 0.0
     return (
         f"{len(scored)} classified, {len(results) - len(scored)} unreadable, in {scoring:.1f} s "
-        f"({rate:.1f} images/s, after {starting:.1f} s to start) by {scorer.describe()}; "
+        f"({rate:.1f} images/s, after {starting:.1f} s to start) by {scorer.describe()}: "
         f"model version {', '.join(versions) or 'none'}"
     )
 

@@ -35,8 +35,7 @@ class LocalScorer:
         self._decoders = ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1)), "decode")
 
     def describe(self) -> str:
-        engine = self.engine
-        return f"version {engine.version} ({engine.name} {engine.precision}, in this process)"
+        return f"{self.engine.name} {self.engine.precision} in this process"
 
     def score(self, paths: list[Path]) -> list[Result]:
         decoded = list(self._decoders.map(self._decode, paths))

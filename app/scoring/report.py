@@ -63,5 +63,5 @@ def write_json(stream: TextIO, results: list[Result], classes: list[str], k: int
             if isinstance(result, Unreadable)
         ],
     }
-    json.dump(document, stream, indent=1)
+    json.dump(document, stream, indent=2)
     stream.write("\n")

@@ -19,7 +19,7 @@ from tests.support.servers import Server, running_server
 
 pytestmark = pytest.mark.slow
 
-PAGES = ("getting-started.md", "api.md")
+PAGES = ("getting-started.md", "api.md", "predict.md")
 TOKEN = "docs-examples-admin-d74b8e39a9c20a9ba42e0a1f"
 DOCUMENTED_BASE = "http://localhost:8000"
 
@@ -53,7 +53,9 @@ def page_server(
 def _run(example: Example, server: Server, workdir: Path) -> str:
     code = example.code.replace(DOCUMENTED_BASE, server.base)
     command = ["bash", "-c", code] if example.kind == "shell" else [sys.executable, "-c", code]
-    env = {**os.environ, "FLOWERS_ADMIN_TOKEN": TOKEN}
+    store = server.env["FLOWERS_MODEL_STORE"]  # what `flowers-predict` reads without --url
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "FLOWERS_ADMIN_TOKEN": TOKEN, "FLOWERS_MODEL_STORE": store, "PATH": path}
     done = subprocess.run(
         command, cwd=workdir, env=env, capture_output=True, text=True, timeout=120, check=False
     )

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -23,6 +23,7 @@ class Server:
     base: str
     port: int
     process: subprocess.Popen[str]
+    env: dict[str, str] = field(default_factory=dict)  # what the test set on top of ours
 
 
 def serve_command(port: int) -> list[str]:
@@ -55,7 +56,7 @@ def running_server(
     )
     if log_file is not None:
         log_file.close()  # the child holds its own copy
-    server = Server(f"http://127.0.0.1:{port}", port, process)
+    server = Server(f"http://127.0.0.1:{port}", port, process, env)
     try:
         wait_ready(server)
         yield server

@@ -53,7 +53,7 @@ def test_the_active_version_scores_what_its_engine_computes(
     got = np.array([r.probabilities for r in results if isinstance(r, Scored)])
     np.testing.assert_allclose(got, expected, atol=1e-6)
     assert scorer.classes == CLASSES
-    assert "version 1 (tensorflow f32" in scorer.describe()
+    assert scorer.describe() == "tensorflow f32 in this process"
     scorer.close()
 
 
