@@ -214,6 +214,13 @@ def documented_settings() -> list[tuple[str, str, str]]:
     return rows
 
 
+def help_epilog() -> str:
+    """The settings as ``--help`` lists them: each variable with its default."""
+    lines = ["settings (environment variables; docs/configuration.md says more):"]
+    lines += [f"  {env}={default}" for env, default, _ in documented_settings()]
+    return "\n".join(lines)
+
+
 def markdown_table() -> str:
     lines = ["| Environment variable | Default | Meaning |", "|---|---|---|"]
     lines += [f"| `{env}` | `{default}` | {text} |" for env, default, text in documented_settings()]

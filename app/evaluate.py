@@ -35,11 +35,11 @@ Result = tuple[int, "Measured", dict[str, Any], float]
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m app.evaluate",
-        description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=(__doc__ or "").replace("``", ""),
+        formatter_class=options.HelpFormatter,
     )
     add_source_arguments(parser, settings)
-    options.add_arguments(parser, TrainOptions)
+    options.add_arguments(parser, TrainOptions, leave_out=options.PUBLISHING)
     parser.add_argument(
         "--seeds",
         type=lambda text: [int(seed) for seed in text.split(",")],

@@ -15,6 +15,8 @@ CLI and the server's settings, not here: the admin API must never accept a path.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import typing
 from typing import Any, Final, Literal, TypeVar
 
@@ -147,10 +149,45 @@ def _with_default(field: FieldInfo, default: Any) -> FieldInfo:
     return FieldInfo.merge_field_infos(field, default=default)
 
 
-def add_arguments(parser: argparse.ArgumentParser, options: type[TrainOptions]) -> None:
-    """One flag per option (``--fine-tune-epochs``; ``--flag/--no-flag`` for booleans)."""
-    group = parser.add_argument_group("recipe and publishing")
+def program_name(module: str) -> str:
+    """How the command was called: its script (``flowers-train``), else ``python -m module``."""
+    called = os.path.basename(sys.argv[0])
+    return called if called.startswith("flowers-") else f"python -m {module}"
+
+
+PUBLISHING: Final = frozenset({"openvino", "activate"})  # what is done with the trained model
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``(default: ...)`` where it tells something: not after None or False, nor after a help
+    text that already says what the default is (``default:``, ``unset:``)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False) or "default:" in text or "unset:" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+class RawHelpFormatter(argparse.RawDescriptionHelpFormatter, HelpFormatter):
+    """:class:`HelpFormatter`, with the description and epilog laid out as written."""
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    options: type[TrainOptions],
+    leave_out: frozenset[str] = frozenset(),
+) -> None:
+    """One flag per option (``--fine-tune-epochs``; ``--flag/--no-flag`` for booleans), the
+    recipe's and the publishing policy's in two groups; ``leave_out`` keep their defaults."""
+    groups = {
+        "recipe": parser.add_argument_group("recipe"),
+        "publishing": parser.add_argument_group("publishing"),
+    }
     for name, field in options.model_fields.items():
+        if name in leave_out:
+            continue
+        group = groups["publishing" if name in PUBLISHING else "recipe"]
         flag = "--" + name.replace("_", "-")
         kind = field.annotation
         if kind is bool:
@@ -182,7 +219,7 @@ class OptionError(ValueError):
 
 def from_arguments(args: argparse.Namespace, options: type[Options]) -> Options:
     """The options parsed by :func:`add_arguments`, validated (OptionError names the flag)."""
-    values = {name: getattr(args, name) for name in options.model_fields}
+    values = {name: getattr(args, name) for name in options.model_fields if hasattr(args, name)}
     try:
         return options(**values)
     except ValidationError as error:

@@ -24,7 +24,8 @@ import time
 from types import FrameType
 from typing import TYPE_CHECKING, Final
 
-from app.config import Settings, SettingsError, load_settings
+from app import options
+from app.config import Settings, SettingsError, help_epilog, load_settings
 from app.http.server import ConnectionLimits, hardened_protocol
 from app.main import build_local_service, create_app
 from app.observability import logs
@@ -58,9 +59,14 @@ FILES_BESIDE_CONNECTIONS: Final = 256
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flowers-serve", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog=options.program_name("app.serve"),
+        description=(__doc__ or "").replace("``", ""),
+        epilog=help_epilog(),
+        formatter_class=options.RawHelpFormatter,
+    )
     parser.add_argument("--host", default="0.0.0.0", help="interface to listen on")  # noqa: S104
-    parser.add_argument("--port", type=int, default=8000, help="port to listen on")
+    parser.add_argument("--port", type=int, default=8000, help="HTTP port to listen on")
     parser.add_argument(
         "--train-if-empty",
         action="store_true",

@@ -1,5 +1,7 @@
-"""``python -m app.train``: fine-tune an ImageNet ResNet-50 on flower photos (or any folder of class
-sub-folders) and publish the result as a new version in the model store.
+"""``flowers-train`` (``python -m app.train``): adapt an ImageNet ResNet-50 to flower photos (or
+any folder of class sub-folders) by transfer learning, and publish the result as a new version in
+the model store.  By default a classifier learns on the frozen backbone's features;
+``--fine-tune-epochs N`` also fine-tunes its last stage.
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ EXIT_TERMINATED = 143
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m app.train",
-        description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog=options.program_name("app.train"),
+        description=(__doc__ or "").replace("``", ""),
+        formatter_class=options.HelpFormatter,
     )
     add_source_arguments(parser, settings)
     options.add_arguments(parser, TrainOptions)

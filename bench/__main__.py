@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from app.options import HelpFormatter
 from bench import load, protocols, raw, report, server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,10 +26,28 @@ QUEUE_LIMIT = 256
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    args = build_parser().parse_args(argv)
+    if args.smoke:
+        args.duration, args.concurrency, args.images_per_request = 1.0, [1, 4], [1]
+        args.batch_sizes, args.rounds, args.raw_seconds = [1, 4], 1, 0.3
+        args.protocol_concurrency = 4
+    if args.out is None:
+        args.out = REPO / "bench" / "results" / ("smoke" if args.smoke else "")
+    return args
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=(__doc__ or "").replace("``", ""),
+        formatter_class=HelpFormatter,
+    )
     ints = lambda text: [int(x) for x in text.split(",")]  # noqa: E731
     parser.add_argument(
-        "--store", type=Path, default=Path(os.environ.get("FLOWERS_MODEL_STORE", "model_store"))
+        "--store",
+        type=Path,
+        default=Path(os.environ.get("FLOWERS_MODEL_STORE", "model_store")),
+        help="the model store whose active version is measured (env FLOWERS_MODEL_STORE)",
     )
     parser.add_argument(
         "--photos", type=Path, default=DEFAULT_PHOTOS, help="folder of class folders of photos"
@@ -37,15 +56,21 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--engines", default="openvino,tensorflow", help="engines to measure, comma-separated"
     )
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per load level")
-    parser.add_argument("--concurrency", type=ints, default=[1, 4, 16, 64])
-    parser.add_argument("--images-per-request", type=ints, default=[1, 8])
+    parser.add_argument(
+        "--concurrency", type=ints, default=[1, 4, 16, 64], help="clients at each load level"
+    )
+    parser.add_argument(
+        "--images-per-request", type=ints, default=[1, 8], help="images in each client request"
+    )
     parser.add_argument(
         "--batch-sizes", type=ints, default=[1, 4, 8, 16, 32], help="raw engine batch sizes"
     )
     parser.add_argument(
-        "--max-batch-size", type=int, default=None, help="server setting (default: its own)"
+        "--max-batch-size", type=int, default=None, help="server setting; unset: its own"
     )
-    parser.add_argument("--max-batch-delay-ms", type=float, default=None, help="server setting")
+    parser.add_argument(
+        "--max-batch-delay-ms", type=float, default=None, help="server setting; unset: its own"
+    )
     parser.add_argument(
         "--protocol-concurrency",
         type=int,
@@ -58,8 +83,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--out",
         type=Path,
         default=None,
-        help="output folder (default: bench/results, or bench/results/smoke with --smoke, so a "
-        "smoke run never replaces the committed latest run)",
+        help="output folder; unset: bench/results, or bench/results/smoke with --smoke, so a "
+        "smoke run never replaces the committed latest run",
     )
     parser.add_argument(
         "--smoke", action="store_true", help="a few seconds: keeps the harness working"
@@ -76,14 +101,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--cluster-gpus", type=float, default=0, help="GPUs of the one Model replica (e.g. 1)"
     )
-    args = parser.parse_args(argv)
-    if args.smoke:
-        args.duration, args.concurrency, args.images_per_request = 1.0, [1, 4], [1]
-        args.batch_sizes, args.rounds, args.raw_seconds = [1, 4], 1, 0.3
-        args.protocol_concurrency = 4
-    if args.out is None:
-        args.out = REPO / "bench" / "results" / ("smoke" if args.smoke else "")
-    return args
+    return parser
 
 
 def photos(folder: Path) -> list[Path]:

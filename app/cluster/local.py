@@ -33,6 +33,7 @@ from typing import Any, Final
 import psutil
 
 from app.config import Settings
+from app.options import HelpFormatter
 from app.store.versions import ModelStore
 
 HEAD_IP: Final = "127.0.0.2"
@@ -260,21 +261,39 @@ def _print_ready(base: str, cluster: LocalCluster) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.cluster.local", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="start a local cluster, deploy CONFIG, serve until Ctrl-C")
-    up.add_argument("config", type=Path)
-    up.add_argument("--nodes", type=int, default=2)
-    up.add_argument("--dashboard", action="store_true", help="also start Ray's dashboard")
-    deploy = commands.add_parser("deploy", help="deploy CONFIG onto a running cluster and wait")
-    deploy.add_argument("config", type=Path)
-    deploy.add_argument("--address", required=True, help="the head's GCS address, host:port")
-    deploy.add_argument("--timeout", type=float, default=600)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.command == "up":
         return _up(args)
     deploy_and_wait(args.config, args.address, args.timeout)
     return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m app.cluster.local",
+        description=(__doc__ or "").replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser(
+        "up",
+        help="start a local cluster, deploy CONFIG, serve until Ctrl-C",
+        formatter_class=HelpFormatter,
+    )
+    up.add_argument("config", type=Path, help="a Ray Serve config (deploy/ray/serve.yaml)")
+    up.add_argument("--nodes", type=int, default=2, help="Ray nodes, each on its own address")
+    up.add_argument("--dashboard", action="store_true", help="also start Ray's dashboard")
+    deploy = commands.add_parser(
+        "deploy",
+        help="deploy CONFIG onto a running cluster and wait",
+        formatter_class=HelpFormatter,
+    )
+    deploy.add_argument("config", type=Path, help="a Ray Serve config (deploy/ray/serve.yaml)")
+    deploy.add_argument("--address", required=True, help="the head's GCS address, host:port")
+    deploy.add_argument(
+        "--timeout", type=float, default=600, help="seconds to wait for every replica to serve"
+    )
+    return parser
 
 
 if __name__ == "__main__":

@@ -1,0 +1,79 @@
+"""Every command's --help: each option says what it does, defaults only where they tell
+something, the settings named, and no option a command does not use."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+import pytest
+
+from app import evaluate, predict, serve, train
+from app.cluster import local
+from app.config import Settings
+from bench import __main__ as bench
+
+SETTINGS = Settings()
+PARSERS = {
+    "train": lambda: train.build_parser(SETTINGS),
+    "evaluate": lambda: evaluate.build_parser(SETTINGS),
+    "serve": serve.build_parser,
+    "predict": lambda: predict.build_parser(SETTINGS),
+    "bench": bench.build_parser,
+    "cluster.local": local.build_parser,
+}
+
+
+def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += _parsers(sub)
+    return found
+
+
+@pytest.mark.parametrize("name", PARSERS)
+def test_every_option_has_help_and_no_empty_default(name: str) -> None:
+    for parser in _parsers(PARSERS[name]()):
+        text = " ".join(parser.format_help().split())
+        assert "(default: None)" not in text and "(default: False)" not in text, parser.prog
+        assert not re.search(r"\(default: [^)]*\) \(default:", text), parser.prog  # twice
+        for action in parser._actions:
+            if not isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
+                assert action.help, f"{parser.prog} {action.option_strings or action.dest}"
+
+
+def test_evaluate_lists_no_publishing_option() -> None:
+    text = PARSERS["evaluate"]().format_help()
+    assert "--activate" not in text and "--openvino" not in text
+    assert "--fine-tune-epochs" in text  # the recipe stays
+
+
+def test_train_says_what_it_does_by_default() -> None:
+    text = " ".join(PARSERS["train"]().format_help().split())
+    assert "fine-tune an ImageNet" not in text
+    assert "By default a classifier learns on the frozen backbone's features" in text
+
+
+def test_the_script_name_is_the_one_called(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/flowers-train", "--help"])
+    assert PARSERS["train"]().format_usage().startswith("usage: flowers-train ")
+    monkeypatch.setattr(sys, "argv", ["/repo/app/train.py", "--help"])
+    assert PARSERS["train"]().format_usage().startswith("usage: python -m app.train ")
+
+
+def test_serve_shows_its_defaults_and_every_setting() -> None:
+    text = PARSERS["serve"]().format_help()
+    assert "HTTP port to listen on (default: 8000)" in text
+    for name in Settings.model_fields:
+        assert f"  FLOWERS_{name.upper()}=" in text
+
+
+def test_cluster_examples_keep_their_lines() -> None:
+    lines = PARSERS["cluster.local"]().format_help().splitlines()
+    assert any(line.strip().startswith("python -m app.cluster.local up deploy/") for line in lines)
+    assert any(
+        line.strip().startswith("python -m app.cluster.local deploy CONFIG") for line in lines
+    )
