@@ -56,7 +56,7 @@ class Reporter:
         filled = int(_BAR_WIDTH * fraction)
         bar = "#" * filled + "-" * (_BAR_WIDTH - filled)
         eta = (total - done) / rate if rate > 0 else 0.0
-        text = f"  [{bar}] {done}/{total} {rate:.1f} {unit}/s eta {eta:.0f}s"
+        text = f"  [{bar}] {done}/{total} {_speed(rate, unit)} eta {eta:.0f}s"
         if self.stream.isatty():
             self.stream.write("\r" + text + ("\n" if done >= total else ""))
             self.stream.flush()
@@ -74,3 +74,10 @@ class Reporter:
     def line(self, text: str) -> None:
         self.stream.write(text + "\n")
         self.stream.flush()
+
+
+def _speed(rate: float, unit: str) -> str:
+    """``12.5 img/s``, or ``41.2 s/fold`` for what takes more than a second each."""
+    if rate >= 1 or rate <= 0:
+        return f"{rate:.1f} {unit}/s"
+    return f"{1 / rate:.1f} s/{unit.removesuffix('s')}"
