@@ -7,6 +7,7 @@ Every method here does blocking file I/O: the supervisor calls them through ``as
 from __future__ import annotations
 
 import datetime
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
@@ -17,6 +18,7 @@ from app.events import Event, EventKind, Published
 from app.store import atomic
 
 LOG_TAIL_LINES: Final = 40
+LOG_TAIL_BYTES: Final = 32 * 1024  # read from a log's end: 40 lines of up to 800 bytes
 INTERRUPTED: Final = "interrupted: the server stopped while this job was running"
 
 
@@ -99,14 +101,14 @@ class JobRecords:
         return self.path(job_id, ".events.jsonl")
 
     def all(self) -> list[Job]:
-        """Every readable record, newest first."""
-        if not self.folder.is_dir():
-            return []
-        jobs = [self._read(path) for path in self.folder.glob("*.json")]
-        return sorted((j for j in jobs if j is not None), key=lambda j: j.created_at, reverse=True)
+        """Every readable record, newest first, each with the last lines of its log."""
+        jobs = self._records()
+        for job in jobs:
+            job.log_tail = self.log_tail(job.id)
+        return jobs
 
     def active(self) -> Job | None:
-        return next((job for job in self.all() if job.state in ACTIVE), None)
+        return next((job for job in self._records() if job.state in ACTIVE), None)
 
     def get(self, job_id: str) -> Job:
         """One record with the last lines of its log; JobNotFound when there is none."""
@@ -125,7 +127,7 @@ class JobRecords:
         """Records left queued or running by a server that died (any active job not in
         ``alive``, the ones a live server still supervises): failed, as interrupted."""
         interrupted = []
-        for job in self.all():
+        for job in self._records():
             if job.state in ACTIVE and job.id not in alive:
                 job.state, job.error, job.finished_at, job.pid = (
                     JobState.FAILED,
@@ -138,11 +140,22 @@ class JobRecords:
         return interrupted
 
     def log_tail(self, job_id: str) -> list[str]:
+        """The log's last lines, read from its end (a long log costs no more than a short one)."""
         try:
-            text = self.log_path(job_id).read_text(encoding="utf-8", errors="replace")
+            with self.log_path(job_id).open("rb") as log:
+                size = log.seek(0, os.SEEK_END)
+                log.seek(max(0, size - LOG_TAIL_BYTES))
+                text = log.read().decode("utf-8", errors="replace")
         except OSError:
             return []
-        return [line.rstrip("\r") for line in text.splitlines()[-LOG_TAIL_LINES:]]
+        lines = text.splitlines()[1:] if size > LOG_TAIL_BYTES else text.splitlines()
+        return [line.rstrip("\r") for line in lines[-LOG_TAIL_LINES:]]
+
+    def _records(self) -> list[Job]:
+        if not self.folder.is_dir():
+            return []
+        jobs = [self._read(path) for path in self.folder.glob("*.json")]
+        return sorted((j for j in jobs if j is not None), key=lambda j: j.created_at, reverse=True)
 
     def _read(self, path: Path) -> Job | None:
         try:

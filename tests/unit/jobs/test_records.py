@@ -53,6 +53,24 @@ def test_a_job_comes_with_the_last_lines_of_its_log_which_is_not_copied_into_it(
     assert '"log_tail": []' in (tmp_path / "j1.json").read_text()
 
 
+def test_the_list_has_each_jobs_log_tail_as_the_job_itself_does(tmp_path: Path) -> None:
+    records = JobRecords(tmp_path)
+    records.save(_job("running", "2027", JobState.RUNNING))
+    records.save(_job("done", "2026"))
+    records.log_path("running").write_text("[features] 1238 photos\n  [####] 512/1238\n")
+    listed = {job.id: job.log_tail for job in records.all()}
+    assert listed == {"running": ["[features] 1238 photos", "  [####] 512/1238"], "done": []}
+    assert listed["running"] == records.get("running").log_tail
+
+
+def test_a_long_log_is_read_from_its_end(tmp_path: Path) -> None:
+    records = JobRecords(tmp_path)
+    records.save(_job("j1", "2026"))
+    lines = [f"line {i} " + "x" * 200 for i in range(20_000)]  # 4 MB
+    records.log_path("j1").write_text("\n".join(lines))
+    assert records.get("j1").log_tail == lines[-LOG_TAIL_LINES:]
+
+
 def test_events_fold_into_the_progress() -> None:
     job = _job("j1", "2026", JobState.RUNNING)
     job.apply(Event(EventKind.PHASE, {"phase": "features", "detail": "1238 photos"}))
