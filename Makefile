@@ -13,17 +13,21 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Installed markers: re-install only when pyproject.toml changes.
+# Installed markers: re-install only when pyproject.toml changes.  The editable install puts
+# the repository on sys.path (setuptools' compat mode), the way `python -m app...` run from here
+# sees it anyway; the default mode warned on every install that a folder named like the package
+# (app/, which is the package) may shadow it.
+EDITABLE := --config-settings editable_mode=compat
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[openvino]'
+	$(BIN)/python -m pip install --quiet $(EDITABLE) -e '.[openvino]'
 	touch $@
 
 $(VENV)/.installed-ray: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[openvino,ray]'
+	$(BIN)/python -m pip install --quiet $(EDITABLE) -e '.[openvino,ray]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet $(EDITABLE) -e '.[dev]'
 	touch $@ $(VENV)/.installed $(VENV)/.installed-ray
 
 ## serve: install, train the default model if the store has none, serve on http://localhost:8000

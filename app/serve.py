@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # This process forks only to exec (the trainer): gRPC's fork handlers have nothing to do,
+    # and with threads in gRPC they logged "skipping fork() handlers" on every retrain.
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
