@@ -1,12 +1,14 @@
-# The flower classifier service. One image for CPU and NVIDIA GPU hosts:
-#   docker build -t flower-classifier .                                        # CPU
-#   docker build -t flower-classifier:gpu --build-arg TF_PACKAGE='tensorflow[and-cuda]' .
-# Behind a TLS-inspecting proxy, put its CA certificate(s) in docker/certs/*.crt first.
+# The flower classifier service, in two images from this one Dockerfile:
+#   docker build -t flower-classifier .                                  # cpu (the default)
+#   docker build -t flower-classifier:gpu --build-arg VARIANT=gpu .      # NVIDIA GPU
+# cpu installs tensorflow-cpu (no CUDA libraries) and OpenVINO; gpu installs
+# tensorflow[and-cuda]. Behind a TLS-inspecting proxy, put its CA certificate(s) in
+# docker/certs/*.crt first.
 ARG BASE_IMAGE=debian:bookworm-slim
 
 # ---- builder: a virtual environment with the app and its dependencies ----
 FROM ${BASE_IMAGE} AS builder
-ARG TF_PACKAGE=tensorflow
+ARG VARIANT=cpu
 ARG EXTRAS=openvino
 ENV DEBIAN_FRONTEND=noninteractive \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -19,12 +21,21 @@ RUN apt-get update \
 COPY docker/certs/ /usr/local/share/ca-certificates/extra/
 RUN update-ca-certificates
 RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --upgrade pip
-# Dependencies first (cached while only the code changes), then the app itself.
+# Dependencies first (cached while only the code changes), then the app itself. The project
+# requires `tensorflow`; the variant's TensorFlow build provides it (tensorflow-cpu under another
+# name), so the other requirements are installed from pyproject.toml and the app without deps.
+# Left out, since nothing imports them at run time: TensorFlow's C++ headers (tensorflow/include,
+# ~290 MB, for building custom ops) and libclang (~60 MB, a build tool TensorFlow requires).
 COPY pyproject.toml README.md /src/
-RUN /opt/venv/bin/pip install "${TF_PACKAGE}>=2.21,<2.22" \
-    && mkdir -p /src/app && touch /src/app/__init__.py \
-    && /opt/venv/bin/pip install "/src[${EXTRAS}]" \
-    && /opt/venv/bin/pip uninstall -y flower-classifier
+RUN case "${VARIANT}" in \
+        cpu) tensorflow=tensorflow-cpu ;; \
+        gpu) tensorflow="tensorflow[and-cuda]" ;; \
+        *) echo "VARIANT must be cpu or gpu, not ${VARIANT}" >&2; exit 1 ;; \
+    esac \
+    && /opt/venv/bin/python -c "import tomllib; project = tomllib.load(open('/src/pyproject.toml', 'rb'))['project']; extras = [r for e in '${EXTRAS}'.split(',') if e for r in project['optional-dependencies'][e]]; print('\n'.join(r for r in project['dependencies'] + extras if not r.startswith('tensorflow')))" >/tmp/requirements.txt \
+    && /opt/venv/bin/pip install "${tensorflow}>=2.21,<2.22" -r /tmp/requirements.txt \
+    && /opt/venv/bin/pip uninstall -y libclang \
+    && rm -rf /opt/venv/lib/python3*/site-packages/tensorflow/include /tmp/requirements.txt
 COPY app /src/app
 RUN /opt/venv/bin/pip install --no-deps "/src"
 
@@ -57,6 +68,8 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=3 \
     CMD ["python3", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=2).status != 200)"]
 STOPSIGNAL SIGTERM
 # Exec form: SIGTERM reaches uvicorn, which drains requests and the batch queue, then exits 0.
-# One worker per container: the model and the batch queue live in the process.
-CMD ["flowers-serve", "--host", "0.0.0.0", "--port", "8000"]
+# One worker per container: the model and the batch queue live in the process. On an empty store
+# it trains first, on /srv/data (a mounted folder of class sub-folders, else filled with
+# flower_photos); when it cannot, it says why and serves, live but not ready.
+CMD ["flowers-serve", "--train-if-empty", "--host", "0.0.0.0", "--port", "8000"]
 COPY --from=builder /opt/venv /opt/venv

@@ -46,6 +46,13 @@ if TYPE_CHECKING:
 KEEP_ALIVE_S: Final = 5
 GRACE_S: Final = 5
 EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130  # the trainer's, passed on: Ctrl-C
+EXIT_TERMINATED: Final = 143  # SIGTERM
+NO_MODEL_NOTICE: Final = (
+    "training failed (exit status {code}): the server starts without a model, live but not "
+    "ready, until a version is published (POST /admin/retrain, or python -m app.train into "
+    "the store)"
+)
 # The ready banner's watcher looks in this process every BANNER_POLL_S (no request: it costs
 # nothing), and says once if the server is still not ready after NOT_READY_NOTICE_S.
 BANNER_POLL_S: Final = 0.25
@@ -89,9 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         _check_free(args.host, args.port, settings.grpc_port)  # before minutes of training
         if args.train_if_empty and ModelStore(settings.model_store).latest() is None:
             print(f"No model in {settings.model_store}: training the default flower model first.")
-            code = _train_first()
+            code = _train_first(settings)
+            if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+                return code  # stopped on purpose: the trainer said what it kept
             if code != 0:
-                return code
+                print(NO_MODEL_NOTICE.format(code=code), file=sys.stderr, flush=True)
         listener = _listen(args.host, args.port)  # this process's port, or one clear error
     except PortInUse as error:
         print(f"error: {error}", file=sys.stderr)
@@ -201,10 +210,13 @@ def _stopped(signum: int, frame: FrameType | None) -> None:
     """The graceful shutdown already happened; nothing is left to do."""
 
 
-def _train_first() -> int:
+def _train_first(settings: Settings) -> int:
     """The trainer's exit status.  Ctrl-C reaches it from the terminal and SIGTERM is passed on:
-    it says in one line what it kept and exits 130 or 143, and so does this process, quietly."""
-    trainer = subprocess.Popen([sys.executable, "-m", "app.train"])
+    it says in one line what it kept and exits 130 or 143, and so does this process, quietly.
+    With FLOWERS_DATA_DIR set (the image sets /srv/data), an empty folder is first filled with
+    the flower_photos dataset, as compose's train service does."""
+    seed = ["--seed-dataset"] if settings.data_dir is not None else []
+    trainer = subprocess.Popen([sys.executable, "-m", "app.train", *seed])
     handlers = {
         signal.SIGINT: lambda signum, frame: None,  # the terminal sent it to the trainer too
         signal.SIGTERM: lambda signum, frame: trainer.send_signal(signum),

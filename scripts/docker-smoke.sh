@@ -12,6 +12,7 @@ IMAGE_TAG=smoke
 IMAGE="flower-classifier:${IMAGE_TAG}"
 CONTAINER=flowers-smoke
 COMPOSE_PROJECT=flowerssmoke
+STORE_VOLUME=flowers-smoke-store
 PYTHON=${PYTHON:-.venv/bin/python}
 PHOTOS=${FLOWERS_DEV_DATA:-../shared/datasets/flower_photos_dev}
 FEATURE_CACHE=${FLOWERS_SMOKE_FEATURE_CACHE:-${HOME}/.cache/flower-classifier/features}
@@ -28,6 +29,7 @@ cleanup() {
     set +e
     log "cleaning up"
     docker rm -f "$CONTAINER" >/dev/null 2>&1
+    docker volume rm -f "$STORE_VOLUME" >/dev/null 2>&1
     FLOWERS_ADMIN_TOKEN=$TOKEN FLOWERS_IMAGE_TAG=$IMAGE_TAG docker-compose -p "$COMPOSE_PROJECT" down -v >/dev/null 2>&1
     docker image rm -f "$IMAGE" >/dev/null 2>&1
     docker system prune -f >/dev/null 2>&1
@@ -64,6 +66,16 @@ ensure_base_image() {
     rm -rf "$work/rootfs"
 }
 
+# Until $CONTAINER is healthy, at most $1 looks 2 s apart; its log and exit 1 if it stops.
+wait_healthy() {
+    for _ in $(seq "$1"); do
+        health=$(docker inspect --format '{{.State.Health.Status}}' "$CONTAINER")
+        [ "$health" = healthy ] && return 0
+        [ "$(docker inspect --format '{{.State.Running}}' "$CONTAINER")" = true ] || { docker logs "$CONTAINER"; exit 1; }
+        sleep 2
+    done
+}
+
 if ! ensure_engine; then
     echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2
     echo "!! SKIPPED: no Docker engine runs here and none could be started (need root +   !!" >&2
@@ -84,7 +96,13 @@ log "building $IMAGE"
 build_started=$(date +%s)
 docker build --network host -t "$IMAGE" . >"$work/build.log" 2>&1 || { tail -40 "$work/build.log"; exit 1; }
 size=$(docker image inspect --format '{{.Size}}' "$IMAGE")
-echo "built in $(( $(date +%s) - build_started ))s; image size $(( size / 1000000 )) MB"
+echo "built in $(( $(date +%s) - build_started ))s; image size $(( size / 1000000 )) MB (VARIANT=cpu)"
+docker images "$IMAGE" --format 'docker images: {{.Repository}}:{{.Tag}} {{.Size}}'
+echo "docker history (the layers over 1 MB):"
+docker history --format '{{.Size}}\t{{.CreatedBy}}' "$IMAGE" \
+    | awk -F'\t' '$1 !~ /^0B$|kB$/ {printf "  %-9s %s\n", $1, substr($2, 1, 110)}'
+docker run --rm --entrypoint python3 "$IMAGE" -c \
+    "import importlib.metadata as m, sys; names = {d.metadata['Name'].lower().replace('_', '-') for d in m.distributions()}; found = sorted(names & {'tensorflow', 'tensorflow-cpu'}); print('TensorFlow in the image:', found); sys.exit(found != ['tensorflow-cpu'])"
 
 log "training a real model (ImageNet ResNet-50 on $PHOTOS) into a fresh store"
 "$PYTHON" -m app.train --data-dir "$PHOTOS" --model-store "$work/store" \
@@ -95,12 +113,7 @@ chmod -R a+rwX "$work/store"
 log "running the image as built (its own CMD and HEALTHCHECK)"
 if (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then echo "port $PORT is busy" >&2; exit 1; fi
 docker run -d --name "$CONTAINER" --network host -v "$work/store:/srv/model_store" "$IMAGE" >/dev/null
-for _ in $(seq 90); do
-    health=$(docker inspect --format '{{.State.Health.Status}}' "$CONTAINER")
-    [ "$health" = healthy ] && break
-    [ "$(docker inspect --format '{{.State.Running}}' "$CONTAINER")" = true ] || { docker logs "$CONTAINER"; exit 1; }
-    sleep 2
-done
+wait_healthy 90
 echo "health: $health"
 [ "$health" = healthy ]
 curl -fsS "http://127.0.0.1:$PORT/health/ready"; echo
@@ -159,6 +172,26 @@ echo "exit code after SIGTERM: $code"
 [ "$code" = 0 ]
 docker rm "$CONTAINER" >/dev/null
 
+log "docker run alone: a mounted data folder and an empty store volume (it trains, then serves)"
+# The host's run above filled the feature cache and fetched the ImageNet weights: lent to the
+# container, they spare it an hour of CPU and a download; the recipe runs in full.
+chmod -R a+rwX "$FEATURE_CACHE"
+weights=$(ls "${KERAS_HOME:-$HOME/.keras}"/models/resnet50_imagenet_notop_*.weights.h5 | head -1)
+docker volume create "$STORE_VOLUME" >/dev/null
+run_started=$(date +%s)
+docker run -d --name "$CONTAINER" --network host \
+    -v "$(realpath "$PHOTOS"):/srv/data:ro" -v "$STORE_VOLUME:/srv/model_store" \
+    -v "$FEATURE_CACHE:/srv/features" -e FLOWERS_FEATURE_CACHE=/srv/features \
+    -v "$weights:/srv/resnet50.weights.h5:ro" -e RESNET50_WEIGHTS=/srv/resnet50.weights.h5 \
+    "$IMAGE" >/dev/null
+wait_healthy 450
+curl -fsS -F "file=@$photo" "http://127.0.0.1:$PORT/predict" >"$work/predict-trained.json" || { docker logs "$CONTAINER"; exit 1; }
+echo "health: $health after $(( $(date +%s) - run_started ))s; the container's log from its start to the first prediction:"
+docker logs "$CONTAINER" 2>&1 | grep -vE '^\s+\[#*-*\] ' | sed 's/^/  | /'
+"$PYTHON" -c "import json, sys; b = json.load(open(sys.argv[1])); p = b['predictions'][0]; print(f\"first prediction: version {b['model_version']}: {p['filename']} -> {p['class_name']} ({p['confidence']:.3f})\"); sys.exit(p['class_name'] != 'daisy')" "$work/predict-trained.json"
+docker rm -f "$CONTAINER" >/dev/null
+docker volume rm "$STORE_VOLUME" >/dev/null
+
 log "docker-compose: validate, then bring api up and down"
 export FLOWERS_IMAGE_TAG=$IMAGE_TAG
 # On the vfs storage driver creating a container copies the whole image (~3 GB): that takes longer
@@ -177,8 +210,9 @@ for _ in $(seq 60); do
     curl -fsS "http://127.0.0.1:$PORT/health/live" >/dev/null 2>&1 && break
     sleep 2
 done
-echo "compose api: live $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/health/live"), ready $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/health/ready") (empty store volume: not ready until trained)"
+echo "compose api: live $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/health/live"), ready $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/health/ready") (an empty store, and no photos nor network to train on: not ready)"
 curl -fsS "http://127.0.0.1:$PORT/health/live" >/dev/null
+docker-compose -p "$COMPOSE_PROJECT" logs --no-color api 2>&1 | grep -E "error:|training failed" | sed 's/^/  /'
 docker-compose -p "$COMPOSE_PROJECT" down -v
 echo
 echo "docker smoke test passed (image size $(( size / 1000000 )) MB)"

@@ -4,11 +4,14 @@ model is loaded."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,3 +81,37 @@ def test_the_banner_follows_readiness_in_the_process_that_listens(
     assert f"The flower classifier is ready at http://localhost:{server.port}" in output
     assert output.index("now serving version 1") < output.index("is ready at")
     assert output.count("is ready at") == 1
+
+
+def test_a_first_training_that_fails_leaves_the_server_live_not_ready(tmp_path: Path) -> None:
+    """docker run on an empty store with a folder it cannot train on (here one class): the
+    server says why in one line, then serves, live but not ready, instead of exiting."""
+    (tmp_path / "data" / "roses").mkdir(parents=True)
+    port = free_port()
+    env = {
+        **os.environ,
+        "FLOWERS_MODEL_STORE": str(tmp_path / "store"),
+        "FLOWERS_DATA_DIR": str(tmp_path / "data"),
+    }
+    argv = [sys.executable, "-m", "app.serve", "--train-if-empty", "--port", str(port)]
+    log = tmp_path / "serve.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=output, stderr=output)
+    try:
+        deadline = time.monotonic() + 120
+        live = None
+        while live != 200 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.5)
+            url = f"http://127.0.0.1:{port}/health/live"
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as answer:
+                live = answer.status
+        assert live == 200, log.read_text()
+        with pytest.raises(urllib.error.HTTPError) as ready:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2)
+        assert ready.value.code == 503
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    output_text = log.read_text()
+    assert "training failed (exit status 2): the server starts without a model" in output_text
+    assert "Traceback" not in output_text
