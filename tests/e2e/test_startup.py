@@ -108,6 +108,7 @@ def test_a_first_training_that_fails_leaves_the_server_live_not_ready(tmp_path: 
         assert live == 200, log.read_text()
         with pytest.raises(urllib.error.HTTPError) as ready:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2)
+        ready.value.close()  # it holds the connection
         assert ready.value.code == 503
     finally:
         process.terminate()

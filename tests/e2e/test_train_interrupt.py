@@ -23,8 +23,20 @@ pytestmark = pytest.mark.slow
 def _start(argv: list[str], store: Path, data: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "FLOWERS_MODEL_STORE": str(store), "FLOWERS_DATA_DIR": str(data)}
     return subprocess.Popen(
-        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        argv,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # As from a terminal: a shell that starts the tests in the background ignores SIGINT in
+        # its children, and Python then never turns Ctrl-C into KeyboardInterrupt.
+        preexec_fn=_ctrl_c_as_from_a_terminal,
     )
+
+
+def _ctrl_c_as_from_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _cached(store: Path) -> int:
@@ -42,7 +54,12 @@ def _stop_once_features_are_cached(process: subprocess.Popen[str], store: Path, 
             pytest.skip(f"no ImageNet weights here: {stderr.strip()}")
         raise AssertionError(f"the run ended before it was stopped: {stderr}")
     process.send_signal(sent)
-    _, stderr = process.communicate(timeout=120)
+    try:
+        _, stderr = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, stderr = process.communicate()
+        raise AssertionError(f"still running 120 s after the signal:\n{stderr}") from None
     return stderr
 
 
