@@ -9,6 +9,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
+from app.scoring.results import Unreadable
+
 IMAGE_SUFFIXES: Final = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 )
@@ -61,3 +63,16 @@ def _folder_images(folder: Path) -> Iterator[Path]:
 
 def _suffixes() -> str:
     return ", ".join(sorted(IMAGE_SUFFIXES))
+
+
+def read_capped(path: Path, max_bytes: int) -> bytes | Unreadable:
+    """The file's bytes, read no further than ``max_bytes`` (FLOWERS_MAX_UPLOAD_BYTES, the
+    server's limit on a file), or why it cannot be had."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(max_bytes + 1)
+    except OSError as error:
+        return Unreadable(path, error.strerror or str(error))
+    if len(data) > max_bytes:
+        return Unreadable(path, f"larger than {max_bytes:,} bytes (FLOWERS_MAX_UPLOAD_BYTES)")
+    return data

@@ -14,6 +14,7 @@ import numpy as np
 
 from app import imaging
 from app.config import Settings
+from app.scoring.inputs import read_capped
 from app.scoring.results import Result, Scored, ScoringError, Unreadable
 from app.store.versions import ModelStore, StoreError, Version
 
@@ -51,14 +52,9 @@ class LocalScorer:
         self._decoders.shutdown(cancel_futures=True)
 
     def _decode(self, path: Path) -> np.ndarray | Unreadable:
-        try:
-            with path.open("rb") as file:
-                data = file.read(self._max_bytes + 1)
-        except OSError as error:
-            return Unreadable(path, error.strerror or str(error))
-        if len(data) > self._max_bytes:
-            limit = f"{self._max_bytes:,} bytes (FLOWERS_MAX_UPLOAD_BYTES)"
-            return Unreadable(path, f"larger than {limit}")
+        data = read_capped(path, self._max_bytes)
+        if isinstance(data, Unreadable):
+            return data
         try:
             return imaging.preprocess(data, max_pixels=self._max_pixels)
         except imaging.ImageError as error:

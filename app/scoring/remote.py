@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from app.scoring.inputs import read_capped
 from app.scoring.results import Result, Scored, ScoringError, Unreadable
 
 MAX_ANSWER_BYTES: Final = 64 * 1024 * 1024
@@ -67,18 +68,6 @@ class _Client:
                 return answer
             time.sleep(min(answer.retry_after, MAX_RETRY_AFTER_S))
         return answer
-
-    def read_file(self, path: Path) -> bytes | Unreadable:
-        try:
-            with path.open("rb") as file:
-                data = file.read(self.max_file_bytes + 1)
-        except OSError as error:
-            return Unreadable(path, error.strerror or str(error))
-        if len(data) > self.max_file_bytes:
-            return Unreadable(
-                path, f"larger than {self.max_file_bytes:,} bytes (FLOWERS_MAX_UPLOAD_BYTES)"
-            )
-        return data
 
     def _once(self, path: str, body: bytes | None, headers: dict[str, str]) -> Answer:
         # http(s) only: checked when the client was made
@@ -215,7 +204,7 @@ Send = Callable[[list[tuple[Path, bytes]]], "list[Result] | Answer"]
 
 
 def _score_or_split(paths: list[Path], client: _Client, send: Send) -> list[Result]:
-    read = [(path, client.read_file(path)) for path in paths]
+    read = [(path, read_capped(path, client.max_file_bytes)) for path in paths]
     files = [(path, data) for path, data in read if isinstance(data, bytes)]
     scored = _send_or_split(files, send) if files else {}
     return [scored[path] if isinstance(data, bytes) else data for path, data in read]
