@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from app import imaging
-from app.dataset.labelling import DatasetNotConfigured, InvalidClassName
+from app.dataset.labelling import DatasetNotConfigured, InvalidClassName, StoredImageNotFound
 from app.inference.admission import UploadBudgetFull
 from app.inference.batching import BatchFailed, Overloaded, ShuttingDown, TimedOut
 from app.inference.decoding import DecodeBusy, RequestTooCostly
@@ -108,6 +108,7 @@ TABLE: Final[dict[type[Exception], Refusal]] = {
     ModelLoadError: Refusal(409, "model_load_failed"),
     DatasetNotConfigured: Refusal(409, "no_dataset"),
     InvalidClassName: Refusal(422, "invalid_class_name"),
+    StoredImageNotFound: Refusal(404, "not_found"),
     NoModel: Refusal(503, "not_ready", retry=True),
     UploadBudgetFull: Refusal(503, "upload_budget_full", retry=True),
     DecodeBusy: Refusal(503, "decode_busy", retry=True),

@@ -20,6 +20,9 @@ from app.dataset import layout
 from app.store import atomic
 
 CLASS_NAME: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# The names ``add`` gives (its sha256, its format's extension): the only files ``remove`` takes, so
+# an undo can never delete a photo the dataset came with.
+STORED_NAME: Final = re.compile(r"^[0-9a-f]{64}\.(jpg|png|webp|gif|bmp|tiff)$")
 _EXTENSIONS: Final = {
     "JPEG": "jpg",
     "MPO": "jpg",
@@ -37,6 +40,10 @@ class DatasetNotConfigured(RuntimeError):
 
 class InvalidClassName(ValueError):
     """A class name outside letters, digits, ``_`` and ``-`` (1-64 characters) (422)."""
+
+
+class StoredImageNotFound(LookupError):
+    """No image of that stored name in that class (404)."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,26 @@ class DatasetWriter:
             atomic.write_bytes(target, data)
             self._files[target] = (_signature(target), digest)
             return Added(stored_as=f"{class_name}/{target.name}", duplicate_of=None)
+
+    def remove(self, class_name: str, stored_name: str) -> str:
+        """Delete one image ``add`` stored (the undo of a label), by its stored name; returns
+        "<class>/<file>".  Blocking: run it off-loop."""
+        check_class_name(class_name)
+        if not STORED_NAME.match(stored_name):
+            raise StoredImageNotFound(
+                f"{stored_name!r} is not the name of an added photo (<sha256>.<ext>): only photos "
+                "added through the API can be removed through it"
+            )
+        with self._lock:
+            target = self.root / class_name / stored_name
+            try:
+                target.unlink()
+            except FileNotFoundError:
+                raise StoredImageNotFound(
+                    f"no photo {class_name}/{stored_name} in the dataset"
+                ) from None
+            self._files.pop(target.resolve(), None)
+            return f"{class_name}/{stored_name}"
 
     def _target(self, class_name: str, digest: str, image_format: str) -> Path:
         root = self.root.resolve()

@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse
 
 from app import errors, imaging
 from app.config import Settings
-from app.dataset.labelling import CLASS_NAME, DatasetWriter
+from app.dataset.labelling import CLASS_NAME, STORED_NAME, DatasetWriter
 from app.dataset.spool import spooled
 from app.http import bodies, multipart
 from app.http.deps import (
@@ -35,6 +35,7 @@ from app.http.schemas import (
     JobAccepted,
     ModelList,
     RejectedImage,
+    RemovedImage,
     RetrainRequest,
     StoredImage,
     VersionDetail,
@@ -48,6 +49,9 @@ router = APIRouter(tags=["admin"], responses=responses(401, 403))
 
 ClassName = Annotated[
     str, Path(pattern=CLASS_NAME.pattern, description="Letters, digits, _ and -; 1-64 characters")
+]
+StoredName = Annotated[
+    str, Path(pattern=STORED_NAME.pattern, description="<sha256>.<ext>, as POST stored it")
 ]
 JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{1,64}$")]
 VersionNumber = Annotated[int, Path(ge=1)]
@@ -223,6 +227,19 @@ async def add_images(
             # One file after the other, in upload order, so duplicates within a request are
             # reported against the first copy.
             return await asyncio.to_thread(_add_all, writer, class_name, files)
+
+
+@router.delete(
+    "/dataset/{class_name}/{stored_name}",
+    response_model=RemovedImage,
+    responses=responses(404, 409),
+)
+async def remove_image(
+    writer: DatasetDep, class_name: ClassName, stored_name: StoredName
+) -> RemovedImage:
+    """Remove one photo added through the API, by the name it was stored as: the undo of a
+    label.  The photos the dataset came with cannot be removed this way."""
+    return RemovedImage(removed=await asyncio.to_thread(writer.remove, class_name, stored_name))
 
 
 def _add_all(

@@ -202,6 +202,10 @@ class RejectedImage(BaseModel):
     reason: str
 
 
+class RemovedImage(BaseModel):
+    removed: str = Field(description="The class/file deleted from the dataset folder")
+
+
 class DatasetAddResult(BaseModel):
     class_name: str
     stored: list[StoredImage]
