@@ -37,9 +37,14 @@ def classification_report(
 
 def plot_history(history: dict[str, list[float]], path: Path) -> None:
     """How the recipe was measured and fitted: accuracy per cross-validation fold, beside the
-    L2 penalty's inner cross-validation (linear head) or the training curves (mlp head)."""
+    L2 penalty's inner cross-validation (linear head, l2 0) or the training curves (mlp head).
+    A linear head with a set penalty has neither: its figure is the folds alone, with no empty
+    axes beside them."""
     pyplot = _pyplot()
-    figure, (left, right) = pyplot.subplots(1, 2, figsize=(10, 4))
+    curves = [m for m in ("accuracy", "loss") if history.get(m)]
+    second = bool(history.get("inner_accuracy")) or bool(curves)
+    figure, axes = pyplot.subplots(1, 2 if second else 1, figsize=(10 if second else 5, 4))
+    left, right = (axes[0], axes[1]) if second else (axes, None)
     folds = history.get("fold_accuracy", [])
     left.bar(range(1, len(folds) + 1), folds, color="#4c78a8")
     if folds:
@@ -49,19 +54,20 @@ def plot_history(history: dict[str, list[float]], path: Path) -> None:
         left.legend(loc="lower right")
     left.set_xlabel("fold")
     left.set_title("Accuracy on photos the head never saw")
-    if history.get("inner_accuracy"):
+    if right is not None and history.get("inner_accuracy"):
         right.semilogx(history["l2"], history["inner_accuracy"], marker="o")
         right.set_xlabel("L2 penalty")
         right.set_title("Inner cross-validation of the penalty")
-    else:
-        for metric in ("accuracy", "loss"):
-            values = history.get(metric, [])
+    elif right is not None:
+        for metric in curves:
+            values = history[metric]
             right.plot(range(1, len(values) + 1), values, marker="o", label=f"training {metric}")
         right.set_xlabel("epoch")
         right.set_title("Published head: training curves")
         right.legend()
     for axis in (left, right):
-        axis.grid(alpha=0.3)
+        if axis is not None:
+            axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     pyplot.close(figure)

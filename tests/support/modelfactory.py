@@ -58,12 +58,15 @@ def publish_tiny(
     job_id: str | None = None,
     plots: bool = False,
     metrics: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
 ) -> Version:
+    """A tiny real model published as a version; ``training`` is its recipe's metadata (a linear
+    head's plots, then, are its folds alone, as the trainer draws them)."""
     model = tiny_classifier(len(classes), seed, weights)
     with store.staging() as folder:
         model.save(folder / MODEL_FILE)
         if plots:
-            _plot(folder, classes)
+            _plot(folder, classes, linear=(training or {}).get("head") == "linear")
         if openvino:
             from app.training.export import write_openvino_ir
 
@@ -75,6 +78,7 @@ def publish_tiny(
             "metrics": {"val_accuracy": val_accuracy, **(metrics or {})},
             "preprocessing_version": "test",
             **({"job": {"id": job_id}} if job_id else {}),
+            **({"training": training} if training else {}),
         }
         version = store.publish(folder, metadata)
     if activate:
@@ -82,14 +86,17 @@ def publish_tiny(
     return version
 
 
-def _plot(folder: Path, classes: list[str]) -> None:
+def _plot(folder: Path, classes: list[str], linear: bool = False) -> None:
     """The training plots a published version holds, drawn by the trainer's own functions from
-    a two-epoch history and a diagonal confusion matrix."""
+    five folds' accuracies (and, for an mlp head, a two-epoch history) and a diagonal confusion
+    matrix."""
     from app.store.versions import CONFUSION_PLOT, HISTORY_PLOT
     from app.training import evaluation
 
-    history = {"accuracy": [0.5, 0.8], "val_accuracy": [0.4, 0.7], "loss": [1.0, 0.5]}
-    evaluation.plot_history({**history, "val_loss": [1.1, 0.6]}, folder / HISTORY_PLOT)
+    folds = {"fold_accuracy": [0.9, 0.88, 0.91, 0.9, 0.89]}
+    curves = {"accuracy": [0.5, 0.8], "val_accuracy": [0.4, 0.7], "loss": [1.0, 0.5]}
+    history = folds if linear else {**folds, **curves, "val_loss": [1.1, 0.6]}
+    evaluation.plot_history(history, folder / HISTORY_PLOT)
     size = len(classes)
     confusion = [[2 if row == column else 0 for column in range(size)] for row in range(size)]
     evaluation.plot_confusion(confusion, classes, folder / CONFUSION_PLOT)
