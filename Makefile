@@ -37,8 +37,21 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 serve: $(VENV)/.installed
 	$(BIN)/python -m app.serve --train-if-empty --host $(HOST) --port $(PORT)
 
+# axe-core, which the browser tests run inside the pages (tests/web/test_accessibility.py), from
+# the npm registry at a pinned version and digest.
+AXE_VERSION := 4.14.1
+AXE_SHA256 := 29348999450cdf2849a8e70b7912fc2da85a849da39c0d0d5394f51d4a9ed95c
+AXE := .cache/axe-core/axe.min.js
+
+$(AXE):
+	mkdir -p .cache/npm
+	cd .cache/npm && npm pack --silent axe-core@$(AXE_VERSION) >/dev/null
+	tar -xzf .cache/npm/axe-core-$(AXE_VERSION).tgz -C .cache/npm package/axe.min.js
+	echo "$(AXE_SHA256)  .cache/npm/package/axe.min.js" | sha256sum --check --quiet
+	mkdir -p $(dir $@) && cp .cache/npm/package/axe.min.js $@
+
 ## test: install the dev dependencies and run the whole test suite
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev $(AXE)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## check: lint, format check and type check

@@ -10,9 +10,33 @@ export const adminToken = {
   clear: () => sessionStorage.removeItem(TOKEN_KEY),
 };
 
-// One API call. Resolves (never rejects) to {ok, status, data, message}: `data` is the parsed
-// JSON (or a Blob for `as: "blob"`), `message` the API's own error text when not ok.
-export async function call(path, { method = "GET", json, form, admin = false, as = "json" } = {}) {
+// Answers worth another try: the server is starting or busy (503, 429: their Retry-After says
+// when), a proxy's blip (502, 504), or no answer at all (status 0: the network, or a server down).
+export const RETRYABLE = new Set([0, 429, 502, 503, 504]);
+const RETRY_AFTER_CAP_S = 30; // a longer Retry-After is shown to the user, not waited out
+
+// One API call. Resolves (never rejects) to {ok, status, data, message, attempts}: `data` is the
+// parsed JSON (or a Blob for `as: "blob"`), `message` the API's own error text when not ok.
+// With `retries`, a retryable answer is tried again after its Retry-After (capped), else after
+// a back-off of 0.5, 1, 2, 4 … s with jitter; only the last answer is returned. Every answer,
+// or its absence, is announced to the page as a "reachable" event (the connection banner).
+export async function call(path, { method = "GET", json, form, admin = false, as = "json", retries = 0 } = {}) {
+  for (let attempt = 0; ; attempt += 1) {
+    const answer = await callOnce(path, { method, json, form, admin, as });
+    document.dispatchEvent(new CustomEvent("reachable", { detail: answer.status !== 0 }));
+    answer.attempts = attempt + 1;
+    if (answer.ok || !RETRYABLE.has(answer.status) || attempt >= retries) return answer;
+    if (answer.retryAfter > RETRY_AFTER_CAP_S) return answer;
+    const backoff = answer.retryAfter ?? Math.min(8, 0.5 * 2 ** attempt) * (0.75 + Math.random() / 2);
+    await sleep(backoff * 1000);
+  }
+}
+
+export function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function callOnce(path, { method, json, form, admin, as }) {
   const headers = { Accept: as === "blob" ? "image/png" : "application/json" };
   let body;
   if (json !== undefined) {
@@ -37,7 +61,9 @@ export async function call(path, { method = "GET", json, form, admin = false, as
     data = null;
   }
   const message = response.ok ? "" : errorMessage(data, response.status);
-  return { ok: response.ok, status: response.status, data, message };
+  const seconds = Number.parseInt(response.headers.get("retry-after") || "", 10);
+  const retryAfter = Number.isFinite(seconds) && seconds >= 0 ? seconds : undefined;
+  return { ok: response.ok, status: response.status, data, message, retryAfter };
 }
 
 // The API's error text: {"detail": "..."} or FastAPI's 422 list of {loc, msg}.
@@ -72,6 +98,11 @@ export function element(tag, options = {}, children = []) {
 
 export function percent(value, digits = 1) {
   return `${(value * 100).toFixed(digits)}%`;
+}
+
+// "1 version", "2 versions".
+export function plural(count, noun, many = `${noun}s`) {
+  return `${count} ${count === 1 ? noun : many}`;
 }
 
 export function bytes(count) {

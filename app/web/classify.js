@@ -1,42 +1,64 @@
 // The classify page: photos in (picked, photographed, dropped or pasted), one POST /predict per
 // photo, and each answer drawn as a card: thumbnail, predicted class, a bar per class, the model
-// version. With an admin token in this tab, a wrong answer goes to the dataset in one gesture.
+// version and the time it took. A busy or unreachable server is tried again (then a Retry button);
+// with an admin token in this tab, "Wrong?" files a photo under the class chosen, with an Undo.
 
-import { adminToken, call, eachLimited, element, percent } from "/web/api.js";
+import { RETRYABLE, adminToken, call, eachLimited, element, percent, plural } from "/web/api.js";
+import { watchConnection } from "/web/connection.js";
 
 const IN_FLIGHT = 4;
+const RETRIES = 4; // a busy or unreachable server is tried again, after Retry-After or a back-off
+const READY_POLL_MS = 5000;
 
 const results = document.getElementById("results");
 const statusLine = document.getElementById("status");
 const clearButton = document.getElementById("clear");
 const dropZone = document.getElementById("drop-zone");
 let cardCount = 0;
+let ready = false; // a model serves: photos are accepted
 let datasetClasses = null; // fetched once, when the feedback form is first needed
 
+// Which model serves; until one does, the page says so (nothing about the server's insides) and
+// takes no photo, and asks again every few seconds.
 async function describeModel() {
   const line = document.getElementById("model-line");
   const answer = await call("/model");
   if (!answer.ok) {
-    line.textContent = `No model is serving yet: ${answer.message}`;
+    setReady(false);
+    line.textContent =
+      answer.status === 0
+        ? "The classifier cannot be reached; this page will try again."
+        : "The classifier is not ready yet: no model serves. This page will accept photos as soon as one does.";
+    setTimeout(describeModel, READY_POLL_MS);
     return;
   }
   const model = answer.data;
+  setReady(true);
   line.textContent =
     `Model version ${model.version} (${model.engine} on ${model.device}) knows ` +
     `${model.classes.length} classes: ${model.classes.join(", ")}.`;
 }
 
+function setReady(value) {
+  ready = value;
+  for (const id of ["pick", "camera"]) document.getElementById(id).disabled = !value;
+  for (const label of dropZone.querySelectorAll("label.button")) label.setAttribute("aria-disabled", String(!value));
+  dropZone.setAttribute("aria-disabled", String(!value));
+}
+
 function classifyAll(files) {
   const photos = [...files];
-  if (!photos.length) return;
+  if (!photos.length || !ready) return;
   clearButton.hidden = false;
   const jobs = photos.map((file) => ({ file, card: addCard(file) }));
-  statusLine.textContent = `Classifying ${photos.length} photo${photos.length > 1 ? "s" : ""}…`;
+  statusLine.textContent = `Classifying ${plural(photos.length, "photo")}…`;
   eachLimited(jobs, IN_FLIGHT, classifyOne).then(() => {
     if (jobs.length === 1) return; // the one photo's own answer stays announced
-    const done = jobs.filter(({ card }) => card.dataset.state === "done").length;
-    const failed = jobs.length - done;
-    statusLine.textContent = `${done} classified, ${failed} refused.`;
+    const count = (state) => jobs.filter(({ card }) => card.dataset.state === state).length;
+    const parts = [`${count("done")} classified`];
+    if (count("error")) parts.push(`${count("error")} refused`);
+    if (count("failed")) parts.push(`${count("failed")} not reached the model (Retry on each)`);
+    statusLine.textContent = `${parts.join(", ")}.`;
   });
 }
 
@@ -44,39 +66,65 @@ function addCard(file) {
   cardCount += 1;
   const name = file.name || "pasted image";
   const thumb = element("img", { class: "thumb", alt: `Photo ${name}`, src: URL.createObjectURL(file) });
-  thumb.addEventListener("error", () => thumb.classList.add("broken"), { once: true });
+  // A file the browser cannot draw shows a line of text, not a broken-image icon.
+  thumb.addEventListener(
+    "error",
+    () => thumb.replaceWith(element("p", { class: "muted small no-preview", text: "No preview: the browser cannot draw this file." })),
+    { once: true },
+  );
   const card = element("li", { class: "card", "data-state": "pending", id: `card-${cardCount}` }, [
     thumb,
-    element("div", { class: "card-body" }, [
-      element("h3", { class: "filename", text: name }),
-      element("p", { class: "muted", text: "Classifying…" }),
-    ]),
+    element("div", { class: "card-body" }, [element("h3", { class: "filename", text: name })]),
   ]);
   results.append(card);
   return card;
 }
 
 async function classifyOne({ file, card }) {
+  const body = card.querySelector(".card-body");
+  body.replaceChildren(body.querySelector(".filename"), element("p", { class: "muted", text: "Classifying…" }));
+  card.dataset.state = "pending";
   const form = new FormData();
   form.append("file", file, file.name || "pasted.png");
-  const answer = await call("/predict", { method: "POST", form });
-  const body = card.querySelector(".card-body");
+  const started = performance.now();
+  const answer = await call("/predict", { method: "POST", form, retries: RETRIES });
+  const elapsed = performance.now() - started;
   body.querySelector("p").remove();
   if (!answer.ok) {
-    card.dataset.state = "error";
-    body.append(element("p", { class: "error", text: `Refused (HTTP ${answer.status}): ${answer.message}` }));
-    statusLine.textContent = `${file.name}: refused, ${answer.message}`;
+    showFailure(file, card, answer);
     return;
   }
   const prediction = answer.data.predictions[0];
   card.dataset.state = "done";
   card.dataset.version = answer.data.model_version;
-  body.append(...describePrediction(prediction, answer.data.model_version));
+  body.append(...describePrediction(prediction, answer.data.model_version, elapsed));
   statusLine.textContent = `${prediction.filename}: ${prediction.class_name}, ${percent(prediction.confidence)}`;
-  if (adminToken.get()) body.append(await feedbackForm(file, prediction));
+  if (adminToken.get()) body.append(await feedback(file, prediction));
 }
 
-function describePrediction(prediction, version) {
+// A refusal (the photo itself: 4xx) is final; a busy or unreachable server, tried RETRIES times
+// already, gets a Retry button on the card, which keeps its photo.
+function showFailure(file, card, answer) {
+  const body = card.querySelector(".card-body");
+  const transient = RETRYABLE.has(answer.status);
+  card.dataset.state = transient ? "failed" : "error";
+  const text = transient
+    ? answer.status === 0
+      ? `Not classified: the server cannot be reached (tried ${plural(answer.attempts, "time")}).`
+      : `Not classified: the server is busy (HTTP ${answer.status}, tried ${plural(answer.attempts, "time")}): ${answer.message}`
+    : `Refused (HTTP ${answer.status}): ${answer.message}`;
+  body.append(element("p", { class: "error", text }));
+  statusLine.textContent = `${file.name || "pasted image"}: ${transient ? "not classified" : "refused"}, ${answer.message}`;
+  if (!transient) return;
+  const retry = element("button", { type: "button", class: "secondary small", text: "Retry", "aria-label": `Retry ${file.name || "pasted image"}` });
+  retry.addEventListener("click", async () => {
+    await classifyOne({ file, card });
+    card.querySelector("button, .class-name, .error")?.focus?.();
+  });
+  body.append(retry);
+}
+
+function describePrediction(prediction, version, elapsedMs) {
   const ranked = Object.entries(prediction.probabilities).sort((a, b) => b[1] - a[1]);
   const bars = element("ul", { class: "bars", "aria-label": "Probability of each class" });
   for (const [name, probability] of ranked) {
@@ -95,57 +143,111 @@ function describePrediction(prediction, version) {
       element("strong", { class: "class-name", text: prediction.class_name }),
       element("span", { class: "confidence", text: ` ${percent(prediction.confidence)}` }),
     ]),
-    element("p", { class: "muted small model-version", text: `model version ${version}` }),
+    element("p", { class: "muted small" }, [
+      element("span", { class: "model-version", text: `model version ${version}` }),
+      element("span", { class: "latency", text: ` · ${Math.round(elapsedMs)} ms` }),
+    ]),
     bars,
   ];
 }
 
 async function knownClasses(prediction) {
   if (datasetClasses === null) {
-    const answer = await call("/admin/dataset", { admin: true });
+    const answer = await call("/admin/dataset", { admin: true, retries: 2 });
     datasetClasses = answer.ok ? answer.data.classes.map((entry) => entry.name) : [];
   }
   return [...new Set([...Object.keys(prediction.probabilities), ...datasetClasses])].sort();
 }
 
-async function feedbackForm(file, prediction) {
+// Feedback that cannot mislabel by accident: nothing until "Wrong?" is pressed, then a class to
+// choose (none chosen for you, the predicted one not offered), and an Undo once it is stored.
+async function feedback(file, prediction) {
   const id = `fix-${cardCount}-${Math.random().toString(36).slice(2, 8)}`;
-  const ranked = Object.entries(prediction.probabilities).sort((a, b) => b[1] - a[1]);
-  const guess = ranked.length > 1 ? ranked[1][0] : ranked[0][0]; // the runner-up
-  const select = element("select", { id, name: "class_name" });
+  const wrong = element("button", {
+    type: "button",
+    class: "secondary small",
+    text: "Wrong?",
+    "aria-expanded": "false",
+    "aria-controls": `${id}-form`,
+  });
+  const select = element("select", { id, name: "class_name", required: true });
+  select.append(element("option", { value: "", text: "Choose the right class", selected: true, disabled: true }));
   for (const name of await knownClasses(prediction)) {
-    select.append(element("option", { value: name, text: name, selected: name === guess }));
+    if (name !== prediction.class_name) select.append(element("option", { value: name, text: name }));
   }
   const output = element("output", { class: "small", for: id, "aria-live": "polite" });
-  const button = element("button", { type: "submit", class: "secondary", text: "Add to dataset" });
-  const form = element("form", { class: "feedback" }, [
-    element("label", { for: id, text: "Wrong? File this photo under" }),
-    element("div", { class: "inline" }, [select, button]),
+  const add = element("button", { type: "submit", class: "secondary", text: "Add to dataset", disabled: true });
+  const form = element("form", { class: "feedback", id: `${id}-form`, hidden: true }, [
+    element("label", { for: id, text: `Not ${prediction.class_name}? File this photo under` }),
+    element("div", { class: "inline" }, [select, add]),
     output,
   ]);
+  wrong.addEventListener("click", () => {
+    form.hidden = false;
+    wrong.hidden = true;
+    wrong.setAttribute("aria-expanded", "true");
+    select.focus();
+  });
+  select.addEventListener("change", () => {
+    add.disabled = !select.value;
+  });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    button.disabled = true;
-    output.textContent = "Sending…";
-    output.textContent = await sendToDataset(file, select.value);
-    button.disabled = false;
+    if (!select.value) return;
+    add.disabled = true;
+    select.disabled = true;
+    output.replaceChildren("Sending…");
+    const stored = await sendToDataset(file, select.value, output);
+    select.disabled = stored !== null;
+    add.disabled = stored !== null;
+    if (stored !== null) output.append(" ", undoButton(stored, output, () => {
+      select.disabled = false;
+      add.disabled = !select.value;
+      select.focus();
+    }));
   });
-  return form;
+  return element("div", { class: "feedback-wrap" }, [wrong, form]);
 }
 
-async function sendToDataset(file, className) {
+// The stored name ("<class>/<file>"), or null with the reason shown in `output`.
+async function sendToDataset(file, className, output) {
   const form = new FormData();
   form.append("files", file, file.name || "pasted.png");
   const answer = await call(`/admin/dataset/${encodeURIComponent(className)}`, {
     method: "POST",
     form,
     admin: true,
+    retries: 2, // safe to repeat: the same bytes are stored once
   });
-  if (!answer.ok) return `Not added (HTTP ${answer.status}): ${answer.message}`;
+  if (!answer.ok) {
+    output.replaceChildren(`Not added (HTTP ${answer.status}): ${answer.message}`);
+    return null;
+  }
   const { stored, duplicates, rejected } = answer.data;
-  if (stored.length) return `Added to the dataset as ${stored[0].stored_as}.`;
-  if (duplicates.length) return `Already in the dataset as ${duplicates[0].existing}.`;
-  return `Not added: ${rejected[0].reason}`;
+  if (stored.length) {
+    output.replaceChildren("Added to the dataset as ", element("span", { class: "stored-as", text: stored[0].stored_as }), ".");
+    return stored[0].stored_as;
+  }
+  output.replaceChildren(duplicates.length ? `Already in the dataset as ${duplicates[0].existing}.` : `Not added: ${rejected[0].reason}`);
+  return null;
+}
+
+function undoButton(storedAs, output, reopen) {
+  const undo = element("button", { type: "button", class: "secondary small", text: "Undo", "aria-label": `Undo: remove ${storedAs} from the dataset` });
+  undo.addEventListener("click", async () => {
+    undo.disabled = true;
+    const [className, name] = storedAs.split("/");
+    const path = `/admin/dataset/${encodeURIComponent(className)}/${encodeURIComponent(name)}`;
+    const answer = await call(path, { method: "DELETE", admin: true, retries: 2 });
+    if (!answer.ok && answer.status !== 404) {
+      undo.disabled = false;
+      output.append(` Undo failed (HTTP ${answer.status}): ${answer.message}`);
+      return;
+    }
+    output.replaceChildren(`Removed ${storedAs} from the dataset.`);
+    reopen();
+  });
+  return undo;
 }
 
 function clearResults() {
@@ -153,6 +255,7 @@ function clearResults() {
   results.replaceChildren();
   clearButton.hidden = true;
   statusLine.textContent = "No photo yet.";
+  document.getElementById("pick").focus(); // the button that was pressed is gone
 }
 
 function listen() {
@@ -166,7 +269,7 @@ function listen() {
   clearButton.addEventListener("click", clearResults);
   window.addEventListener("dragover", (event) => {
     event.preventDefault();
-    dropZone.classList.add("dragging");
+    if (ready) dropZone.classList.add("dragging");
   });
   window.addEventListener("dragleave", () => dropZone.classList.remove("dragging"));
   window.addEventListener("drop", (event) => {
@@ -184,5 +287,6 @@ function listen() {
   document.getElementById("feedback-hint").hidden = !adminToken.get();
 }
 
+watchConnection();
 listen();
 describeModel();

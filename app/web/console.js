@@ -2,6 +2,7 @@
 // dataset, each through the admin API.
 
 import { adminToken, call } from "/web/api.js";
+import { watchConnection } from "/web/connection.js";
 import * as dataset from "/web/dataset.js";
 import * as retrain from "/web/retrain.js";
 import * as versions from "/web/versions.js";
@@ -24,6 +25,8 @@ async function signIn(event) {
   }
   tokenInput.value = "";
   await open();
+  // The form that had focus is gone: focus goes to the first thing the console shows.
+  document.getElementById("versions-title").focus();
 }
 
 async function open() {
@@ -41,6 +44,7 @@ function signOut(message = "") {
   tokenInput.focus();
 }
 
+watchConnection();
 document.getElementById("sign-in-form").addEventListener("submit", signIn);
 document.getElementById("sign-out").addEventListener("click", () => signOut());
 document.addEventListener("auth-failed", (event) => signOut(event.detail));

@@ -1,7 +1,7 @@
 // Dataset: images per class in the server's dataset folder, and labelled photos uploaded into a
 // class (a new name creates it), with what was stored, duplicated or rejected, file by file.
 
-import { bytes, call, element } from "/web/api.js";
+import { bytes, call, element, plural } from "/web/api.js";
 import { announce, authFailed, showError } from "/web/ui.js";
 
 // Photos per request: well under the server's FLOWERS_MAX_FILES_PER_REQUEST default (16).
@@ -22,8 +22,8 @@ export async function load() {
 
 function render(summary) {
   document.getElementById("dataset-root").textContent =
-    `${summary.total_images} images (${bytes(summary.total_bytes)}) in ${summary.classes.length} ` +
-    `classes, in ${summary.root} on the server.`;
+    `${plural(summary.total_images, "image")} (${bytes(summary.total_bytes)}) in ` +
+    `${plural(summary.classes.length, "class", "classes")}, in ${summary.root} on the server.`;
   const rows = summary.classes.map((entry) =>
     element("tr", { "data-class": entry.name }, [
       element("th", { scope: "row", text: entry.name }),
@@ -45,6 +45,7 @@ async function upload(event) {
   list.replaceChildren();
   showError("dataset-error", null);
   const totals = { stored: 0, duplicates: 0, rejected: 0 };
+  let stopped = null; // the answer that stopped the upload, if one did
   for (let start = 0; start < files.length; start += PER_REQUEST) {
     const form = new FormData();
     for (const file of files.slice(start, start + PER_REQUEST)) form.append("files", file, file.name);
@@ -52,20 +53,25 @@ async function upload(event) {
       method: "POST",
       form,
       admin: true,
+      retries: 2, // safe to repeat: the same bytes are stored once
     });
     if (authFailed(answer)) return;
     if (!answer.ok) {
       showError("dataset-error", answer);
+      stopped = answer;
       break;
     }
     report(answer.data, list, totals);
   }
-  input.value = "";
-  announce(
-    `Upload to ${className}: ${totals.stored} stored, ${totals.duplicates} duplicates, ` +
-      `${totals.rejected} rejected.`,
-  );
-  document.dispatchEvent(new CustomEvent("dataset-changed"));
+  const counts = `${totals.stored} stored, ${totals.duplicates} duplicates, ${totals.rejected} rejected`;
+  if (stopped) {
+    // Nothing is cleared: the same files can be sent again (duplicates are recognised).
+    announce(`Upload to ${className} stopped (${stopped.message}); before that: ${counts}.`);
+  } else {
+    input.value = "";
+    announce(`Upload to ${className}: ${counts}.`);
+  }
+  if (totals.stored) document.dispatchEvent(new CustomEvent("dataset-changed"));
 }
 
 function report(result, list, totals) {

@@ -1,16 +1,18 @@
 // Retrain: a form built from the API's own RetrainRequest schema (so a new training option
 // appears here without editing this page), then the job watched until it ends, or cancelled.
 
-import { call, element, percent } from "/web/api.js";
+import { RETRYABLE, call, element, percent } from "/web/api.js";
 import { announce, authFailed, showError } from "/web/ui.js";
 
 const POLL_MS = 1000;
+const POLL_MAX_MS = 15000; // a watch that cannot reach the server backs off up to this, never stops
 const RUNNING = new Set(["queued", "running"]);
 
 const form = () => document.getElementById("retrain-form");
 let fields = []; // [{name, kind, input}]
 let watching = null; // the job id being watched
 let timer = null;
+let misses = 0; // polls in a row that got no usable answer
 
 export async function setup() {
   if (!fields.length) {
@@ -29,6 +31,7 @@ export async function setup() {
 export function stopWatching() {
   clearTimeout(timer);
   watching = null;
+  if (fields.length) startButton().disabled = false;
 }
 
 function retrainSchema(openapi) {
@@ -98,16 +101,23 @@ function values() {
 async function start(event) {
   event.preventDefault();
   showError("retrain-error", null);
+  startButton().disabled = true; // no second job while this one is being started
   const answer = await call("/admin/retrain", { method: "POST", json: values(), admin: true });
   if (authFailed(answer)) return;
   showError("retrain-error", answer);
-  if (!answer.ok) return;
+  if (!answer.ok) {
+    startButton().disabled = watching !== null;
+    if (answer.status === 409) await resumeRunningJob(); // another tab's job: watch it here too
+    return;
+  }
   announce(`Retrain job ${answer.data.job_id} started.`);
   watch(answer.data.job_id);
 }
 
+const startButton = () => document.getElementById("start-retrain");
+
 async function resumeRunningJob() {
-  const answer = await call("/admin/jobs", { admin: true });
+  const answer = await call("/admin/jobs", { admin: true, retries: 2 });
   if (!answer.ok) return;
   const running = answer.data.find((job) => RUNNING.has(job.state));
   if (running) watch(running.id);
@@ -117,23 +127,42 @@ async function resumeRunningJob() {
 function watch(jobId) {
   clearTimeout(timer);
   watching = jobId;
+  misses = 0;
+  startButton().disabled = true;
   poll(jobId);
 }
 
+// One look at the job, then the next one scheduled. A blip (no answer, 502-504, 503) does not end
+// the watch: it is said on the panel and the next look comes later, backing off; only the job's
+// end, a sign-out or a 404 (the job is gone) ends it.
 async function poll(jobId) {
   if (watching !== jobId) return;
   const answer = await call(`/admin/jobs/${jobId}`, { admin: true });
   if (authFailed(answer) || watching !== jobId) return;
   if (!answer.ok) {
-    showError("retrain-error", answer);
+    if (!RETRYABLE.has(answer.status)) {
+      showError("retrain-error", answer);
+      watching = null;
+      startButton().disabled = false;
+      return;
+    }
+    misses += 1;
+    const wait = Math.min(POLL_MAX_MS, POLL_MS * 2 ** misses);
+    document.getElementById("job-detail").textContent =
+      `Lost touch with the server (${answer.status ? `HTTP ${answer.status}` : "no answer"}); ` +
+      `looking again in ${Math.round(wait / 1000)} s. The job goes on running on the server.`;
+    timer = setTimeout(() => poll(jobId), wait);
     return;
   }
+  misses = 0;
   show(answer.data);
   if (RUNNING.has(answer.data.state)) {
     timer = setTimeout(() => poll(jobId), POLL_MS);
     return;
   }
   watching = null;
+  startButton().disabled = false;
+  showError("retrain-error", null); // an earlier refusal (a second Start: 409) is stale now
   announce(`Retrain job ${jobId}: ${outcome(answer.data)}`);
   if (answer.data.result) document.dispatchEvent(new CustomEvent("version-published"));
 }
@@ -187,5 +216,6 @@ async function cancel() {
     stopWatching();
     show(answer.data);
     announce(`Job ${jobId}: ${outcome(answer.data)}`);
+    startButton().focus(); // the Cancel button that had focus is hidden now
   }
 }

@@ -28,8 +28,9 @@ export function authFailed(answer) {
   return true;
 }
 
-// Show an API error in a section's alert line, or clear it.
+// Show an API error in a section's alert line, or clear it. No answer at all is not shown here:
+// the page's one connection banner says it (three sections, three red lines, said nothing more).
 export function showError(id, answer) {
   const line = document.getElementById(id);
-  line.textContent = answer && !answer.ok ? answer.message : "";
+  line.textContent = answer && !answer.ok && answer.status !== 0 ? answer.message : "";
 }

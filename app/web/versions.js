@@ -1,7 +1,7 @@
 // Versions: the table of every version, a version's plots and per-class scores, activation
 // (rollback) and deletion, each confirmed first; and the store's retention setting.
 
-import { bytes, call, element, percent, when } from "/web/api.js";
+import { bytes, call, element, percent, plural, when } from "/web/api.js";
 import { announce, authFailed, confirmAction, showError } from "/web/ui.js";
 
 const tbody = () => document.querySelector("#versions tbody");
@@ -27,7 +27,7 @@ function render(list) {
 
 function describeRetention(list) {
   const total = list.versions.reduce((sum, version) => sum + version.size_bytes, 0);
-  const size = `${list.versions.length} versions use ${bytes(total)}.`;
+  const size = `${plural(list.versions.length, "version")} ${list.versions.length === 1 ? "uses" : "use"} ${bytes(total)}.`;
   const rule = list.keep_versions
     ? `Retention: after each publish the newest ${list.keep_versions} and the active version are ` +
       `kept, older ones deleted (FLOWERS_KEEP_VERSIONS=${list.keep_versions}).`
@@ -49,16 +49,17 @@ function row(version) {
   if (version.serving) status.push(element("span", { class: "badge serving", text: "serving" }));
   const accuracy = version.val_accuracy === null ? "not measured" : percent(version.val_accuracy);
   const number = version.version;
+  // data-label: the column's name, shown beside each value where a phone stacks the cells.
   return element("tr", { "data-version": number }, [
-    element("th", { scope: "row", text: number }),
-    element("td", { text: when(version.created_at) }),
-    element("td", {}, [
+    element("th", { scope: "row", text: number, "data-label": "Version" }),
+    element("td", { text: when(version.created_at), "data-label": "Created" }),
+    element("td", { "data-label": "Accuracy" }, [
       element("span", { class: "accuracy", text: accuracy }),
-      element("span", { class: "muted small block", text: describeEvaluation(version.evaluation) }),
+      element("span", { class: "muted small block evaluation", text: describeEvaluation(version.evaluation) }),
     ]),
-    element("td", { class: "classes", text: `${version.classes.length}: ${version.classes.join(", ")}` }),
-    element("td", { class: "number", text: bytes(version.size_bytes) }),
-    element("td", {}, status.length ? status : [element("span", { class: "muted", text: "—" })]),
+    element("td", { class: "classes", text: `${version.classes.length}: ${version.classes.join(", ")}`, "data-label": "Classes" }),
+    element("td", { class: "number", text: bytes(version.size_bytes), "data-label": "Size" }),
+    element("td", { "data-label": "Status" }, status.length ? status : [element("span", { class: "muted", text: "—" })]),
     element("td", { class: "row-actions" }, actions(version)),
   ]);
 }
@@ -94,6 +95,22 @@ function actions(version) {
   return [details, activate, remove];
 }
 
+// While a version loads and warms up (seconds, or more for a large one), the table is busy: every
+// row's buttons are disabled, so nothing else is activated or deleted meanwhile.
+function setBusy(busy) {
+  const table = document.getElementById("versions");
+  table.setAttribute("aria-busy", String(busy));
+  for (const button of table.querySelectorAll("button")) {
+    if (busy) {
+      button.dataset.wasDisabled = String(button.disabled);
+      button.disabled = true;
+    } else if (button.dataset.wasDisabled !== undefined) {
+      button.disabled = button.dataset.wasDisabled === "true";
+      delete button.dataset.wasDisabled;
+    }
+  }
+}
+
 async function activateVersion(number) {
   const serving = document.querySelector("#versions tr .badge.serving")?.closest("tr")?.dataset.version;
   const question = serving
@@ -101,15 +118,26 @@ async function activateVersion(number) {
     : `Version ${number} will answer every prediction from now on.`;
   if (!(await confirmAction(`Activate version ${number}?`, question, `Activate version ${number}`))) return;
   announce(`Loading and warming up version ${number}…`);
+  setBusy(true);
   const answer = await call(`/admin/models/${number}/activate`, { method: "POST", admin: true });
+  setBusy(false);
   if (authFailed(answer)) return;
   showError("versions-error", answer);
   if (!answer.ok) {
     announce(`Version ${number} was not activated.`);
+    focusRow(number);
     return;
   }
   render(answer.data);
   announce(`Version ${number} is active and serving.`);
+  focusRow(number);
+}
+
+// Focus after a row's action: the row's Details button (the Activate just pressed is disabled or
+// re-drawn), else the table itself (the row was deleted).
+function focusRow(number) {
+  const details = document.querySelector(`#versions tr[data-version="${number}"] button`);
+  (details || document.querySelector("#versions").closest(".table-wrap")).focus();
 }
 
 async function deleteVersion(version) {
@@ -123,6 +151,7 @@ async function deleteVersion(version) {
   if (shown === number) closeDetail();
   render(answer.data);
   announce(`Version ${number} was deleted.`);
+  focusRow(number);
 }
 
 async function showDetail(number) {
@@ -146,13 +175,27 @@ async function showDetail(number) {
   panel.focus();
 }
 
+// The recipe's options that shaped this version: the head's own (l2 for a linear head; epochs,
+// learning rate, dropout and batch size for the mlp), fine-tuning only where it ran.
+const RECIPE = {
+  common: ["head", "features", "input_size", "flips", "folds", "seed"],
+  linear: ["l2"],
+  mlp: ["epochs", "learning_rate", "dropout", "batch_size"],
+  fineTune: ["fine_tune_epochs", "fine_tune_learning_rate"],
+};
+
+function recipe(training) {
+  const keys = [...RECIPE.common, ...(RECIPE[training.head] || RECIPE.mlp)];
+  if (training.fine_tune_epochs) keys.push(...RECIPE.fineTune);
+  return keys
+    .filter((key) => key in training)
+    .map((key) => `${key.replaceAll("_", " ")} ${training[key]}`)
+    .join(", ");
+}
+
 function facts(version) {
   const metadata = version.metadata;
-  const training = metadata.training || {};
-  const recipe = ["epochs", "fine_tune_epochs", "learning_rate", "batch_size", "seed", "activate"]
-    .filter((key) => key in training)
-    .map((key) => `${key} ${training[key]}`)
-    .join(", ");
+  const recipeText = recipe(metadata.training || {});
   const counts = metadata.dataset?.counts;
   const entries = [
     ["Created", when(version.created_at)],
@@ -163,7 +206,7 @@ function facts(version) {
         : `${percent(version.val_accuracy)} (${describeEvaluation(version.evaluation)})`,
     ],
     ["Activation", metadata.activation?.reason],
-    ["Training", recipe],
+    ["Training", recipeText],
     ["Dataset", counts ? Object.entries(counts).map(([name, n]) => `${name} ${n}`).join(", ") : null],
     ["Retrain job", metadata.job?.id],
   ].filter(([, value]) => value);
@@ -174,12 +217,17 @@ function facts(version) {
   );
 }
 
-const PLOT_TITLES = { "history.png": "Training curves", "confusion.png": "Confusion matrix (validation)" };
+// history.png holds training curves only for an mlp head; a linear head's shows its folds.
+const PLOT_TITLES = {
+  linear: { "history.png": "Accuracy per cross-validation fold", "confusion.png": "Confusion matrix (validation)" },
+  mlp: { "history.png": "Accuracy per fold and training curves", "confusion.png": "Confusion matrix (validation)" },
+};
 
 async function plots(version) {
   const figures = element("div", { class: "plots" });
   for (const [name, url] of Object.entries(version.plots)) {
-    const title = `${PLOT_TITLES[name] || name} of version ${version.version}`;
+    const titles = PLOT_TITLES[version.metadata.training?.head] || PLOT_TITLES.mlp;
+    const title = `${titles[name] || name} of version ${version.version}`;
     const answer = await call(url, { admin: true, as: "blob" });
     if (!answer.ok) {
       figures.append(element("p", { class: "error", text: `${title}: ${answer.message}` }));
@@ -211,10 +259,13 @@ function scores(version) {
       element("td", { class: "number", text: score.support ?? "—" }),
     ]),
   );
-  const header = ["Class", "Precision", "Recall", "F1", "Support"].map((text) => element("th", { scope: "col", text }));
-  return element("div", { class: "table-wrap" }, [
+  const header = ["Class", "Precision", "Recall", "F1", "Support"].map((text, index) =>
+    element("th", { scope: "col", text, class: index ? "number" : null }),
+  );
+  const label = `Validation scores per class, version ${version.version}`;
+  return element("div", { class: "table-wrap", role: "region", "aria-label": label, tabindex: "0" }, [
     element("table", { class: "scores" }, [
-      element("caption", { text: `Validation scores per class, version ${version.version}` }),
+      element("caption", { text: label }),
       element("thead", {}, [element("tr", {}, header)]),
       element("tbody", {}, rows),
     ]),

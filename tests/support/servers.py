@@ -37,8 +37,10 @@ def running_server(
     capture: bool = False,
     stop: bool = True,
     log: Path | None = None,
+    until: str = "ready",
 ) -> Iterator[Server]:
-    """Start the server with ``env`` on top of ours; yield it once ready; SIGTERM it after.
+    """Start the server with ``env`` on top of ours; yield it once ready (``until="live"``: once
+    it answers at all, a server with no model); SIGTERM it after.
 
     Its output is discarded, piped (``capture``: read it, or a chatty server blocks), or
     written to the file ``log``."""
@@ -58,7 +60,7 @@ def running_server(
         log_file.close()  # the child holds its own copy
     server = Server(f"http://127.0.0.1:{port}", port, process, env)
     try:
-        wait_ready(server)
+        wait_ready(server, probe=f"/health/{until}")
         yield server
     finally:
         if stop and process.poll() is None:
@@ -67,14 +69,14 @@ def running_server(
                 process.communicate(timeout=60)
 
 
-def wait_ready(server: Server, timeout_s: float = 180) -> None:
+def wait_ready(server: Server, timeout_s: float = 180, probe: str = "/health/ready") -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             output = server.process.stdout.read() if server.process.stdout else ""
             raise AssertionError(f"the server exited with {server.process.returncode}: {output}")
         with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{server.base}/health/ready", timeout=2).status_code == 200:
+            if httpx.get(f"{server.base}{probe}", timeout=2).status_code == 200:
                 return
         time.sleep(0.2)
     raise TimeoutError("the server never became ready")

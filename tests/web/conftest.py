@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from app.store.versions import ModelStore
-from tests.conftest import write_colour_dataset
+from tests.conftest import REPO, write_colour_dataset
 from tests.support.apps import FLOWERS
 from tests.support.browser import CHROMIUM_ARGS, chromium_path
 from tests.support.modelfactory import publish_tiny
@@ -27,6 +27,9 @@ PHONE = {"width": 390, "height": 844}
 # Chromium's console messages that are the page working as intended: an API answer with an
 # error status is logged by the browser itself, and the pages show that answer.
 EXPECTED_CONSOLE = ("Failed to load resource: the server responded with a status of",)
+# What the browser logs for a request a test cut off (page.route(...).abort()): expected there.
+CUT_OFF = "Failed to load resource: net::ERR_FAILED"
+AXE = REPO / ".cache" / "axe-core" / "axe.min.js"  # `make test` fetches it (Makefile: $(AXE))
 
 
 @dataclass
@@ -125,6 +128,31 @@ def phone(browser: Any, web: WebServer) -> Iterator[Tab]:
     yield opened
     opened.page.context.close()
     assert opened.problems == []
+
+
+def forgive_cut_offs(tab: Tab) -> None:
+    """Drop the console errors of requests the test itself cut off; any other problem stays."""
+    tab.problems[:] = [problem for problem in tab.problems if CUT_OFF not in problem]
+
+
+def with_axe(tab: Tab) -> None:
+    """axe-core in every document the tab loads from now on (an init script: the pages' CSP
+    refuses inline and injected scripts, and it must stay that strict)."""
+    if not AXE.exists():
+        reason = f"{AXE.relative_to(REPO)} is missing: `make test` fetches it from npm"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    tab.page.add_init_script(path=str(AXE))
+
+
+def axe_violations(tab: Tab) -> list[str]:
+    """axe-core's violations on the page as it is now, one line each (rule, impact, where)."""
+    result = tab.page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    return [
+        f"{v['id']} ({v['impact']}): {[node['target'] for node in v['nodes']]}"
+        for v in result["violations"]
+    ]
 
 
 def sign_in(tab: Tab, token: str = TOKEN) -> None:

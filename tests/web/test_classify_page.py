@@ -4,13 +4,18 @@ read off the page (class, a bar per class, the model version) and checked agains
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 import pytest
 
-from tests.web.conftest import Tab, WebServer, sign_in
+from app.store.versions import ModelStore
+from tests.support.apps import FLOWERS
+from tests.support.modelfactory import publish_tiny
+from tests.support.servers import running_server
+from tests.web.conftest import Tab, WebServer, forgive_cut_offs, open_tab, sign_in
 
 expect = pytest.importorskip("playwright.sync_api").expect
 
@@ -139,24 +144,147 @@ def test_the_file_picker_is_reachable_and_usable_by_keyboard(tab: Tab, flowers_d
     assert _cards(tab, 1)[0]["filename"] == photo.name
 
 
-def test_a_wrong_prediction_goes_to_the_dataset_in_one_gesture(
+def test_nothing_is_filed_until_wrong_is_pressed_and_a_class_chosen_and_undo_removes_it(
     tab: Tab, web: WebServer, flowers_dev: Path
 ) -> None:
     (photo,) = _photos(flowers_dev, "roses")
     tab.goto("/")
-    expect(tab.page.locator(".feedback")).to_have_count(0)  # no token, no feedback form
+    tab.page.get_by_label("Choose photos").set_input_files(photo)
+    (card,) = _cards(tab, 1)
+    expect(tab.page.get_by_role("button", name="Wrong?")).to_have_count(0)  # no token, no form
     sign_in(tab)  # the token is in this tab's sessionStorage now
     tab.goto("/")
     tab.page.get_by_label("Choose photos").set_input_files(photo)
-    _cards(tab, 1)
-    tab.page.get_by_label("Wrong? File this photo under").select_option("green")
-    tab.page.get_by_role("button", name="Add to dataset").click()
+    (card,) = _cards(tab, 1)
+    page = tab.page
+    # A card offers "Wrong?" and nothing else: no class chosen for the user, nothing to press.
+    expect(page.locator(".feedback select")).to_be_hidden()
+    expect(page.get_by_role("button", name="Add to dataset")).to_be_hidden()
+    page.get_by_role("button", name="Wrong?").click()
+    select = page.get_by_label(f"Not {card['className']}? File this photo under")
+    expect(select).to_be_focused()
+    expect(select).to_have_value("")  # the placeholder: no class pre-selected
+    offered = select.locator("option:not([disabled])").all_inner_texts()
+    assert card["className"] not in offered and "green" in offered
+    add = page.get_by_role("button", name="Add to dataset")
+    expect(add).to_be_disabled()
+    select.select_option("green")
+    add.click()
     digest = hashlib.sha256(photo.read_bytes()).hexdigest()
-    expect(tab.page.locator(".feedback output")).to_have_text(
-        f"Added to the dataset as green/{digest}.jpg."
-    )
+    output = page.locator(".feedback output")
+    expect(output).to_have_text(f"Added to the dataset as green/{digest}.jpg. Undo")
     stored = web.data / "green" / f"{digest}.jpg"
     assert stored.read_bytes() == photo.read_bytes()
+    expect(add).to_be_disabled()  # filed once; Undo first to file it elsewhere
+    page.get_by_role("button", name=f"Undo: remove green/{digest}.jpg from the dataset").click()
+    expect(output).to_have_text(f"Removed green/{digest}.jpg from the dataset.")
+    assert not stored.exists()
+    expect(select).to_be_focused()
+    expect(add).to_be_enabled()
+
+
+def test_a_busy_server_is_asked_again_after_its_retry_after(tab: Tab, flowers_dev: Path) -> None:
+    (photo,) = _photos(flowers_dev, "daisy")
+    refused: list[str] = []
+
+    def busy_twice(route: Any) -> None:
+        if len(refused) < 2:
+            refused.append(route.request.url)
+            route.fulfill(
+                status=503,
+                headers={"Retry-After": "1", "Content-Type": "application/json"},
+                body='{"detail": "the server is at capacity: try again shortly"}',
+            )
+        else:
+            route.continue_()
+
+    tab.goto("/")
+    tab.page.route("**/predict", busy_twice)
+    tab.page.get_by_label("Choose photos").set_input_files(photo)
+    (card,) = _cards(tab, 1)
+    assert len(refused) == 2
+    assert card["error"] is None and card["className"]
+    expect(tab.page.locator(".card .latency")).to_have_text(re.compile(r"^ · \d+ ms$"))
+
+
+def test_an_unreachable_server_gets_one_banner_and_a_retry_button_that_works(
+    tab: Tab, web: WebServer, flowers_dev: Path
+) -> None:
+    (photo,) = _photos(flowers_dev, "tulips")
+    tab.goto("/")
+    expect(tab.page.locator("#model-line")).to_contain_text("Model version")
+    banner = tab.page.get_by_role("alert").filter(has_text="cannot be reached")
+    expect(banner).to_be_hidden()
+    for path in ("**/predict", "**/health/live"):  # the server is down, as far as the page can tell
+        tab.page.route(path, lambda route: route.abort())
+    tab.page.get_by_label("Choose photos").set_input_files(photo)
+    card = tab.page.locator(".card")
+    expect(card.locator(".error")).to_have_text(
+        "Not classified: the server cannot be reached (tried 5 times).", timeout=30_000
+    )
+    expect(banner).to_be_visible()
+    expect(banner).to_have_count(1)
+    tab.page.unroute("**/predict")
+    tab.page.unroute("**/health/live")
+    expect(banner).to_be_hidden(timeout=10_000)  # it asks /health/live every few seconds
+    card.get_by_role("button", name=f"Retry {photo.name}").click()
+    expected = _api_prediction(web, photo)["class_name"]
+    expect(card.locator(".class-name")).to_have_text(expected, timeout=30_000)
+    expect(card.locator(".error")).to_have_count(0)
+    forgive_cut_offs(tab)
+
+
+def test_clear_is_hidden_until_there_is_something_to_clear_and_gives_focus_back(
+    tab: Tab, flowers_dev: Path
+) -> None:
+    tab.goto("/")
+    clear = tab.page.get_by_role("button", name="Clear results")
+    expect(clear).to_be_hidden()
+    tab.page.get_by_label("Choose photos").set_input_files(_photos(flowers_dev, "daisy"))
+    _cards(tab, 1)
+    clear.click()
+    expect(clear).to_be_hidden()
+    expect(tab.page.locator(".card")).to_have_count(0)
+    assert tab.page.evaluate("document.activeElement.id") == "pick"
+
+
+def test_a_refused_file_shows_a_line_not_a_broken_image(tab: Tab) -> None:
+    tab.goto("/")
+    tab.page.get_by_label("Choose photos").set_input_files(
+        {"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"not a photo"}
+    )
+    card = tab.page.locator(".card[data-state='error']")
+    expect(card.locator(".no-preview")).to_have_text(
+        "No preview: the browser cannot draw this file."
+    )
+    expect(card.locator("img")).to_have_count(0)
+
+
+def test_an_empty_store_shows_no_internals_and_takes_photos_once_a_model_serves(
+    browser: Any, tmp_path: Path
+) -> None:
+    store = ModelStore(tmp_path / "store")
+    env = {"FLOWERS_MODEL_STORE": str(store.root), "FLOWERS_POLL_INTERVAL_S": "0.5"}
+    with running_server(env, until="live") as server:
+        tab = open_tab(browser, WebServer(server.base, store, tmp_path, tmp_path / "log"))
+        try:
+            tab.goto("/")
+            line = tab.page.locator("#model-line")
+            expect(line).to_have_text(
+                "The classifier is not ready yet: no model serves. This page will accept photos "
+                "as soon as one does."
+            )
+            body = tab.page.locator("body").inner_text()
+            for internal in (str(tmp_path), "python -m", "app.train", "/admin"):
+                assert internal not in body, internal
+            expect(tab.page.locator("#pick")).to_be_disabled()
+            expect(tab.page.locator("#drop-zone")).to_have_attribute("aria-disabled", "true")
+            publish_tiny(store, FLOWERS, seed=3)
+            expect(line).to_contain_text("Model version 1", timeout=30_000)
+            expect(tab.page.locator("#pick")).to_be_enabled()
+            assert tab.problems == []
+        finally:
+            tab.page.context.close()
 
 
 def test_the_page_fits_a_phone_screen(phone: Tab, flowers_dev: Path) -> None:
@@ -167,6 +295,9 @@ def test_the_page_fits_a_phone_screen(phone: Tab, flowers_dev: Path) -> None:
         "document.documentElement.scrollWidth - document.documentElement.clientWidth"
     )
     assert overflow <= 0
+    # A phone has no Ctrl+V to paste with: the hint is not shown there.
+    assert phone.page.evaluate("matchMedia('(pointer: coarse)').matches")
+    expect(phone.page.locator(".paste-hint")).to_be_hidden()
     camera = phone.page.get_by_label("Take a photo")
     assert camera.get_attribute("capture") == "environment"
     assert camera.get_attribute("accept") == "image/*"

@@ -13,7 +13,15 @@ import httpx2 as httpx
 import pytest
 
 from tests.support.modelfactory import publish_tiny
-from tests.web.conftest import FLOWERS, KEEP_VERSIONS, TOKEN, Tab, WebServer, sign_in
+from tests.web.conftest import (
+    FLOWERS,
+    KEEP_VERSIONS,
+    TOKEN,
+    Tab,
+    WebServer,
+    forgive_cut_offs,
+    sign_in,
+)
 
 expect = pytest.importorskip("playwright.sync_api").expect
 
@@ -42,6 +50,7 @@ def test_the_right_token_lists_every_version_and_keeps_the_token_in_the_tab_only
     tab: Tab, web: WebServer
 ) -> None:
     sign_in(tab)
+    expect(tab.page.locator("#versions-title")).to_be_focused()  # not <body>: the form is gone
     listed = httpx.get(f"{web.base}/admin/models", headers=AUTH).json()
     rows = tab.page.locator("#versions tbody tr")
     expect(rows).to_have_count(len(listed["versions"]))
@@ -68,7 +77,11 @@ def test_a_versions_plots_and_per_class_scores_are_shown(tab: Tab) -> None:
     tab.page.get_by_role("button", name="Details of version 1").click()
     figures = tab.page.locator("#detail figure")
     expect(figures).to_have_count(2)
-    for name, title in (("history.png", "Training curves"), ("confusion.png", "Confusion matrix")):
+    titles = (
+        ("history.png", "Accuracy per fold and training curves"),
+        ("confusion.png", "Confusion"),
+    )
+    for name, title in titles:
         image = tab.page.locator(f"#detail figure[data-plot='{name}'] img")
         expect(image).to_have_attribute("src", re.compile(r"^blob:"))
         expect(image).to_have_attribute("alt", re.compile(f"^{title}"))
@@ -93,9 +106,23 @@ def test_activating_the_older_version_after_a_confirmation_makes_predict_answer_
         dialog.get_by_role("button", name="Cancel").click()  # the first answer: no
         expect(_row(tab, 2).locator(".badge")).to_have_count(2)
         _row(tab, 1).get_by_role("button", name="Activate version 1").click()
+        tab.page.evaluate(
+            """() => {
+                window.busyStates = [];
+                const table = document.getElementById('versions');
+                new MutationObserver(() => window.busyStates.push([
+                    table.getAttribute('aria-busy'),
+                    [...table.querySelectorAll('button')].every(button => button.disabled),
+                ])).observe(table, {attributes: true, attributeFilter: ['aria-busy']});
+            }"""
+        )
         dialog.get_by_role("button", name="Activate version 1").click()
         expect(tab.page.locator("#announce")).to_have_text("Version 1 is active and serving.")
         expect(_row(tab, 1).locator(".badge")).to_have_text(["active", "serving"])
+        # While it loaded, the table was busy and no button could be pressed; then focus went
+        # to the row it acted on, not to <body>.
+        assert tab.page.evaluate("window.busyStates")[0] == ["true", True]
+        expect(_row(tab, 1).get_by_role("button", name="Details of version 1")).to_be_focused()
         after = httpx.post(f"{web.base}/predict", files=photo, timeout=30).json()
         assert after["model_version"] == "1"
     finally:
@@ -116,6 +143,7 @@ def test_an_old_version_is_deleted_after_a_confirmation_and_the_active_one_canno
     expect(tab.page.locator("#announce")).to_have_text(f"Version {doomed} was deleted.")
     expect(_row(tab, doomed)).to_have_count(0)
     assert not (web.store.root / str(doomed)).exists()
+    expect(tab.page.get_by_role("region", name="Table of versions")).to_be_focused()
 
 
 def test_labelled_photos_are_uploaded_with_duplicates_and_rejects_reported_per_file(
@@ -169,11 +197,35 @@ def test_a_retrain_started_from_the_form_is_watched_until_it_succeeds(
               .observe(state, {childList: true, characterData: true, subtree: true});
         }"""
     )
-    page.get_by_role("button", name="Start retraining").click()
+    blips: list[str] = []
+
+    def blip_three_times(route: object) -> None:
+        # The first looks at the job after it starts: a 503, no answer, a 503; then the server.
+        if route.request.method == "GET" and len(blips) < 3:  # type: ignore[attr-defined]
+            blips.append(route.request.url)  # type: ignore[attr-defined]
+            if len(blips) == 2:
+                route.abort()  # type: ignore[attr-defined]
+            else:
+                route.fulfill(status=503, headers={"Retry-After": "1"}, body="")  # type: ignore[attr-defined]
+        else:
+            route.continue_()  # type: ignore[attr-defined]
+
+    page.route(re.compile(r"/admin/jobs/\w+$"), blip_three_times)
+    start = page.get_by_role("button", name="Start retraining")
+    start.click()
+    expect(start).to_be_disabled()  # one job at a time: no second Start while it runs
+    # Another tab's Start (the form submitted anyway) gets the API's 409, shown until it is stale.
+    page.evaluate("document.getElementById('retrain-form').requestSubmit()")
+    expect(page.locator("#retrain-error")).to_contain_text("is running")
     state = page.locator("#job-state")
     expect(state).to_have_text(re.compile(r"^succeeded: published version \d+"), timeout=300_000)
     seen = page.evaluate("window.seenStates")
     assert any(text.startswith("running: ") for text in seen), seen
+    assert len(blips) == 3  # the watch lived through them
+    expect(page.locator("#retrain-error")).to_be_hidden()  # the 409 is stale now: cleared
+    expect(page.get_by_role("button", name="Cancel job")).to_be_hidden()
+    expect(start).to_be_enabled()
+    forgive_cut_offs(tab)
     expect(page.locator("#job-log")).to_contain_text("version published")
     new = set(_versions(web)) - before
     assert len(new) == 1
@@ -218,3 +270,82 @@ def test_the_console_fits_a_phone_screen(phone: Tab) -> None:
     assert overflow <= 0  # wide tables scroll inside their own region
     region = phone.page.get_by_role("region", name="Table of versions")
     assert region.get_attribute("tabindex") == "0"  # reachable to scroll by keyboard
+    # One block per version: its actions on screen, not past the table's right edge.
+    for button in phone.page.locator("#versions tbody button").all():
+        box = button.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 390, box
+    expect(phone.page.locator("#versions tbody td[data-label='Accuracy']").first).to_be_visible()
+
+
+def test_a_linear_heads_details_name_its_own_recipe_and_plot(tab: Tab, web: WebServer) -> None:
+    training = {
+        "head": "linear",
+        "features": "conv4-conv5-gem",
+        "input_size": 224,
+        "flips": True,
+        "l2": 0.03,
+        "folds": 5,
+        "seed": 123,
+        "epochs": 10,
+        "learning_rate": 0.001,
+        "batch_size": 32,
+        "fine_tune_epochs": 0,
+    }
+    number = publish_tiny(
+        web.store, FLOWERS, seed=8, activate=False, plots=True, training=training
+    ).number
+    sign_in(tab)
+    tab.page.get_by_role("button", name=f"Details of version {number}").click()
+    facts = tab.page.locator("#detail dl.facts")
+    expect(facts).to_contain_text(
+        "head linear, features conv4-conv5-gem, input size 224, flips true, folds 5, seed 123, "
+        "l2 0.03"
+    )
+    expect(facts).not_to_contain_text("epochs")  # the mlp head's options: not this recipe's
+    image = tab.page.locator("#detail figure[data-plot='history.png'] img")
+    expect(image).to_have_attribute(
+        "alt", f"Accuracy per cross-validation fold of version {number}"
+    )
+    image.evaluate("img => img.decode()")
+    assert image.evaluate("img => img.naturalWidth") == 500  # the folds alone, no empty axes
+
+
+def test_a_server_that_cannot_be_reached_is_one_banner_not_an_error_per_section(
+    tab: Tab, web: WebServer, flowers_dev: Path
+) -> None:
+    sign_in(tab)
+    page = tab.page
+    banner = page.get_by_role("alert").filter(has_text="cannot be reached")
+    for pattern in ("**/admin/**", "**/openapi.json", "**/health/live"):
+        page.route(pattern, lambda route: route.abort())
+    page.reload()  # the console opens again (the token is in the tab) with the server gone
+    expect(banner).to_be_visible()
+    expect(page.locator(".error:visible")).to_have_count(0)
+    # An upload that cannot reach the server says it stopped, not "0 stored" as if it ran.
+    page.get_by_label("Class (an existing one, or a new name)").fill("red")
+    photo = sorted((flowers_dev / "roses").iterdir())[0]
+    page.get_by_label("Photos", exact=True).set_input_files(photo)
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator("#announce")).to_have_text(
+        re.compile(
+            r"^Upload to red stopped \(The server cannot be reached .*\); before that: 0 stored"
+        ),
+        timeout=30_000,
+    )
+    page.unroute("**/admin/**")
+    page.unroute("**/openapi.json")
+    page.unroute("**/health/live")
+    expect(banner).to_be_hidden(timeout=10_000)
+    forgive_cut_offs(tab)
+
+
+def test_number_columns_are_right_aligned_under_right_aligned_headers(tab: Tab) -> None:
+    sign_in(tab)
+    for table in ("#versions", "#dataset"):
+        headers = tab.page.locator(f"{table} thead th.number")
+        expect(headers.first).to_be_visible()
+        for header in headers.all():
+            assert header.evaluate("th => getComputedStyle(th).textAlign") == "right"
+    assert tab.page.evaluate(
+        "import('/web/api.js').then(api => [api.plural(1, 'version'), api.plural(2, 'version')])"
+    ) == ["1 version", "2 versions"]

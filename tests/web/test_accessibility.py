@@ -1,0 +1,92 @@
+"""axe-core (from npm, `make test` fetches it) on every state of both pages the other browser
+tests reach, at desktop and phone widths, in light and dark colour schemes: 0 violations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+
+from tests.web.conftest import (
+    PHONE,
+    TOKEN,
+    Tab,
+    WebServer,
+    axe_violations,
+    open_tab,
+    sign_in,
+    with_axe,
+)
+
+expect = pytest.importorskip("playwright.sync_api").expect
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+LAYOUTS = {
+    "desktop": {"viewport": {"width": 1366, "height": 900}},
+    "phone": {"viewport": PHONE, "is_mobile": True, "has_touch": True},
+}
+
+
+@pytest.fixture(params=[(layout, scheme) for layout in LAYOUTS for scheme in ("light", "dark")])
+def axe_tab(request: pytest.FixtureRequest, browser: Any, web: WebServer) -> Iterator[Tab]:
+    layout, scheme = request.param
+    opened = open_tab(browser, web, color_scheme=scheme, **LAYOUTS[layout])
+    with_axe(opened)
+    yield opened
+    opened.page.context.close()
+    assert opened.problems == []
+
+
+@pytest.fixture(scope="module")
+def finished_job(web: WebServer) -> str:
+    """A retrain job that ran to its end, so the console shows the job panel and its log."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    body = {"epochs": 1, "openvino": False, "activate": "never"}
+    job = httpx.post(f"{web.base}/admin/retrain", json=body, headers=auth, timeout=30).json()
+    status = {"state": "queued"}
+    for _ in range(600):
+        status = httpx.get(f"{web.base}/admin/jobs/{job['job_id']}", headers=auth).json()
+        if status["state"] not in ("queued", "running"):
+            break
+        __import__("time").sleep(0.5)
+    assert status["state"] == "succeeded", status
+    return str(job["job_id"])
+
+
+def _clean(tab: Tab, state: str) -> None:
+    assert axe_violations(tab) == [], state
+
+
+def test_the_classify_page_has_no_violations_in_any_state(axe_tab: Tab, flowers_dev: Path) -> None:
+    page = axe_tab.page
+    axe_tab.goto("/")
+    expect(page.locator("#model-line")).to_contain_text("Model version")
+    _clean(axe_tab, "empty")
+    sign_in(axe_tab)
+    axe_tab.goto("/")
+    photo = sorted((flowers_dev / "daisy").iterdir())[0]
+    notes = {"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"not a photo"}
+    daisy = {"name": photo.name, "mimeType": "image/jpeg", "buffer": photo.read_bytes()}
+    page.get_by_label("Choose photos").set_input_files([daisy, notes])
+    expect(page.locator(".card[data-state='pending']")).to_have_count(0, timeout=60_000)
+    page.get_by_role("button", name="Wrong?").click()
+    _clean(axe_tab, "a classified card with its feedback form open, and a refused card")
+
+
+def test_the_console_has_no_violations_in_any_state(axe_tab: Tab, finished_job: str) -> None:
+    page = axe_tab.page
+    axe_tab.goto("/admin")
+    _clean(axe_tab, "sign-in")
+    sign_in(axe_tab)
+    expect(page.locator("#job-state")).to_contain_text("succeeded")
+    page.get_by_role("button", name="Details of version 1").click()
+    expect(page.locator("#detail figure img")).to_have_count(2)
+    _clean(axe_tab, "signed in: versions, a version's details, a finished job, the dataset")
+    page.get_by_role("button", name="Activate version 1").click()
+    expect(page.get_by_role("dialog")).to_be_visible()
+    _clean(axe_tab, "the confirmation dialog")
+    page.get_by_role("dialog").get_by_role("button", name="Cancel").click()
