@@ -39,6 +39,7 @@ class Published(BaseModel):
 class Event:
     kind: EventKind
     fields: dict[str, Any]
+    time: float | None = None  # when the trainer wrote it (unix seconds)
 
     def published(self) -> Published | None:
         """The outcome carried by a ``succeeded`` event (None if it is malformed)."""
@@ -80,6 +81,6 @@ def _parse(line: bytes) -> Event | None:
         record = json.loads(line)
         if isinstance(record, dict):
             kind = EventKind(record.pop("event", None))
-            record.pop("time", None)
-            return Event(kind, record)
+            at = record.pop("time", None)
+            return Event(kind, record, at if isinstance(at, int | float) else None)
     return None

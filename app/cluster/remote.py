@@ -198,6 +198,9 @@ class RemoteJobs:
     async def get_job(self, job_id: str) -> Job:
         return await asyncio.to_thread(self._records.get, job_id)
 
+    async def log_page(self, job_id: str, offset: int, limit: int) -> tuple[list[str], int, int]:
+        return await asyncio.to_thread(self._records.log_page, job_id, offset, limit)
+
     async def start(self, options: TrainOptions) -> Job:
         job: Job = await call(self._coordinator.start_job.remote(options))
         return job

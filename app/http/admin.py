@@ -9,7 +9,7 @@ import asyncio
 from pathlib import Path as FilePath
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Request, status
+from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.responses import FileResponse
 
 from app import errors, imaging
@@ -33,6 +33,7 @@ from app.http.schemas import (
     DatasetSummary,
     DuplicateImage,
     JobAccepted,
+    JobLogPage,
     ModelList,
     RejectedImage,
     RemovedImage,
@@ -84,6 +85,18 @@ async def list_jobs(jobs: JobsDep) -> list[Job]:
 async def get_job(jobs: JobsDep, job_id: JobId) -> Job:
     """A job's state, progress, timings, result or error, and the last lines of its log."""
     return await jobs.get_job(job_id)
+
+
+@router.get("/jobs/{job_id}/log", response_model=JobLogPage, responses=responses(404))
+async def job_log(
+    jobs: JobsDep,
+    job_id: JobId,
+    offset: Annotated[int, Query(ge=0, le=10_000_000, description="First line (0-based)")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Lines at most (and 256 KB)")] = 200,
+) -> JobLogPage:
+    """A job's whole log, a page at a time (the job itself carries only its last lines)."""
+    lines, next_offset, total = await jobs.log_page(job_id, offset, limit)
+    return JobLogPage(lines=lines, offset=offset, next_offset=next_offset, total_lines=total)
 
 
 @router.delete("/jobs/{job_id}", response_model=Job, responses=responses(404, 409))

@@ -202,6 +202,13 @@ class RejectedImage(BaseModel):
     reason: str
 
 
+class JobLogPage(BaseModel):
+    lines: list[str]
+    offset: int = Field(description="The first line's number (0-based)")
+    next_offset: int = Field(description="Where the next page starts")
+    total_lines: int = Field(description="Lines in the log now (a running job's grows)")
+
+
 class RemovedImage(BaseModel):
     removed: str = Field(description="The class/file deleted from the dataset folder")
 

@@ -19,6 +19,19 @@ from app.store import atomic
 
 LOG_TAIL_LINES: Final = 40
 LOG_TAIL_BYTES: Final = 32 * 1024  # read from a log's end: 40 lines of up to 800 bytes
+LOG_PAGE_BYTES: Final = 256 * 1024  # the most one page of a job's full log carries
+# The trainer's phases, in the order it runs them (fine_tune only with --fine-tune-epochs), and
+# what each is expected to take when no version has recorded its own timings yet.
+PHASES: Final = ("scan", "weights", "features", "evaluate", "train_head", "fine_tune", "publish")
+GUESS_S: Final = {
+    "scan": 1.0,
+    "weights": 2.0,
+    "features": 60.0,
+    "evaluate": 60.0,
+    "train_head": 15.0,
+    "fine_tune": 120.0,
+    "publish": 10.0,
+}
 INTERRUPTED: Final = "interrupted: the server stopped while this job was running"
 
 
@@ -56,13 +69,26 @@ class Job(BaseModel):
     pid: int | None = None
     owner: str | None = Field(None, description="The server supervising the job (pid on host)")
     log_tail: list[str] = Field(default_factory=list)
+    plan: dict[str, float] = Field(
+        default_factory=dict,
+        description="Expected seconds of each phase, in order (the last version's own timings, "
+        "else a guess): the weights of progress.overall",
+    )
+    phase_seconds: dict[str, float] = Field(
+        default_factory=dict, description="How long each finished phase really took"
+    )
 
     def apply(self, event: Event) -> None:
-        """Fold one trainer event into the job's progress."""
+        """Fold one trainer event into the job's progress (``progress.overall``: the whole job's
+        fraction, each phase weighted by the plan, a finished phase by its real time)."""
         fields = event.fields
         if event.kind is EventKind.PHASE:
+            if event.time is not None:
+                self.end_phase(event.time)
             detail = fields.get("detail")
             self.progress = {"phase": fields.get("phase"), "detail": detail, "fraction": 0.0}
+            if event.time is not None:
+                self.progress["phase_started"] = event.time
         elif event.kind is EventKind.PROGRESS:
             self.progress.update(
                 done=fields.get("done"), total=fields.get("total"), fraction=fields.get("fraction")
@@ -75,6 +101,43 @@ class Job(BaseModel):
                 metrics=fields.get("metrics"),
                 fraction=round(int(fields.get("epoch") or 0) / epochs, 4),
             )
+        self._weigh()
+
+    def end_phase(self, at: float) -> None:
+        """Record how long the phase that runs took, ending at ``at`` (unix seconds)."""
+        phase, started = self.progress.get("phase"), self.progress.get("phase_started")
+        if isinstance(phase, str) and phase in self.plan and isinstance(started, int | float):
+            self.phase_seconds[phase] = round(at - started, 2)
+
+    def _weigh(self) -> None:
+        """progress.overall and progress.remaining_s from the plan and the phases finished."""
+        if not self.plan:
+            return
+        phase = self.progress.get("phase")
+        fraction = float(self.progress.get("fraction") or 0.0)
+        done = sum(self.phase_seconds.values())
+        current = self.plan.get(phase, 0.0) if isinstance(phase, str) else 0.0
+        later = sum(
+            seconds
+            for name, seconds in self.plan.items()
+            if name not in self.phase_seconds and name != phase
+        )
+        total = done + current + later
+        if total > 0:
+            self.progress["overall"] = round((done + current * fraction) / total, 4)
+            self.progress["remaining_s"] = round(current * (1 - fraction) + later, 1)
+
+
+def plan_phases(timings: dict[str, Any], fine_tune: bool) -> dict[str, float]:
+    """Each phase's expected seconds, in order: the recorded ``timings`` (a version's
+    ``timings_s``) where they are numbers, else :data:`GUESS_S`."""
+    plan = {}
+    for phase in PHASES:
+        if phase == "fine_tune" and not fine_tune:
+            continue
+        recorded = timings.get(phase)
+        plan[phase] = float(recorded) if isinstance(recorded, int | float) else GUESS_S[phase]
+    return plan
 
 
 def now() -> str:
@@ -150,6 +213,26 @@ class JobRecords:
             return []
         lines = text.splitlines()[1:] if size > LOG_TAIL_BYTES else text.splitlines()
         return [line.rstrip("\r") for line in lines[-LOG_TAIL_LINES:]]
+
+    def log_page(self, job_id: str, offset: int, limit: int) -> tuple[list[str], int, int]:
+        """Lines ``offset`` to ``offset + limit`` of a job's whole log, at most
+        :data:`LOG_PAGE_BYTES` of them: (lines, the offset after them, the log's line count)."""
+        if not safe_id(job_id) or not self.path(job_id, ".json").exists():
+            raise JobNotFound(f"no job {job_id!r}")
+        lines: list[str] = []
+        size, total = 0, 0
+        try:
+            with self.log_path(job_id).open("rb") as log:
+                for number, raw in enumerate(log):
+                    total = number + 1
+                    if number < offset or len(lines) >= limit or size >= LOG_PAGE_BYTES:
+                        continue
+                    line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                    lines.append(line)
+                    size += len(raw)
+        except FileNotFoundError:
+            pass
+        return lines, offset + len(lines), total
 
     def _records(self) -> list[Job]:
         if not self.folder.is_dir():

@@ -23,7 +23,7 @@ from typing import Final, Protocol
 
 from app.events import EventKind, EventReader, Published
 from app.jobs.lock import RENEW_EVERY_S, JobLock, JobLocked
-from app.jobs.records import ACTIVE, Job, JobRecords, JobResult, JobState, now
+from app.jobs.records import ACTIVE, Job, JobRecords, JobResult, JobState, now, plan_phases
 from app.jobs.trainers import CHILD_NICENESS, Launch, Trainer, launch_child
 from app.options import TrainOptions
 from app.store import processes
@@ -53,6 +53,10 @@ class JobControl(Protocol):
 
     async def get_job(self, job_id: str) -> Job:
         """One job with the last lines of its log (JobNotFound: 404)."""
+        ...
+
+    async def log_page(self, job_id: str, offset: int, limit: int) -> tuple[list[str], int, int]:
+        """Lines of a job's whole log: (lines, next offset, line count) (JobNotFound: 404)."""
         ...
 
     async def start(self, train_options: TrainOptions) -> Job: ...
@@ -119,6 +123,7 @@ class JobRunner:
                 params=train_options.model_dump(mode="json"),
                 created_at=now(),
                 owner=str(processes.me()),
+                plan=await asyncio.to_thread(self._plan, train_options),
             )
             try:
                 replaced = await asyncio.to_thread(self.lock.acquire, job.id)
@@ -138,6 +143,19 @@ class JobRunner:
         self._monitors.add(monitor)
         monitor.add_done_callback(self._monitors.discard)
         return job
+
+    def _plan(self, train_options: TrainOptions) -> dict[str, float]:
+        """The phases' expected seconds: the newest version's own timings, where it has them."""
+        timings: dict[str, object] = {}
+        for version in reversed(self.store.versions()):
+            recorded = version.metadata.as_dict().get("timings_s")
+            if isinstance(recorded, dict) and recorded:
+                timings = recorded
+                break
+        return plan_phases(timings, fine_tune=train_options.fine_tune_epochs > 0)
+
+    async def log_page(self, job_id: str, offset: int, limit: int) -> tuple[list[str], int, int]:
+        return await asyncio.to_thread(self.records.log_page, job_id, offset, limit)
 
     async def _spawn(self, job: Job, train_options: TrainOptions) -> Trainer:
         command = [
@@ -197,7 +215,8 @@ class JobRunner:
             job.state, job.error = JobState.SUCCEEDED, None
             late = " (the cancel came after publishing had begun)" if cancelling else ""
             detail = f"published version {published.version}{late}"
-            job.progress = {"phase": "done", "detail": detail, "fraction": 1.0}
+            job.end_phase(time.time())
+            job.progress = {"phase": "done", "detail": detail, "fraction": 1.0, "overall": 1.0}
         elif cancelling:
             job.state, job.error = JobState.CANCELLED, "cancelled by an operator: nothing published"
         else:

@@ -22,6 +22,7 @@ ROUTES = [
     ("POST", "/admin/retrain"),
     ("GET", "/admin/jobs"),
     ("GET", "/admin/jobs/abc123"),
+    ("GET", "/admin/jobs/abc123/log"),
     ("DELETE", "/admin/jobs/abc123"),
     ("GET", "/admin/models"),
     ("POST", "/admin/models/1/activate"),

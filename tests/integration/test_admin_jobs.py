@@ -57,11 +57,23 @@ def test_a_better_model_is_activated_and_served_without_restart(tmp_path: Path) 
         job = _wait(client, job_id)
         served = client.get("/classes").json()
         listed = client.get("/admin/jobs", headers=AUTH).json()
+        first = client.get(f"/admin/jobs/{job_id}/log?limit=5", headers=AUTH).json()
+        rest = client.get(f"/admin/jobs/{job_id}/log?offset=5&limit=1000", headers=AUTH).json()
+        unknown = client.get("/admin/jobs/abc123/log", headers=AUTH)
+        too_many = client.get(f"/admin/jobs/{job_id}/log?limit=1001", headers=AUTH)
+    assert len(first["lines"]) == 5 and first["next_offset"] == 5
+    whole = first["lines"] + rest["lines"]
+    assert len(whole) == first["total_lines"] == rest["next_offset"] > len(job["log_tail"])
+    assert whole[-len(job["log_tail"]) :] == job["log_tail"]
+    assert (unknown.status_code, too_many.status_code) == (404, 422)
     assert seen_running["state"] in ("running", "succeeded")
     assert job["state"] == "succeeded", job
     assert job["result"]["version"] == 2 and job["result"]["activated"] is True
     assert ">=" in job["result"]["reason"] and "active version 1" in job["result"]["reason"]
     assert job["progress"]["phase"] == "done" and job["progress"]["fraction"] == 1.0
+    assert job["progress"]["overall"] == 1.0
+    assert list(job["plan"]) == ["scan", "weights", "features", "evaluate", "train_head", "publish"]
+    assert set(job["phase_seconds"]) == set(job["plan"])  # each phase's real time, publish too
     assert job["started_at"] and job["finished_at"] and job["log_tail"]
     assert any("fold 3/3  accuracy" in line for line in job["log_tail"])
     assert served["model_version"] == "2"

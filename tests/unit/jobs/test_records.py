@@ -8,7 +8,17 @@ from pathlib import Path
 import pytest
 
 from app.events import Event, EventKind
-from app.jobs.records import INTERRUPTED, LOG_TAIL_LINES, Job, JobNotFound, JobRecords, JobState
+from app.jobs.records import (
+    GUESS_S,
+    INTERRUPTED,
+    LOG_PAGE_BYTES,
+    LOG_TAIL_LINES,
+    Job,
+    JobNotFound,
+    JobRecords,
+    JobState,
+    plan_phases,
+)
 
 
 def _job(job_id: str, created_at: str, state: JobState = JobState.SUCCEEDED) -> Job:
@@ -84,6 +94,53 @@ def test_events_fold_into_the_progress() -> None:
     }
     job.apply(Event(EventKind.EPOCH, {"epoch": 1, "epochs": 4, "metrics": {"accuracy": 0.5}}))
     assert job.progress["fraction"] == 0.25 and job.progress["metrics"] == {"accuracy": 0.5}
+
+
+def test_a_plan_takes_the_recorded_timings_and_guesses_the_rest() -> None:
+    recorded = {"scan": 0.1, "features": 127.4, "evaluate": 19.6, "train_head": 5.0, "x": 3}
+    plan = plan_phases(recorded, fine_tune=False)
+    assert list(plan) == ["scan", "weights", "features", "evaluate", "train_head", "publish"]
+    assert plan["features"] == 127.4 and plan["weights"] == GUESS_S["weights"]
+    assert "fine_tune" in plan_phases({}, fine_tune=True)
+
+
+def test_the_whole_jobs_progress_weighs_phases_by_plan_then_by_their_real_time() -> None:
+    job = _job("j1", "2026", JobState.RUNNING)
+    job.plan = {"scan": 10.0, "features": 50.0, "evaluate": 40.0}
+    job.apply(Event(EventKind.PHASE, {"phase": "scan"}, time=1000.0))
+    assert job.progress["overall"] == 0.0 and job.progress["remaining_s"] == 100.0
+    job.apply(Event(EventKind.PHASE, {"phase": "features"}, time=1030.0))  # scan took 30 s
+    assert job.phase_seconds == {"scan": 30.0}
+    job.apply(Event(EventKind.PROGRESS, {"done": 1, "total": 2, "fraction": 0.5}))
+    # 30 s done and 25 of features' 50: 55 of 120 expected; 25 + 40 s still to go.
+    assert job.progress["overall"] == round(55 / 120, 4) and job.progress["remaining_s"] == 65.0
+    job.apply(Event(EventKind.PHASE, {"phase": "evaluate"}, time=1070.0))
+    job.apply(Event(EventKind.EPOCH, {"epoch": 1, "epochs": 4}))
+    assert job.phase_seconds == {"scan": 30.0, "features": 40.0}
+    assert job.progress["overall"] == round((70 + 10) / 110, 4)
+    assert job.progress["remaining_s"] == 30.0
+
+
+def test_without_a_plan_the_progress_is_the_phases_own() -> None:
+    job = _job("j1", "2026", JobState.RUNNING)
+    job.apply(Event(EventKind.PHASE, {"phase": "scan"}, time=1.0))
+    assert "overall" not in job.progress
+
+
+def test_the_whole_log_comes_in_pages_of_bounded_size(tmp_path: Path) -> None:
+    records = JobRecords(tmp_path)
+    records.save(_job("j1", "2026"))
+    records.log_path("j1").write_text("".join(f"line {n}\n" for n in range(250)))
+    assert records.log_page("j1", 0, 100) == ([f"line {n}" for n in range(100)], 100, 250)
+    assert records.log_page("j1", 200, 100) == ([f"line {n}" for n in range(200, 250)], 250, 250)
+    assert records.log_page("j1", 900, 10) == ([], 900, 250)
+    wide = "x" * 100_000
+    records.log_path("j1").write_text(f"{wide}\n" * 10)
+    lines, following, total = records.log_page("j1", 0, 10)
+    assert len(lines) == 3 and following == 3 and total == 10  # 256 KB: three 100 KB lines
+    assert len(lines) * 100_001 >= LOG_PAGE_BYTES
+    with pytest.raises(JobNotFound):
+        records.log_page("nope", 0, 10)
 
 
 def test_jobs_left_running_are_failed_as_interrupted_unless_alive_elsewhere(

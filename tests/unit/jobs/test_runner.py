@@ -102,7 +102,12 @@ def test_a_successful_job_is_served_and_recorded_without_blocking_the_loop(tmp_p
     assert served == [
         Published(version=7, activated=True, reason="activate=always", val_accuracy=0.9)
     ]
-    assert job.progress == {"phase": "done", "detail": "published version 7", "fraction": 1.0}
+    assert job.progress == {
+        "phase": "done",
+        "detail": "published version 7",
+        "fraction": 1.0,
+        "overall": 1.0,
+    }
     assert "log line from the trainer" in job.log_tail
     assert calls_on_loop == []  # records and the lock are used in worker threads only
 
