@@ -39,15 +39,38 @@ HeadKind = Literal["linear", "mlp"]
 RETRAIN_DEFAULTS: Final[dict[str, Any]] = {"activate": "if_better"}
 
 
+# How the console lays the retrain form out: "x-group" names an option's group (in this order),
+# "x-applies" when it matters (another option's value, or "gpu": only on a machine with one).
+GROUPS: Final = {
+    "recipe": "Recipe",
+    "head": "The head's own options",
+    "measure": "Measuring the accuracy",
+    "fine_tune": "Fine-tuning conv5",
+    "run": "Running",
+    "publish": "Publishing",
+}
+
+
+def _ui(group: str, applies: dict[str, Any] | None = None) -> dict[str, Any]:
+    assert group in GROUPS, group
+    return {"x-group": group, **({"x-applies": applies} if applies else {})}
+
+
 class TrainOptions(BaseModel):
     """A training recipe and its publishing policy; every value bounded, unknown names refused."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        # A list: JSON Schema generation sorts an object's keys, and the order is the layout.
+        json_schema_extra={"x-groups": [{"name": k, "title": v} for k, v in GROUPS.items()]},
+    )
 
     features: FeatureSetName = Field(
         "conv4-conv5-gem",
         description="the frozen backbone's features: conv5 average-pooled (the tutorial's), or "
         "conv4 and conv5 pooled by average or by generalised mean (GeM), concatenated",
+        json_schema_extra=_ui("recipe"),
     )
     input_size: int = Field(
         224,
@@ -55,14 +78,18 @@ class TrainOptions(BaseModel):
         le=320,
         description="side the photo is upscaled to inside the model before the backbone (180: "
         "none; larger sees finer detail at (size/180)^2 times the compute, serving included)",
+        json_schema_extra=_ui("recipe"),
     )
     flips: bool = Field(
-        True, description="train on each photo's mirror image too (its features cached as well)"
+        True,
+        description="train on each photo's mirror image too (its features cached as well)",
+        json_schema_extra=_ui("recipe"),
     )
     head: HeadKind = Field(
         "linear",
         description="linear: softmax regression with L2 on standardised features (L-BFGS); "
         "mlp: the tutorial's Dense(512) -> Dropout -> Dense, trained with Adam",
+        json_schema_extra=_ui("recipe"),
     )
     l2: float = Field(
         0.03,
@@ -70,6 +97,7 @@ class TrainOptions(BaseModel):
         le=100,
         description="L2 strength of the linear head; 0: chosen by a 3-fold cross-validation "
         "inside the training photos (slower)",
+        json_schema_extra=_ui("head", {"head": "linear"}),
     )
     folds: int = Field(
         5,
@@ -77,40 +105,80 @@ class TrainOptions(BaseModel):
         le=20,
         description="k of the k-fold cross-validation that measures the published accuracy (the "
         "model is then trained on every photo); 0: one stratified holdout split instead",
+        json_schema_extra=_ui("measure"),
     )
     validation_split: float = Field(
-        0.2, ge=0.05, le=0.5, description="with --folds 0: fraction of each class held out"
+        0.2,
+        ge=0.05,
+        le=0.5,
+        description="with --folds 0: fraction of each class held out",
+        json_schema_extra=_ui("measure", {"folds": 0}),
     )
-    epochs: int = Field(10, ge=1, le=200, description="mlp head: epochs on cached features")
-    learning_rate: float = Field(1e-3, gt=0, le=1, description="mlp head: Adam learning rate")
+    epochs: int = Field(
+        10,
+        ge=1,
+        le=200,
+        description="mlp head: epochs on cached features",
+        json_schema_extra=_ui("head", {"head": "mlp"}),
+    )
+    learning_rate: float = Field(
+        1e-3,
+        gt=0,
+        le=1,
+        description="mlp head: Adam learning rate",
+        json_schema_extra=_ui("head", {"head": "mlp"}),
+    )
     dropout: float = Field(
-        0.5, ge=0, lt=1, description="mlp head: dropout between its two Dense layers (0: none)"
+        0.5,
+        ge=0,
+        lt=1,
+        description="mlp head: dropout between its two Dense layers (0: none)",
+        json_schema_extra=_ui("head", {"head": "mlp"}),
     )
-    batch_size: int = Field(32, ge=1, le=1024, description="batch size (features, training)")
+    batch_size: int = Field(
+        32,
+        ge=1,
+        le=1024,
+        description="batch size (features, training)",
+        json_schema_extra=_ui("run"),
+    )
     fine_tune_epochs: int = Field(
         0,
         ge=0,
         le=50,
         description="epochs of fine-tuning conv5 on cached conv4 activations after the head "
         "(0: skip)",
+        json_schema_extra=_ui("fine_tune"),
     )
     fine_tune_learning_rate: float = Field(
-        1e-4, gt=0, le=1, description="Adam learning rate, fine-tuning phase"
+        1e-4,
+        gt=0,
+        le=1,
+        description="Adam learning rate, fine-tuning phase",
+        json_schema_extra=_ui("fine_tune"),
     )
     seed: int = Field(
         123,
         ge=0,
         le=2**31 - 1,
         description="seed of the folds (or the split), the heads' starts and shuffling",
+        json_schema_extra=_ui("measure"),
     )
     mixed_precision: bool = Field(
-        False, description="train with the mixed_float16 policy (GPUs); the output stays float32"
+        False,
+        description="train with the mixed_float16 policy (GPUs); the output stays float32",
+        json_schema_extra=_ui("run", {"gpu": True}),
     )
-    openvino: bool = Field(True, description="export the OpenVINO artifact with the version")
+    openvino: bool = Field(
+        True,
+        description="export the OpenVINO artifact with the version",
+        json_schema_extra=_ui("publish"),
+    )
     activate: ActivatePolicy = Field(
         "always",
         description="make the new version active: always, never, or if_better (its measured "
         "accuracy is at least the one the active version recorded)",
+        json_schema_extra=_ui("publish"),
     )
 
     @field_validator("*", mode="before")

@@ -6,6 +6,7 @@ import { announce, authFailed, showError } from "/web/ui.js";
 
 const POLL_MS = 1000;
 const POLL_MAX_MS = 15000; // a watch that cannot reach the server backs off up to this, never stops
+const LOG_PAGE_LINES = 500;
 const RUNNING = new Set(["queued", "running"]);
 
 const form = () => document.getElementById("retrain-form");
@@ -13,6 +14,8 @@ let fields = []; // [{name, kind, input}]
 let watching = null; // the job id being watched
 let timer = null;
 let misses = 0; // polls in a row that got no usable answer
+let shownJob = null; // the job on the panel
+const fullLog = { jobId: null, next: 0, loaded: false };
 
 export async function setup() {
   if (!fields.length) {
@@ -22,8 +25,13 @@ export async function setup() {
       return;
     }
     buildForm(retrainSchema(answer.data));
+    learnDevice();
     form().addEventListener("submit", start);
     document.getElementById("cancel-job").addEventListener("click", cancel);
+    document.getElementById("job-full-log").addEventListener("toggle", (event) => {
+      if (event.target.open && !fullLog.loaded) loadLogPage();
+    });
+    document.getElementById("job-log-more").addEventListener("click", loadLogPage);
   }
   await resumeRunningJob();
 }
@@ -41,9 +49,49 @@ function retrainSchema(openapi) {
   return resolve(body);
 }
 
+// The fields in their groups (the schema's "x-groups", each a fieldset), and a field shown only
+// where it applies ("x-applies": another option's value, or a GPU on the server).
 function buildForm(schema) {
   fields = Object.entries(schema.properties).map(([name, property]) => field(name, property));
-  form().replaceChildren(...fields.map((entry) => entry.wrapper));
+  const groups = schema["x-groups"] || [];
+  const sets = groups.map(({ name, title }) => {
+    const members = fields.filter((entry) => entry.group === name);
+    return element("fieldset", { class: "options-group", "data-group": name }, [
+      element("legend", { text: title }),
+      ...members.map((entry) => entry.wrapper),
+    ]);
+  });
+  const named = new Set(groups.map(({ name }) => name));
+  const loose = fields.filter((entry) => !named.has(entry.group)).map((entry) => entry.wrapper);
+  form().replaceChildren(...sets, ...loose);
+  form().addEventListener("change", applyConditions);
+  applyConditions();
+}
+
+let serverHasGpu = false;
+
+async function learnDevice() {
+  const answer = await call("/model");
+  serverHasGpu = answer.ok && /gpu/i.test(answer.data.device || "");
+  if (fields.length) applyConditions();
+}
+
+function applyConditions() {
+  const value = (name) => {
+    const entry = fields.find((candidate) => candidate.name === name);
+    if (!entry) return undefined;
+    return entry.kind === "boolean" ? entry.input.checked : entry.input.value;
+  };
+  for (const entry of fields) {
+    const conditions = Object.entries(entry.applies || {});
+    entry.applicable = conditions.every(([key, wanted]) =>
+      key === "gpu" ? serverHasGpu === wanted : String(value(key)) === String(wanted),
+    );
+    entry.wrapper.hidden = !entry.applicable;
+  }
+  for (const set of form().querySelectorAll("fieldset")) {
+    set.hidden = [...set.querySelectorAll(".field")].every((wrapper) => wrapper.hidden);
+  }
 }
 
 function field(name, property) {
@@ -76,7 +124,7 @@ function field(name, property) {
     });
   }
   const wrapper = element("div", { class: kind === "boolean" ? "field check" : "field" }, kind === "boolean" ? [input, label, hint] : [label, input, hint]);
-  return { name, kind, input, wrapper };
+  return { name, kind, input, wrapper, group: property["x-group"], applies: property["x-applies"], applicable: true };
 }
 
 function describe(property) {
@@ -88,9 +136,11 @@ function describe(property) {
   return `${property.description || ""}${range}`;
 }
 
+// What is sent: the fields that apply (the server's defaults stand for the others).
 function values() {
   const body = {};
-  for (const { name, kind, input } of fields) {
+  for (const { name, kind, input, applicable } of fields) {
+    if (!applicable) continue;
     if (kind === "boolean") body[name] = input.checked;
     else if (kind === "integer" || kind === "number") body[name] = Number(input.value);
     else body[name] = input.value;
@@ -169,13 +219,18 @@ async function poll(jobId) {
 
 function show(job) {
   const running = RUNNING.has(job.state);
+  shownJob = job;
+  if (fullLog.jobId !== job.id) resetFullLog(job.id);
   document.getElementById("job").hidden = false;
   document.getElementById("job-title").textContent = `Job ${job.id}`;
   const state = document.getElementById("job-state");
-  state.textContent = running ? `${job.state}: ${phase(job.progress)}` : outcome(job);
+  state.textContent = running ? `${job.state}: ${phase(job)}` : outcome(job);
   state.dataset.state = job.state;
+  // The whole job's fraction (each phase weighted by its expected time), not the phase's own.
   const progress = document.getElementById("job-progress");
-  progress.value = running ? job.progress.fraction || 0 : job.state === "succeeded" ? 1 : progress.value;
+  const overall = job.progress.overall ?? job.progress.fraction ?? 0;
+  progress.value = running ? overall : job.state === "succeeded" ? 1 : progress.value;
+  document.getElementById("job-timing").textContent = timing(job);
   document.getElementById("job-detail").textContent = job.progress.detail || "";
   document.getElementById("cancel-job").hidden = !running;
   const log = document.getElementById("job-log");
@@ -183,9 +238,64 @@ function show(job) {
   log.scrollTop = log.scrollHeight;
 }
 
-function phase(progress) {
+// "elapsed 1:05 · about 0:40 left": the time left is the plan's (the last version's phase times)
+// for what is still to run, never less than nothing.
+function timing(job) {
+  if (!job.started_at) return "";
+  const end = job.finished_at ? Date.parse(job.finished_at) : Date.now();
+  const parts = [`elapsed ${clock((end - Date.parse(job.started_at)) / 1000)}`];
+  if (RUNNING.has(job.state) && job.progress.remaining_s !== undefined) {
+    parts.push(`about ${clock(job.progress.remaining_s)} left`);
+  }
+  return parts.join(" · ");
+}
+
+function clock(seconds) {
+  const whole = Math.max(0, Math.round(seconds));
+  const minutes = Math.floor(whole / 60);
+  return `${minutes}:${String(whole % 60).padStart(2, "0")}`;
+}
+
+function resetFullLog(jobId) {
+  Object.assign(fullLog, { jobId, next: 0, loaded: false });
+  document.getElementById("job-log-all").textContent = "";
+  document.getElementById("job-log-count").textContent = "";
+  document.getElementById("job-log-more").hidden = true;
+  if (document.getElementById("job-full-log").open) loadLogPage();
+}
+
+async function loadLogPage() {
+  const jobId = fullLog.jobId;
+  const more = document.getElementById("job-log-more");
+  more.disabled = true;
+  const path = `/admin/jobs/${jobId}/log?offset=${fullLog.next}&limit=${LOG_PAGE_LINES}`;
+  const answer = await call(path, { admin: true, retries: 2 });
+  more.disabled = false;
+  if (authFailed(answer) || fullLog.jobId !== jobId) return;
+  const pre = document.getElementById("job-log-all");
+  if (!answer.ok) {
+    document.getElementById("job-log-count").textContent = `The log could not be read: ${answer.message}`;
+    return;
+  }
+  const page = answer.data;
+  if (page.lines.length) pre.textContent += (pre.textContent ? "\n" : "") + page.lines.join("\n");
+  fullLog.next = page.next_offset;
+  fullLog.loaded = true;
+  const left = page.total_lines - page.next_offset;
+  document.getElementById("job-log-count").textContent =
+    `Lines 1 to ${page.next_offset} of ${page.total_lines}` +
+    (RUNNING.has(shownJob?.state) ? " (the job runs: its log grows)." : ".");
+  more.hidden = left <= 0 && !RUNNING.has(shownJob?.state);
+}
+
+// "evaluate (phase 4 of 6), epoch 2 of 10, 40%": the phase, where it sits in the plan, and the
+// phase's own progress.
+function phase(job) {
+  const progress = job.progress;
   if (!progress.phase) return "starting";
-  const parts = [progress.phase];
+  const phases = Object.keys(job.plan || {});
+  const index = phases.indexOf(progress.phase);
+  const parts = [index >= 0 ? `${progress.phase} (phase ${index + 1} of ${phases.length})` : progress.phase];
   if (progress.epoch) parts.push(`epoch ${progress.epoch} of ${progress.epochs}`);
   if (progress.fraction) parts.push(percent(progress.fraction, 0));
   return parts.join(", ");

@@ -186,7 +186,6 @@ def test_a_retrain_started_from_the_form_is_watched_until_it_succeeds(
     classes = sorted(path.name for path in web.data.iterdir() if path.is_dir())
     sign_in(tab)
     page = tab.page
-    page.get_by_label("Epochs", exact=True).fill("1")
     page.get_by_label("Openvino", exact=True).uncheck()
     page.get_by_label("Activate", exact=True).select_option("never")
     page.evaluate(
@@ -227,6 +226,14 @@ def test_a_retrain_started_from_the_form_is_watched_until_it_succeeds(
     expect(start).to_be_enabled()
     forgive_cut_offs(tab)
     expect(page.locator("#job-log")).to_contain_text("version published")
+    # The whole job: its bar full, its time said, and its whole log a page at a time.
+    assert page.locator("#job-progress").evaluate("bar => bar.value") == 1
+    expect(page.locator("#job-timing")).to_have_text(re.compile(r"^elapsed \d+:\d\d$"))
+    page.get_by_text("The whole log, a page at a time").click()
+    whole = page.locator("#job-log-all")
+    expect(whole).to_contain_text("[scan]")
+    expect(whole).to_contain_text("version published")
+    expect(page.locator("#job-log-count")).to_have_text(re.compile(r"^Lines 1 to (\d+) of \1\.$"))
     new = set(_versions(web)) - before
     assert len(new) == 1
     (number,) = new
@@ -349,3 +356,23 @@ def test_number_columns_are_right_aligned_under_right_aligned_headers(tab: Tab) 
     assert tab.page.evaluate(
         "import('/web/api.js').then(api => [api.plural(1, 'version'), api.plural(2, 'version')])"
     ) == ["1 version", "2 versions"]
+
+
+def test_the_retrain_form_is_grouped_and_shows_only_the_options_that_apply(tab: Tab) -> None:
+    sign_in(tab)
+    page = tab.page
+    legends = page.locator("#retrain-form legend:visible").all_inner_texts()
+    assert legends[:2] == ["Recipe", "The head's own options"] and "Publishing" in legends
+    head = page.get_by_label("Head", exact=True)
+    expect(head).to_have_value("linear")
+    expect(page.get_by_label("L2", exact=True)).to_be_visible()
+    for mlp_only in ("Epochs", "Learning Rate", "Dropout"):
+        expect(page.get_by_label(mlp_only, exact=True)).to_be_hidden()
+    expect(page.get_by_label("Validation Split", exact=True)).to_be_hidden()  # folds is 5
+    expect(page.get_by_label("Mixed Precision", exact=True)).to_be_hidden()  # this server: CPU
+    head.select_option("mlp")
+    expect(page.get_by_label("Epochs", exact=True)).to_be_visible()
+    expect(page.get_by_label("L2", exact=True)).to_be_hidden()
+    page.get_by_label("Folds", exact=True).fill("0")
+    page.get_by_label("Folds", exact=True).dispatch_event("change")
+    expect(page.get_by_label("Validation Split", exact=True)).to_be_visible()
