@@ -28,7 +28,7 @@ from app.errors import (
 from app.http import bodies
 from app.http.pacing import paced
 from app.inference.admission import Meter
-from app.inference.limits import UploadLimits
+from app.inference.limits import UploadLimits, size_text
 
 T = TypeVar("T")
 
@@ -117,7 +117,7 @@ class _FormCollector(Generic[T]):
             if self.part.size > self.limits.max_file_bytes:
                 raise UploadTooLarge(
                     f"{(self.part.filename or '')[:SHOWN_CHARS]}: the file is over the "
-                    f"{self.limits.max_file_bytes:,}-byte limit"
+                    f"{size_text(self.limits.max_file_bytes)} limit"
                 )
             self.part.chunks.append(data[start:end])
             return

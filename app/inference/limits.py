@@ -20,6 +20,16 @@ _LENGTH_PREFIX: Final = 4  # a BYTES element's 4-byte length
 _JSON_PER_IMAGE: Final = 8  # the quotes and comma around a base64 string, or a length prefix
 
 
+def size_text(count: int) -> str:
+    """A byte count as people read it, exact beside it: "10 MiB (10,485,760 bytes)"."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= scale:
+            amount = count / scale
+            shown = f"{amount:.0f}" if amount.is_integer() else f"{amount:.1f}"
+            return f"{shown} {unit} ({count:,} bytes)"
+    return f"{count:,} bytes"
+
+
 @dataclass(frozen=True)
 class UploadLimits:
     max_file_bytes: int

@@ -18,7 +18,7 @@ import numpy as np
 
 from app.errors import SHOWN_CHARS, TooManyFiles, UploadTooLarge, shown
 from app.inference.backend import Inference, InferenceBackend
-from app.inference.limits import UploadLimits
+from app.inference.limits import UploadLimits, size_text
 from app.inference.manager import ServingModel
 from app.inference.predictor import Admitted
 from app.store.versions import ModelStore, VersionNotFound
@@ -143,7 +143,7 @@ def _images(request: InferRequest, limits: UploadLimits) -> list[bytes]:
     for index, data in enumerate(images):
         if len(data) > limits.max_file_bytes:
             raise UploadTooLarge(
-                f"{INPUT}[{index}]: the file is over the {limits.max_file_bytes:,}-byte limit"
+                f"{INPUT}[{index}]: the file is over the {size_text(limits.max_file_bytes)} limit"
             )
     return images
 

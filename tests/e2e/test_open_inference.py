@@ -20,6 +20,7 @@ import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
+from app.inference.limits import size_text
 from app.store.versions import ModelStore
 from bench.server import free_port
 from tests.support.modelfactory import publish_tiny
@@ -229,7 +230,7 @@ def test_an_image_over_the_upload_limit_is_refused_by_both_protocols(
 ) -> None:
     big = tmp_path / "big.jpg"
     big.write_bytes(server.photos[0].read_bytes() + b"\0" * MAX_UPLOAD)
-    limit = f"image[0]: the file is over the {MAX_UPLOAD:,}-byte limit"
+    limit = f"image[0]: the file is over the {size_text(MAX_UPLOAD)} limit"
     assert _refusal(lambda: _http_infer(server, [big])) == ("413", limit)
     assert _refusal(lambda: _grpc_infer(server, [big])) == ("StatusCode.RESOURCE_EXHAUSTED", limit)
     bigger = tmp_path / "bigger.jpg"  # over the whole message limit: grpc refuses it itself

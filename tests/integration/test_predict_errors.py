@@ -35,7 +35,7 @@ CASES: dict[str, tuple[Send, int, str]] = {
     "file over the upload limit": (
         _post("huge.png", b"\x89PNG" + b"0" * MAX_UPLOAD),
         413,
-        "huge.png: the file is over the 65,536-byte limit",
+        "huge.png: the file is over the 64 KiB (65,536 bytes) limit",
     ),
     "decompression bomb": (
         _post("bomb.png", make.png_with_header_size(50_000, 50_000)),

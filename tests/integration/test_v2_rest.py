@@ -13,6 +13,7 @@ import pytest
 import tritonclient.http as triton
 from fastapi.testclient import TestClient
 
+from app.inference.limits import size_text
 from app.store.versions import ModelStore
 from tests.support import imagefactory as make
 from tests.support.apps import FLOWERS, engine_of, make_settings, running
@@ -191,7 +192,7 @@ REFUSED: dict[str, tuple[Callable[[TestClient], Any], int, str]] = {
     "an image over the upload limit": (
         lambda c: _infer(c, [PHOTOS[0], b"\xff\xd8" + b"0" * MAX_UPLOAD]),
         413,
-        f"image[1]: the file is over the {MAX_UPLOAD:,}-byte limit",
+        f"image[1]: the file is over the {size_text(MAX_UPLOAD)} limit",
     ),
     "a body declared over the limit": (
         lambda c: c.post(INFER, content=b"{}", headers={"Content-Length": str(10**9)}),

@@ -7,11 +7,12 @@ import base64
 import json
 
 import numpy as np
+import pytest
 import tritonclient.grpc.service_pb2 as triton_pb
 import tritonclient.http as triton
 
 from app.config import MULTIPART_OVERHEAD_BYTES, Settings
-from app.inference.limits import V2_OVERHEAD_BYTES, UploadLimits
+from app.inference.limits import V2_OVERHEAD_BYTES, UploadLimits, size_text
 from tests.support.multipartbody import multipart_body
 
 LIMITS = UploadLimits(max_file_bytes=300_000, max_files=4)
@@ -51,3 +52,17 @@ def test_a_grpc_message_of_every_image_at_its_limit_fits() -> None:
     message.raw_input_contents.append(raw)
     size = message.ByteSize()
     assert size <= LIMITS.max_grpc_message_bytes < size + V2_OVERHEAD_BYTES
+
+
+@pytest.mark.parametrize(
+    ("count", "text"),
+    [
+        (10 * 2**20, "10 MiB (10,485,760 bytes)"),
+        (65_536, "64 KiB (65,536 bytes)"),
+        (1_500_000, "1.4 MiB (1,500,000 bytes)"),
+        (3 * 2**30, "3 GiB (3,221,225,472 bytes)"),
+        (512, "512 bytes"),
+    ],
+)
+def test_a_size_reads_as_people_read_it_and_stays_exact(count: int, text: str) -> None:
+    assert size_text(count) == text
