@@ -25,6 +25,7 @@ from app.inference.predictor import ImageRejected
 from app.jobs.records import JobNotFound
 from app.jobs.runner import JobConflict
 from app.observability.metrics import Metrics
+from app.store.notes import InvalidNote
 from app.store.versions import ArtifactNotFound, StoreError, VersionInUse, VersionNotFound
 
 logger = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ TABLE: Final[dict[type[Exception], Refusal]] = {
     Unauthorized: Refusal(401, "unauthorized", bearer=True),
     AdminDisabled: Refusal(403, "admin_disabled"),
     VersionNotFound: Refusal(404, "not_found"),
+    InvalidNote: Refusal(422, "invalid_note"),
     ArtifactNotFound: Refusal(404, "not_found"),
     VersionInUse: Refusal(409, "version_in_use"),
     StoreError: Refusal(409, "store_conflict"),

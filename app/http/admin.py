@@ -35,6 +35,7 @@ from app.http.schemas import (
     JobAccepted,
     JobLogPage,
     ModelList,
+    NoteBody,
     RejectedImage,
     RemovedImage,
     RetrainRequest,
@@ -44,6 +45,7 @@ from app.http.schemas import (
 )
 from app.inference.control import ModelControl
 from app.jobs.records import Job
+from app.store import notes
 from app.store.versions import PLOTS, ModelStore, Version
 
 router = APIRouter(tags=["admin"], responses=responses(401, 403))
@@ -140,6 +142,15 @@ async def activate(
     return await asyncio.to_thread(_model_list, store, control, settings)
 
 
+@router.put("/models/{version}/note", response_model=VersionDetail, responses=responses(404, 409))
+async def set_note(
+    store: StoreDep, control: ControlDep, version: VersionNumber, body: NoteBody
+) -> VersionDetail:
+    """Write the operators' note on a version (up to 500 characters; empty removes it)."""
+    await asyncio.to_thread(notes.write_note, store, version, body.note)
+    return await asyncio.to_thread(_version_detail, store, control, version)
+
+
 @router.delete("/models/{version}", response_model=ModelList, responses=responses(404, 409))
 async def delete_model(
     store: StoreDep, control: ControlDep, settings: SettingsDep, version: VersionNumber
@@ -176,6 +187,7 @@ def _in_use(control: ModelControl) -> set[int]:
 def _summary(
     store: ModelStore, version: Version, active: int | None, serving: int | None
 ) -> VersionSummary:
+    note = notes.read_note(version.path)
     return VersionSummary(
         version=str(version.number),
         created_at=version.metadata.created_at,
@@ -183,6 +195,8 @@ def _summary(
         val_accuracy=version.metadata.val_accuracy,
         evaluation=version.metadata.metrics.evaluation,
         size_bytes=store.size_bytes(version),
+        note=note.text if note else None,
+        note_updated_at=note.updated_at if note else None,
         active=version.number == active,
         serving=version.number == serving,
     )

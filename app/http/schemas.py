@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app import options
 from app.inference.control import ReplicaStatus
@@ -146,8 +146,20 @@ class VersionSummary(BaseModel):
         "version's held-out validation split",
     )
     size_bytes: int
+    note: str | None = Field(None, description="The operators' note on this version")
+    note_updated_at: str | None = None
     active: bool = Field(description="The store's active pointer names this version")
     serving: bool = Field(description="This server is serving this version now")
+
+
+class NoteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str = Field(
+        max_length=2000,  # a bound on what is read; the note itself: MAX_NOTE_CHARS once stripped
+        description="Free text, up to 500 characters once trimmed; empty removes the note",
+        examples=["trained after the May uploads"],
+    )
 
 
 class ModelList(BaseModel):

@@ -51,7 +51,10 @@ function row(version) {
   const number = version.version;
   // data-label: the column's name, shown beside each value where a phone stacks the cells.
   return element("tr", { "data-version": number }, [
-    element("th", { scope: "row", text: number, "data-label": "Version" }),
+    element("th", { scope: "row", "data-label": "Version" }, [
+      number,
+      version.note ? element("span", { class: "muted small block note", text: version.note }) : null,
+    ]),
     element("td", { text: when(version.created_at), "data-label": "Created" }),
     element("td", { "data-label": "Accuracy" }, [
       element("span", { class: "accuracy", text: accuracy }),
@@ -168,6 +171,7 @@ async function showDetail(number) {
   panel.replaceChildren(
     element("div", { class: "detail-head" }, [element("h3", { text: `Version ${number}` }), close]),
     facts(version),
+    noteForm(version),
     await plots(version),
     scores(version),
   );
@@ -218,6 +222,40 @@ function facts(version) {
 }
 
 // history.png holds training curves only for an mlp head; a linear head's shows its folds.
+// The operators' note on a version ("trained after the May uploads"): PUT …/note, empty removes it.
+function noteForm(version) {
+  const id = `note-${version.version}`;
+  const text = element("textarea", { id, name: "note", rows: "2", maxlength: "500", "aria-describedby": `${id}-hint` });
+  text.value = version.note || "";
+  const save = element("button", { type: "submit", class: "secondary small", text: "Save note" });
+  const output = element("output", { class: "small", for: id, "aria-live": "polite" });
+  const form = element("form", { class: "stack note-form" }, [
+    element("label", { for: id, text: `Note on version ${version.version}` }),
+    text,
+    element("p", { id: `${id}-hint`, class: "muted small", text: "Up to 500 characters, for the other operators; empty removes it." }),
+    element("div", { class: "inline" }, [save, output]),
+  ]);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    save.disabled = true;
+    const answer = await call(`/admin/models/${version.version}/note`, {
+      method: "PUT",
+      json: { note: text.value },
+      admin: true,
+      retries: 2, // the same note written twice is the same note
+    });
+    save.disabled = false;
+    if (authFailed(answer)) return;
+    if (!answer.ok) {
+      output.textContent = `Not saved (HTTP ${answer.status}): ${answer.message}`;
+      return;
+    }
+    output.textContent = answer.data.note ? "Saved." : "Removed.";
+    await load();
+  });
+  return form;
+}
+
 const PLOT_TITLES = {
   linear: { "history.png": "Accuracy per cross-validation fold", "confusion.png": "Confusion matrix (validation)" },
   mlp: { "history.png": "Accuracy per fold and training curves", "confusion.png": "Confusion matrix (validation)" },

@@ -29,6 +29,7 @@ ROUTES = [
     ("GET", "/admin/models/1"),
     ("GET", "/admin/models/1/plots/history.png"),
     ("DELETE", "/admin/models/1"),
+    ("PUT", "/admin/models/1/note"),
     ("GET", "/admin/dataset"),
     ("POST", "/admin/dataset/roses"),
     ("DELETE", f"/admin/dataset/roses/{'0' * 64}.jpg"),

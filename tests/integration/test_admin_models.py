@@ -188,3 +188,55 @@ def test_a_version_being_activated_cannot_be_deleted_and_then_serves(
         assert activated.status_code == 200, activated.text
         assert client.get("/classes").json()["model_version"] == "2"
         assert (store.root / "2").is_dir()
+
+
+def test_a_note_is_written_listed_replaced_and_removed(admin: TestClient) -> None:
+    written = admin.put(
+        "/admin/models/2/note", json={"note": "  trained after the May uploads\n"}, headers=AUTH
+    )
+    assert written.status_code == 200
+    assert written.json()["note"] == "trained after the May uploads"
+    assert written.json()["note_updated_at"]
+    listed = {
+        v["version"]: v["note"] for v in admin.get("/admin/models", headers=AUTH).json()["versions"]
+    }
+    assert listed == {"1": None, "2": "trained after the May uploads"}
+    admin.put("/admin/models/2/note", json={"note": "roses relabelled"}, headers=AUTH)
+    assert admin.get("/admin/models/2", headers=AUTH).json()["note"] == "roses relabelled"
+    removed = admin.put("/admin/models/2/note", json={"note": "  "}, headers=AUTH)
+    assert removed.status_code == 200 and removed.json()["note"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        ({"note": "x" * 501}, 422, "at most 500 characters, not 501"),
+        ({"note": "x" * 2001}, 422, "2000"),
+        ({"note": "bell\x07"}, 422, "no control characters"),
+        ({"note": 7}, 422, "note"),
+        ({"note": "ok", "path": "/etc"}, 422, "path"),
+        ({}, 422, "note"),
+    ],
+)
+def test_a_bad_note_is_422_and_changes_nothing(
+    admin: TestClient, store: ModelStore, body: object, status: int, says: str
+) -> None:
+    admin.put("/admin/models/2/note", json={"note": "kept"}, headers=AUTH)
+    response = admin.put("/admin/models/2/note", json=body, headers=AUTH)
+    assert response.status_code == status and says in response.text, response.text
+    assert admin.get("/admin/models/2", headers=AUTH).json()["note"] == "kept"
+
+
+def test_a_note_on_an_unknown_version_is_404_and_writes_nothing(
+    admin: TestClient, store: ModelStore
+) -> None:
+    before = sorted(p for p in store.root.rglob("*"))
+    response = admin.put("/admin/models/9/note", json={"note": "hello"}, headers=AUTH)
+    assert response.status_code == 404
+    assert sorted(p for p in store.root.rglob("*")) == before
+
+
+def test_a_note_goes_with_its_deleted_version(admin: TestClient, store: ModelStore) -> None:
+    admin.put("/admin/models/2/note", json={"note": "doomed"}, headers=AUTH)
+    assert admin.delete("/admin/models/2", headers=AUTH).status_code == 200
+    assert not (store.root / "2").exists()

@@ -376,3 +376,28 @@ def test_the_retrain_form_is_grouped_and_shows_only_the_options_that_apply(tab: 
     page.get_by_label("Folds", exact=True).fill("0")
     page.get_by_label("Folds", exact=True).dispatch_event("change")
     expect(page.get_by_label("Validation Split", exact=True)).to_be_visible()
+
+
+def test_a_note_on_a_version_is_saved_shown_in_the_table_and_refused_when_too_long(
+    tab: Tab, web: WebServer
+) -> None:
+    number = publish_tiny(web.store, FLOWERS, seed=9, activate=False).number
+    sign_in(tab)
+    page = tab.page
+    page.get_by_role("button", name=f"Details of version {number}").click()
+    note = page.get_by_label(f"Note on version {number}")
+    note.fill("trained after the May uploads")
+    page.get_by_role("button", name="Save note").click()
+    expect(page.locator("#detail output")).to_have_text("Saved.")
+    expect(_row(tab, number).locator(".note")).to_have_text("trained after the May uploads")
+    stored = httpx.get(f"{web.base}/admin/models/{number}", headers=AUTH).json()
+    assert stored["note"] == "trained after the May uploads"
+    # maxlength stops typing at 500; a longer value set anyway gets the API's own 422 message.
+    note.evaluate("area => { area.removeAttribute('maxlength'); area.value = 'x'.repeat(501); }")
+    page.get_by_role("button", name="Save note").click()
+    expect(page.locator("#detail output")).to_have_text(
+        "Not saved (HTTP 422): a note is at most 500 characters, not 501"
+    )
+    assert httpx.get(f"{web.base}/admin/models/{number}", headers=AUTH).json()["note"] == (
+        "trained after the May uploads"
+    )
