@@ -8,8 +8,6 @@ ARG BASE_IMAGE=debian:bookworm-slim
 
 # ---- builder: a virtual environment with the app and its dependencies ----
 FROM ${BASE_IMAGE} AS builder
-ARG VARIANT=cpu
-ARG EXTRAS=openvino
 ENV DEBIAN_FRONTEND=noninteractive \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -26,6 +24,10 @@ RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --upgrade pip
 # name), so the other requirements are installed from pyproject.toml and the app without deps.
 # Left out, since nothing imports them at run time: TensorFlow's C++ headers (tensorflow/include,
 # ~290 MB, for building custom ops) and libclang (~60 MB, a build tool TensorFlow requires).
+# The variant's arguments are declared here, not above: the layers before this one are then the
+# same for both variants, and built once.
+ARG VARIANT=cpu
+ARG EXTRAS=openvino
 COPY pyproject.toml README.md /src/
 RUN case "${VARIANT}" in \
         cpu) tensorflow=tensorflow-cpu ;; \

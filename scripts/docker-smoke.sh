@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Docker smoke test with a real engine: build the image, serve a real trained model from it,
-# classify a real flower photo, check the non-root user, a clean exit on SIGTERM, and the compose
-# files (validated, `api` brought up and down). Cleans up everything it made.
+# Docker smoke test with a real engine: build both images (cpu, which every step below runs, and
+# gpu, built and inspected: no GPU here to run it on); `docker run` the cpu image alone on an
+# empty store volume with the dev photos mounted (it trains, then serves): classify a real flower
+# photo over HTTP and gRPC, the web console's files, the non-root user, a retrain through the
+# admin API inside the container, a clean exit on SIGTERM; then the compose files (validated,
+# `api` brought up and down). Cleans up everything it made.
 #
 # Starts a local Docker engine when none runs and this is root on Debian (see
 # ../shared/docker/README.md); skips with a loud message only when no engine can be started.
@@ -10,6 +13,7 @@ cd "$(dirname "$0")/.."
 
 IMAGE_TAG=smoke
 IMAGE="flower-classifier:${IMAGE_TAG}"
+GPU_IMAGE="flower-classifier:${IMAGE_TAG}-gpu"
 CONTAINER=flowers-smoke
 COMPOSE_PROJECT=flowerssmoke
 STORE_VOLUME=flowers-smoke-store
@@ -31,7 +35,7 @@ cleanup() {
     docker rm -f "$CONTAINER" >/dev/null 2>&1
     docker volume rm -f "$STORE_VOLUME" >/dev/null 2>&1
     FLOWERS_ADMIN_TOKEN=$TOKEN FLOWERS_IMAGE_TAG=$IMAGE_TAG docker-compose -p "$COMPOSE_PROJECT" down -v >/dev/null 2>&1
-    docker image rm -f "$IMAGE" >/dev/null 2>&1
+    docker image rm -f "$IMAGE" "$GPU_IMAGE" >/dev/null 2>&1
     docker system prune -f >/dev/null 2>&1
     [ -n "$copied_ca" ] && rm -f "$copied_ca"
     if [ -n "$started_dockerd" ]; then
@@ -104,28 +108,51 @@ docker history --format '{{.Size}}\t{{.CreatedBy}}' "$IMAGE" \
 docker run --rm --entrypoint python3 "$IMAGE" -c \
     "import importlib.metadata as m, sys; names = {d.metadata['Name'].lower().replace('_', '-') for d in m.distributions()}; found = sorted(names & {'tensorflow', 'tensorflow-cpu'}); print('TensorFlow in the image:', found); sys.exit(found != ['tensorflow-cpu'])"
 
-log "training a real model (ImageNet ResNet-50 on $PHOTOS) into a fresh store"
-"$PYTHON" -m app.train --data-dir "$PHOTOS" --model-store "$work/store" \
-    --feature-cache "$FEATURE_CACHE" >"$work/train.log" 2>&1 || { tail -40 "$work/train.log"; exit 1; }
-grep -E "version published|validation accuracy" "$work/train.log"
-chmod -R a+rwX "$work/store"
+log "building $GPU_IMAGE (VARIANT=gpu: tensorflow[and-cuda]; the layers before TensorFlow are shared)"
+build_started=$(date +%s)
+docker build --network host --build-arg VARIANT=gpu -t "$GPU_IMAGE" . >"$work/build-gpu.log" 2>&1 \
+    || { tail -40 "$work/build-gpu.log"; exit 1; }
+gpu_size=$(docker image inspect --format '{{.Size}}' "$GPU_IMAGE")
+echo "built in $(( $(date +%s) - build_started ))s; image size $(( gpu_size / 1000000 )) MB (VARIANT=gpu)"
+docker images flower-classifier --format 'docker images: {{.Repository}}:{{.Tag}} {{.Size}}'
+echo "docker history of $GPU_IMAGE (the layers over 1 MB):"
+docker history --format '{{.Size}}\t{{.CreatedBy}}' "$GPU_IMAGE" \
+    | awk -F'\t' '$1 !~ /^0B$|kB$/ {printf "  %-9s %s\n", $1, substr($2, 1, 110)}'
+# No GPU here to run it on (and a container of it would copy 7 GB on this engine's vfs driver):
+# what pip installed into it, from its build log, is the check.
+installed=$(grep -h "Successfully installed" "$work/build-gpu.log" | tr ' ' '\n' | grep -E '^(tensorflow|nvidia-)' | sort)
+echo "TensorFlow and CUDA in the gpu image ($(echo "$installed" | grep -c '^nvidia-') CUDA wheels):" $installed
+echo "$installed" | grep -q '^tensorflow-2\.21\.' && echo "$installed" | grep -q '^nvidia-cudnn-cu12-' \
+    && ! echo "$installed" | grep -q '^tensorflow-cpu' || { echo "the gpu image lacks CUDA TensorFlow" >&2; exit 1; }
+# vfs keeps a full copy of each layer (~20 GB for this image and its build): free them now.
+docker image rm "$GPU_IMAGE" >/dev/null && docker image prune -f >/dev/null
 
-log "running the image as built (its own CMD and HEALTHCHECK)"
+log "docker run alone: a mounted data folder and an empty store volume (it trains, then serves)"
+# The image as built: its own CMD (flowers-serve --train-if-empty) and HEALTHCHECK. The host's
+# feature cache and ImageNet weights (filled by the test suite and earlier runs) are lent to it:
+# they spare it a download the machine cannot make and minutes of CPU; the recipe runs in full.
+photo=$(find "$PHOTOS/daisy" -name '*.jpg' | sort | tail -1)
+mkdir -p "$FEATURE_CACHE" && chmod -R a+rwX "$FEATURE_CACHE"
+weights=$(ls "${KERAS_HOME:-$HOME/.keras}"/models/resnet50_imagenet_notop_*.weights.h5 | head -1)
 if (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then echo "port $PORT is busy" >&2; exit 1; fi
-docker run -d --name "$CONTAINER" --network host -v "$work/store:/srv/model_store" "$IMAGE" >/dev/null
-wait_healthy 90
-echo "health: $health"
+docker volume create "$STORE_VOLUME" >/dev/null
+run_started=$(date +%s)
+docker run -d --name "$CONTAINER" --network host \
+    -v "$(realpath "$PHOTOS"):/srv/data:ro" -v "$STORE_VOLUME:/srv/model_store" \
+    -v "$FEATURE_CACHE:/srv/features" -e FLOWERS_FEATURE_CACHE=/srv/features \
+    -v "$weights:/srv/resnet50.weights.h5:ro" -e RESNET50_WEIGHTS=/srv/resnet50.weights.h5 \
+    -e FLOWERS_ADMIN_TOKEN="$TOKEN" "$IMAGE" >/dev/null
+wait_healthy 450
+echo "health: $health after $(( $(date +%s) - run_started ))s"
 [ "$health" = healthy ]
 curl -fsS "http://127.0.0.1:$PORT/health/ready"; echo
-
-photo=$(find "$PHOTOS/daisy" -name '*.jpg' | sort | tail -1)
 curl -fsS -F "file=@$photo" "http://127.0.0.1:$PORT/predict" >"$work/predict.json"
 "$PYTHON" - "$work/predict.json" <<'PY'
 import json, sys
 body = json.load(open(sys.argv[1]))
 prediction = body["predictions"][0]
 total = sum(prediction["probabilities"].values())
-print(f"version {body['model_version']}: {prediction['filename']} -> {prediction['class_name']} "
+print(f"first prediction: version {body['model_version']}: {prediction['filename']} -> {prediction['class_name']} "
       f"({prediction['confidence']:.3f}); probabilities sum to {total:.6f}")
 assert prediction["class_name"] == "daisy", prediction
 assert abs(total - 1) < 1e-4
@@ -164,6 +191,35 @@ uid=$(docker exec "$CONTAINER" id -u)
 echo "container user: $(docker exec "$CONTAINER" id -un) (uid $uid)"
 [ "$uid" != 0 ]
 
+echo "the container's log from its start to the first prediction:"
+docker logs "$CONTAINER" 2>&1 | grep -vE '^\s+\[#*-*\] ' | sed 's/^/  | /'
+
+log "retraining through the admin API inside the container (a background job, then a hot swap)"
+admin=(-H "Authorization: Bearer $TOKEN")
+curl -fsS "${admin[@]}" -H "Content-Type: application/json" -d '{"activate": "always"}' \
+    "http://127.0.0.1:$PORT/admin/retrain" >"$work/job.json"
+cat "$work/job.json"; echo
+status_url=$("$PYTHON" -c "import json, sys; print(json.load(open(sys.argv[1]))['status_url'])" "$work/job.json")
+retrain_started=$(date +%s)
+for _ in $(seq 300); do
+    curl -fsS "${admin[@]}" "http://127.0.0.1:$PORT$status_url" >"$work/job.json"
+    grep -qE '"state":"(queued|running)"' "$work/job.json" || break
+    # Serving goes on while it trains: every poll is also a prediction.
+    curl -fsS -o /dev/null -F "file=@$photo" "http://127.0.0.1:$PORT/predict" || { docker logs "$CONTAINER"; exit 1; }
+    sleep 2
+done
+"$PYTHON" - "$work/job.json" "$(( $(date +%s) - retrain_started ))" <<'PY'
+import json, re, sys
+job = json.load(open(sys.argv[1]))
+print(f"job {job['id']}: {job['state']} in {sys.argv[2]}s; {job['progress']['detail']}; "
+      f"activated: {(job['result'] or {}).get('activated')}")
+shown = re.compile(r"^\[[a-z_]+\]|^(fold|\d+-fold|version published|activation|total)\b")
+print("\n".join(f"  | {line}" for line in job["log_tail"] if shown.match(line.strip())))
+sys.exit(job["state"] != "succeeded" or not job["result"]["activated"])
+PY
+curl -fsS -F "file=@$photo" "http://127.0.0.1:$PORT/predict" >"$work/predict-retrained.json"
+"$PYTHON" -c "import json, sys; b = json.load(open(sys.argv[1])); p = b['predictions'][0]; print(f\"after the retrain: version {b['model_version']}: {p['filename']} -> {p['class_name']} ({p['confidence']:.3f})\"); sys.exit(b['model_version'] != '2' or p['class_name'] != 'daisy')" "$work/predict-retrained.json"
+
 log "SIGTERM: graceful shutdown"
 docker stop -t 30 "$CONTAINER" >/dev/null
 code=$(docker inspect --format '{{.State.ExitCode}}' "$CONTAINER")
@@ -171,25 +227,6 @@ docker logs "$CONTAINER" 2>&1 | grep -E "Shutting down|shutdown complete" | sed 
 echo "exit code after SIGTERM: $code"
 [ "$code" = 0 ]
 docker rm "$CONTAINER" >/dev/null
-
-log "docker run alone: a mounted data folder and an empty store volume (it trains, then serves)"
-# The host's run above filled the feature cache and fetched the ImageNet weights: lent to the
-# container, they spare it an hour of CPU and a download; the recipe runs in full.
-chmod -R a+rwX "$FEATURE_CACHE"
-weights=$(ls "${KERAS_HOME:-$HOME/.keras}"/models/resnet50_imagenet_notop_*.weights.h5 | head -1)
-docker volume create "$STORE_VOLUME" >/dev/null
-run_started=$(date +%s)
-docker run -d --name "$CONTAINER" --network host \
-    -v "$(realpath "$PHOTOS"):/srv/data:ro" -v "$STORE_VOLUME:/srv/model_store" \
-    -v "$FEATURE_CACHE:/srv/features" -e FLOWERS_FEATURE_CACHE=/srv/features \
-    -v "$weights:/srv/resnet50.weights.h5:ro" -e RESNET50_WEIGHTS=/srv/resnet50.weights.h5 \
-    "$IMAGE" >/dev/null
-wait_healthy 450
-curl -fsS -F "file=@$photo" "http://127.0.0.1:$PORT/predict" >"$work/predict-trained.json" || { docker logs "$CONTAINER"; exit 1; }
-echo "health: $health after $(( $(date +%s) - run_started ))s; the container's log from its start to the first prediction:"
-docker logs "$CONTAINER" 2>&1 | grep -vE '^\s+\[#*-*\] ' | sed 's/^/  | /'
-"$PYTHON" -c "import json, sys; b = json.load(open(sys.argv[1])); p = b['predictions'][0]; print(f\"first prediction: version {b['model_version']}: {p['filename']} -> {p['class_name']} ({p['confidence']:.3f})\"); sys.exit(p['class_name'] != 'daisy')" "$work/predict-trained.json"
-docker rm -f "$CONTAINER" >/dev/null
 docker volume rm "$STORE_VOLUME" >/dev/null
 
 log "docker-compose: validate, then bring api up and down"
