@@ -37,7 +37,7 @@ export function sleep(ms) {
 }
 
 async function callOnce(path, { method, json, form, admin, as }) {
-  const headers = { Accept: as === "blob" ? "image/png" : "application/json" };
+  const headers = { Accept: { blob: "image/png", text: "text/plain" }[as] || "application/json" };
   let body;
   if (json !== undefined) {
     headers["Content-Type"] = "application/json";

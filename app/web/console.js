@@ -4,6 +4,7 @@
 import { adminToken, call } from "/web/api.js";
 import { watchConnection } from "/web/connection.js";
 import * as dataset from "/web/dataset.js";
+import * as live from "/web/live.js";
 import * as retrain from "/web/retrain.js";
 import * as versions from "/web/versions.js";
 
@@ -32,12 +33,14 @@ async function signIn(event) {
 async function open() {
   signInSection.hidden = true;
   consoleSection.hidden = false;
+  live.start();
   await Promise.all([versions.load(), dataset.load(), retrain.setup()]);
 }
 
 function signOut(message = "") {
   adminToken.clear();
   retrain.stopWatching();
+  live.stop();
   consoleSection.hidden = true;
   signInSection.hidden = false;
   signInError.textContent = message;

@@ -323,7 +323,7 @@ def test_a_server_that_cannot_be_reached_is_one_banner_not_an_error_per_section(
     sign_in(tab)
     page = tab.page
     banner = page.get_by_role("alert").filter(has_text="cannot be reached")
-    for pattern in ("**/admin/**", "**/openapi.json", "**/health/live"):
+    for pattern in ("**/admin/**", "**/openapi.json", "**/health/live", "**/metrics"):
         page.route(pattern, lambda route: route.abort())
     page.reload()  # the console opens again (the token is in the tab) with the server gone
     expect(banner).to_be_visible()
@@ -342,6 +342,7 @@ def test_a_server_that_cannot_be_reached_is_one_banner_not_an_error_per_section(
     page.unroute("**/admin/**")
     page.unroute("**/openapi.json")
     page.unroute("**/health/live")
+    page.unroute("**/metrics")
     expect(banner).to_be_hidden(timeout=10_000)
     forgive_cut_offs(tab)
 
@@ -401,3 +402,41 @@ def test_a_note_on_a_version_is_saved_shown_in_the_table_and_refused_when_too_lo
     assert httpx.get(f"{web.base}/admin/models/{number}", headers=AUTH).json()["note"] == (
         "trained after the May uploads"
     )
+
+
+def test_the_live_panel_reads_the_servers_own_metrics_and_draws_them(
+    tab: Tab, web: WebServer
+) -> None:
+    sign_in(tab)
+    page = tab.page
+    photo = {"file": ("x.jpg", _jpeg(), "image/jpeg")}
+    for _ in range(4):  # two readings apart, at least: traffic between them
+        for _ in range(3):
+            assert httpx.post(f"{web.base}/predict", files=photo, timeout=30).status_code == 200
+        page.wait_for_timeout(1000)
+    fact = page.locator("#live-facts dd")
+    expect(fact.first).not_to_have_text("waiting for two readings")
+    rates = page.locator("#live-facts").inner_text()
+    assert re.search(r"Requests/s\s+\d+\.\d", rates), rates
+    assert re.search(r"p95 latency\s+(\d+ ms|—)", rates), rates
+    assert re.search(r"Queue depth\s+\d+", rates), rates
+    expect(page.locator("#live-chart")).to_have_attribute("aria-label", re.compile("images/s"))
+    painted = page.locator("#live-chart").evaluate(
+        """canvas => {
+            const {width, height} = canvas;
+            const data = canvas.getContext('2d').getImageData(0, 0, width, height).data;
+            let painted = 0;
+            for (let i = 3; i < data.length; i += 4) if (data[i]) painted += 1;
+            return painted;
+        }"""
+    )
+    assert painted > 0
+    # The quantile is Prometheus's histogram_quantile: linear inside the bucket.
+    quantiles = page.evaluate(
+        """() => import('/web/live.js').then(live => [
+            live.quantile(0.5, [[0.1, 10], [0.2, 30], [Infinity, 30]]),
+            live.quantile(0.95, [[0.1, 0], [Infinity, 4]]),
+            live.quantile(0.5, [[0.1, 0], [Infinity, 0]]),
+        ])"""
+    )
+    assert quantiles == [pytest.approx(0.125), 0.1, None]
