@@ -2,6 +2,7 @@
 // (rollback) and deletion, each confirmed first; and the store's retention setting.
 
 import { bytes, call, element, percent, plural, when } from "/web/api.js";
+import * as compare from "/web/compare.js";
 import { announce, authFailed, confirmAction, showError } from "/web/ui.js";
 
 const tbody = () => document.querySelector("#versions tbody");
@@ -18,6 +19,7 @@ export async function load() {
 
 function render(list) {
   describeRetention(list);
+  compare.offer(list);
   const rows = [...list.versions].reverse().map(row); // newest first
   tbody().replaceChildren(...rows);
   if (!rows.length) {

@@ -73,7 +73,8 @@ def test_the_classify_page_has_no_violations_in_any_state(axe_tab: Tab, flowers_
     notes = {"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"not a photo"}
     daisy = {"name": photo.name, "mimeType": "image/jpeg", "buffer": photo.read_bytes()}
     page.get_by_label("Choose photos").set_input_files([daisy, notes])
-    expect(page.locator(".card[data-state='pending']")).to_have_count(0, timeout=60_000)
+    expect(page.locator(".card[data-state='done']")).to_have_count(1, timeout=60_000)
+    expect(page.locator(".card[data-state='error']")).to_have_count(1)
     page.get_by_role("button", name="Wrong?").click()
     _clean(axe_tab, "a classified card with its feedback form open, and a refused card")
 
@@ -88,7 +89,10 @@ def test_the_console_has_no_violations_in_any_state(axe_tab: Tab, finished_job: 
     expect(page.locator("#detail figure img").first).to_be_visible()
     page.get_by_text("The whole log, a page at a time").click()
     expect(page.locator("#job-log-all")).to_contain_text("[scan]")
-    _clean(axe_tab, "signed in: versions, a version's details, a finished job and its log")
+    page.get_by_role("button", name="Compare", exact=True).click()
+    expect(page.locator("#comparison table").first).to_be_visible()
+    expect(page.locator("#live-facts dd").first).not_to_have_text("waiting for two readings")
+    _clean(axe_tab, "signed in: live, versions, details, a comparison, a finished job and its log")
     page.locator("#versions button:enabled", has_text="Activate").first.click()
     expect(page.get_by_role("dialog")).to_be_visible()
     _clean(axe_tab, "the confirmation dialog")

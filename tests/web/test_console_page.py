@@ -440,3 +440,41 @@ def test_the_live_panel_reads_the_servers_own_metrics_and_draws_them(
         ])"""
     )
     assert quantiles == [pytest.approx(0.125), 0.1, None]
+
+
+def test_two_versions_are_compared_class_by_class_with_both_confusion_matrices(
+    tab: Tab, web: WebServer
+) -> None:
+    def scores(f1: float) -> dict[str, dict[str, float]]:
+        return {n: {"precision": 0.9, "recall": 0.8, "f1": f1, "support": 5} for n in FLOWERS}
+
+    eye = [[5 if row == column else 0 for column in range(5)] for row in range(5)]
+    mixed = [row[:] for row in eye]
+    mixed[2][2], mixed[2][4] = 3, 2  # two roses taken for tulips
+    older, newer = (
+        publish_tiny(
+            web.store,
+            FLOWERS,
+            seed=seed,
+            activate=False,
+            metrics={"per_class": scores(f1), "confusion_matrix": matrix},
+        ).number
+        for seed, f1, matrix in ((10, 0.8, mixed), (11, 0.85, eye))
+    )
+    sign_in(tab)
+    page = tab.page
+    page.get_by_label("Compare", exact=True).select_option(str(older))
+    page.get_by_label("with", exact=True).select_option(str(newer))
+    page.get_by_role("button", name="Compare", exact=True).click()
+    table = page.get_by_role(
+        "region", name=f"Per-class scores, version {older} and version {newer}"
+    )
+    daisy = table.locator("tr[data-class='daisy'] td")
+    expect(daisy).to_have_text(
+        ["0.900", "0.900", "+0.000", "0.800", "0.800", "+0.000", "0.800", "0.850", "+0.050"]
+    )
+    first = page.get_by_role("region", name=re.compile(f"^Confusion matrix of version {older}"))
+    expect(first.locator("tbody tr").nth(2).locator("td")).to_have_text(["0", "0", "3", "0", "2"])
+    second = page.get_by_role("region", name=re.compile(f"^Confusion matrix of version {newer}"))
+    expect(second.locator("tbody tr").nth(2).locator("td")).to_have_text(["0", "0", "5", "0", "0"])
+    expect(page.locator("#comparison")).to_be_focused()
