@@ -6,7 +6,13 @@ from fastapi import APIRouter
 
 from app.http.deps import BackendDep, ControlDep, SettingsDep
 from app.http.errors import responses
-from app.http.schemas import BatchingInfo, ClassesResponse, ModelResponse, replica_infos
+from app.http.schemas import (
+    BatchingInfo,
+    ClassesResponse,
+    ModelResponse,
+    UploadLimitsInfo,
+    replica_infos,
+)
 
 router = APIRouter(tags=["model"])
 
@@ -46,6 +52,11 @@ async def model_info(
             max_batch_delay_ms=settings.max_batch_delay_ms,
             queue_limit=settings.queue_limit,
             batch_sizes=list(model.batch_sizes),
+        ),
+        limits=UploadLimitsInfo(
+            max_file_bytes=settings.max_upload_bytes,
+            max_files_per_request=settings.max_files_per_request,
+            max_image_pixels=settings.max_image_pixels,
         ),
         metadata=metadata.as_dict(),
         **cluster,

@@ -45,6 +45,12 @@ class BatchingInfo(BaseModel):
     batch_sizes: list[int] = Field(description="The padded sizes the engine runs (all warmed up)")
 
 
+class UploadLimitsInfo(BaseModel):
+    max_file_bytes: int = Field(description="The most one image may be (FLOWERS_MAX_UPLOAD_BYTES)")
+    max_files_per_request: int
+    max_image_pixels: int = Field(description="The most pixels a decoded image may have")
+
+
 class ReplicaInfo(BaseModel):
     deployment: str = Field(description="Ingress (HTTP) or Model (batcher and engine)")
     replica: str = Field(description="Ray Serve's replica id")
@@ -92,6 +98,9 @@ class ModelResponse(BaseModel):
     )
     device: str
     batching: BatchingInfo
+    limits: UploadLimitsInfo | None = Field(
+        None, description="What one upload may be: clients shrink or split to fit"
+    )
     metadata: dict[str, Any] = Field(
         description="The version's metadata.json (metrics, training, dataset)"
     )

@@ -20,9 +20,13 @@ const RETRY_AFTER_CAP_S = 30; // a longer Retry-After is shown to the user, not 
 // With `retries`, a retryable answer is tried again after its Retry-After (capped), else after
 // a back-off of 0.5, 1, 2, 4 … s with jitter; only the last answer is returned. Every answer,
 // or its absence, is announced to the page as a "reachable" event (the connection banner).
-export async function call(path, { method = "GET", json, form, admin = false, as = "json", retries = 0 } = {}) {
+// `onUpload(fraction)`, where given, follows the request body as it is sent (XMLHttpRequest: fetch
+// cannot report an upload's progress).
+export async function call(path, { method = "GET", json, form, admin = false, as = "json", retries = 0, onUpload } = {}) {
   for (let attempt = 0; ; attempt += 1) {
-    const answer = await callOnce(path, { method, json, form, admin, as });
+    const answer = onUpload
+      ? await sendWithProgress(path, { method, form, admin, onUpload })
+      : await callOnce(path, { method, json, form, admin, as });
     document.dispatchEvent(new CustomEvent("reachable", { detail: answer.status !== 0 }));
     answer.attempts = attempt + 1;
     if (answer.ok || !RETRYABLE.has(answer.status) || attempt >= retries) return answer;
@@ -64,6 +68,40 @@ async function callOnce(path, { method, json, form, admin, as }) {
   const seconds = Number.parseInt(response.headers.get("retry-after") || "", 10);
   const retryAfter = Number.isFinite(seconds) && seconds >= 0 ? seconds : undefined;
   return { ok: response.ok, status: response.status, data, message, retryAfter };
+}
+
+function sendWithProgress(path, { method, form, admin, onUpload }) {
+  return new Promise((resolve) => {
+    const request = new XMLHttpRequest();
+    request.open(method, path);
+    request.setRequestHeader("Accept", "application/json");
+    const token = adminToken.get();
+    if (admin && token) request.setRequestHeader("Authorization", `Bearer ${token}`);
+    request.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable) onUpload(event.loaded / event.total);
+    });
+    request.addEventListener("error", () =>
+      resolve({ ok: false, status: 0, data: null, message: "The server cannot be reached (the upload failed)." }),
+    );
+    request.addEventListener("load", () => {
+      let data = null;
+      try {
+        data = JSON.parse(request.responseText);
+      } catch {
+        data = request.responseText;
+      }
+      const ok = request.status >= 200 && request.status < 300;
+      const seconds = Number.parseInt(request.getResponseHeader("retry-after") || "", 10);
+      resolve({
+        ok,
+        status: request.status,
+        data,
+        message: ok ? "" : errorMessage(data, request.status),
+        retryAfter: Number.isFinite(seconds) && seconds >= 0 ? seconds : undefined,
+      });
+    });
+    request.send(form);
+  });
 }
 
 // The API's error text: {"detail": "..."} or FastAPI's 422 list of {loc, msg}.

@@ -3,7 +3,7 @@
 // version and the time it took. A busy or unreachable server is tried again (then a Retry button);
 // with an admin token in this tab, "Wrong?" files a photo under the class chosen, with an Undo.
 
-import { RETRYABLE, adminToken, call, eachLimited, element, percent, plural } from "/web/api.js";
+import { RETRYABLE, adminToken, bytes, call, eachLimited, element, percent, plural } from "/web/api.js";
 import { watchConnection } from "/web/connection.js";
 
 const IN_FLIGHT = 4;
@@ -17,6 +17,8 @@ const dropZone = document.getElementById("drop-zone");
 let cardCount = 0;
 let ready = false; // a model serves: photos are accepted
 let datasetClasses = null; // fetched once, when the feedback form is first needed
+let limits = null; // what one upload may be (GET /model's limits)
+const SHRUNK_SIDE = 2048; // the model sees 180 px: a photo shrunk to this loses nothing it uses
 
 // Which model serves; until one does, the page says so (nothing about the server's insides) and
 // takes no photo, and asks again every few seconds.
@@ -33,6 +35,7 @@ async function describeModel() {
     return;
   }
   const model = answer.data;
+  limits = model.limits || null;
   setReady(true);
   line.textContent =
     `Model version ${model.version} (${model.engine} on ${model.device}) knows ` +
@@ -84,12 +87,17 @@ async function classifyOne({ file, card }) {
   const body = card.querySelector(".card-body");
   body.replaceChildren(body.querySelector(".filename"), element("p", { class: "muted", text: "Classifying…" }));
   card.dataset.state = "pending";
+  const status = body.querySelector("p");
+  const sent = await fitted(file, body);
   const form = new FormData();
-  form.append("file", file, file.name || "pasted.png");
+  form.append("file", sent, file.name || "pasted.png");
   const started = performance.now();
-  const answer = await call("/predict", { method: "POST", form, retries: RETRIES });
+  const onUpload = (fraction) => {
+    status.textContent = fraction < 1 ? `Uploading… ${percent(fraction, 0)}` : "Classifying…";
+  };
+  const answer = await call("/predict", { method: "POST", form, retries: RETRIES, onUpload });
   const elapsed = performance.now() - started;
-  body.querySelector("p").remove();
+  status.remove();
   if (!answer.ok) {
     showFailure(file, card, answer);
     return;
@@ -100,6 +108,45 @@ async function classifyOne({ file, card }) {
   body.append(...describePrediction(prediction, answer.data.model_version, elapsed));
   statusLine.textContent = `${prediction.filename}: ${prediction.class_name}, ${percent(prediction.confidence)}`;
   if (adminToken.get()) body.append(await feedback(file, prediction));
+}
+
+// The photo as it will be sent: the file itself, or, where it is over the server's byte or pixel
+// limit, a JPEG of it shrunk in this browser to SHRUNK_SIDE px on its longest side (a phone's
+// 12 MB photo would be refused with a 413; the model sees 180 px anyway). The card says so.
+async function fitted(file, body) {
+  if (!limits || typeof createImageBitmap !== "function") return file;
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file);
+  } catch {
+    return file; // not an image this browser decodes: the server says what it is
+  }
+  const { width, height } = bitmap;
+  if (file.size <= limits.max_file_bytes && width * height <= limits.max_image_pixels) {
+    bitmap.close();
+    return file;
+  }
+  const scale = Math.min(1, SHRUNK_SIDE / Math.max(width, height));
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.round(width * scale);
+  canvas.height = Math.round(height * scale);
+  canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  bitmap.close();
+  let shrunk = null;
+  for (const quality of [0.9, 0.75, 0.6]) {
+    shrunk = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", quality));
+    if (shrunk && shrunk.size <= limits.max_file_bytes) break;
+  }
+  if (!shrunk) return file;
+  body.append(
+    element("p", {
+      class: "muted small shrunk",
+      text:
+        `Shrunk in this browser from ${bytes(file.size)} (${width}×${height}) to ${bytes(shrunk.size)} ` +
+        `(${canvas.width}×${canvas.height}) to fit the server's limits; the model sees 180 px anyway.`,
+    }),
+  );
+  return shrunk;
 }
 
 // A refusal (the photo itself: 4xx) is final; a busy or unreachable server, tried RETRIES times

@@ -107,6 +107,12 @@ def test_model_describes_version_engine_device_and_batching(client: TestClient) 
     assert info["device"] == "CPU"
     assert info["batching"]["max_batch_size"] == 8
     assert info["batching"]["batch_sizes"] == [1, 2, 3, 4, 6, 8]
+    settings = client.app.state.settings  # type: ignore[attr-defined]
+    assert info["limits"] == {
+        "max_file_bytes": settings.max_upload_bytes,
+        "max_files_per_request": settings.max_files_per_request,
+        "max_image_pixels": settings.max_image_pixels,
+    }
 
 
 def test_health_endpoints(client: TestClient) -> None:

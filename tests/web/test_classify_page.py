@@ -301,3 +301,73 @@ def test_the_page_fits_a_phone_screen(phone: Tab, flowers_dev: Path) -> None:
     camera = phone.page.get_by_label("Take a photo")
     assert camera.get_attribute("capture") == "environment"
     assert camera.get_attribute("accept") == "image/*"
+
+
+def _encoded(image: Any, kind: str, **options: Any) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    image.save(out, kind, **options)
+    return out.getvalue()
+
+
+def test_photos_over_the_limits_are_shrunk_in_the_browser_and_the_card_says_so(
+    tab: Tab, web: WebServer
+) -> None:
+    import numpy as np
+    from PIL import Image
+
+    limits = httpx.get(f"{web.base}/model").json()["limits"]
+    rng = np.random.default_rng(0)
+    noise = Image.fromarray(rng.integers(0, 256, (3200, 4200, 3), dtype=np.uint8))
+    heavy = _encoded(noise, "JPEG", quality=97)  # a phone photo's worth of bytes
+    assert len(heavy) > limits["max_file_bytes"]
+    wide = _encoded(Image.new("RGB", (8000, 6000), (200, 40, 60)), "PNG")  # 48 MP, few bytes
+    assert len(wide) < limits["max_file_bytes"] and limits["max_image_pixels"] < 8000 * 6000
+    refused = httpx.post(
+        f"{web.base}/predict", files={"file": ("heavy.jpg", heavy, "image/jpeg")}, timeout=60
+    )
+    assert refused.status_code == 413  # what the page would get without shrinking
+    tab.goto("/")
+    expect(tab.page.locator("#model-line")).to_contain_text("Model version")
+    tab.page.get_by_label("Choose photos").set_input_files(
+        [
+            {"name": "heavy.jpg", "mimeType": "image/jpeg", "buffer": heavy},
+            {"name": "wide.png", "mimeType": "image/png", "buffer": wide},
+        ]
+    )
+    cards = tab.page.locator(".card[data-state='done']")
+    expect(cards).to_have_count(2, timeout=120_000)
+    notes = tab.page.locator(".card .shrunk")
+    x = "\N{MULTIPLICATION SIGN}"
+    expect(notes.nth(0)).to_contain_text(f"(4200{x}3200) to")
+    expect(notes.nth(0)).to_contain_text(f"(2048{x}1560)")
+    expect(notes.nth(1)).to_contain_text(f"(8000{x}6000) to")
+    expect(notes.nth(1)).to_contain_text(f"(2048{x}1536)")
+
+
+def test_a_slow_upload_shows_its_progress(tab: Tab, flowers_dev: Path) -> None:
+    (photo,) = _photos(flowers_dev, "sunflowers")
+    tab.goto("/")
+    expect(tab.page.locator("#model-line")).to_contain_text("Model version")
+    session = tab.page.context.new_cdp_session(tab.page)
+    session.send("Network.enable")
+    session.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 50, "downloadThroughput": -1, "uploadThroughput": 20_000},
+    )
+    tab.page.evaluate(
+        """() => {
+            window.uploadTexts = [];
+            new MutationObserver(() => {
+                for (const p of document.querySelectorAll('.card-body p.muted')) {
+                    window.uploadTexts.push(p.textContent);
+                }
+            }).observe(document.getElementById('results'),
+                       {childList: true, characterData: true, subtree: true});
+        }"""
+    )
+    tab.page.get_by_label("Choose photos").set_input_files(photo)
+    _cards(tab, 1)
+    seen = tab.page.evaluate("window.uploadTexts")
+    assert any(re.fullmatch(r"Uploading… \d+%", text) for text in seen), seen
