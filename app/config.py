@@ -114,6 +114,16 @@ class Settings(BaseSettings):
         description="Retention: after each publish, keep the newest N versions plus the active "
         "one and delete the rest; 0: keep every version.",
     )
+    max_flags: int = Field(
+        200,
+        ge=0,
+        le=100_000,
+        description="Most flags (photos anyone says are misclassified) waiting for review; "
+        "beyond it: 503; 0: flagging is off.",
+    )
+    flags_per_minute: int = Field(
+        10, ge=1, le=10_000, description="Most flags one client (IP address) may send a minute."
+    )
     poll_interval_s: float = Field(
         5.0, ge=0, description="How often the store's active pointer is re-read; 0: never."
     )

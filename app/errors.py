@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from app import imaging
+from app.dataset.flags import FlaggingOff, FlagNotFound, QueueFull, TooManyFlags, UnknownClass
 from app.dataset.labelling import DatasetNotConfigured, InvalidClassName, StoredImageNotFound
 from app.inference.admission import UploadBudgetFull
 from app.inference.batching import BatchFailed, Overloaded, ShuttingDown, TimedOut
@@ -111,6 +112,11 @@ TABLE: Final[dict[type[Exception], Refusal]] = {
     DatasetNotConfigured: Refusal(409, "no_dataset"),
     InvalidClassName: Refusal(422, "invalid_class_name"),
     StoredImageNotFound: Refusal(404, "not_found"),
+    FlagNotFound: Refusal(404, "not_found"),
+    FlaggingOff: Refusal(409, "flagging_off"),
+    UnknownClass: Refusal(422, "unknown_class"),
+    QueueFull: Refusal(503, "review_queue_full", retry=True),
+    TooManyFlags: Refusal(429, "too_many_flags", retry=True),
     NoModel: Refusal(503, "not_ready", retry=True),
     UploadBudgetFull: Refusal(503, "upload_budget_full", retry=True),
     DecodeBusy: Refusal(503, "decode_busy", retry=True),

@@ -17,9 +17,10 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.config import Settings
+from app.dataset.flags import FlagQueue, RateLimiter
 from app.dataset.labelling import DatasetWriter
 from app.events import Published
-from app.http import admin, api_docs, classes, errors, health, multipart, predict, v2, web
+from app.http import admin, api_docs, classes, errors, flags, health, multipart, predict, v2, web
 from app.http.auth import require_admin
 from app.http.deps import Service
 from app.http.middleware import RequestContextMiddleware
@@ -79,7 +80,7 @@ def create_app(
     app.state.build_service = None if service is not None else build_service or build_local_service
     errors.install(app, metrics)
     pages = (web.router, api_docs.router)
-    for router in (predict.router, classes.router, health.router, v2.router, *pages):
+    for router in (predict.router, flags.router, classes.router, health.router, v2.router, *pages):
         app.include_router(router)
     app.include_router(admin.router, prefix="/admin", dependencies=[Depends(require_admin)])
     _document_upload_limit(app, settings.max_files_per_request)
@@ -140,6 +141,11 @@ def assemble(
         DatasetWriter(settings.data_dir, settings.max_image_pixels) if settings.data_dir else None
     )
     dataplane = DataPlane(backend, store, limits)
+    flag_queue = (
+        FlagQueue(settings.model_store / "flags", settings.max_flags, settings.max_image_pixels)
+        if settings.max_flags
+        else None
+    )
     return Service(
         settings=settings,
         metrics=metrics,
@@ -152,6 +158,8 @@ def assemble(
         dataplane=dataplane,
         jobs=jobs,
         dataset=dataset,
+        flags=flag_queue,
+        flag_limiter=RateLimiter(settings.flags_per_minute, window_s=60),
     )
 
 

@@ -23,7 +23,7 @@ CLASS_NAME: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # The names ``add`` gives (its sha256, its format's extension): the only files ``remove`` takes, so
 # an undo can never delete a photo the dataset came with.
 STORED_NAME: Final = re.compile(r"^[0-9a-f]{64}\.(jpg|png|webp|gif|bmp|tiff)$")
-_EXTENSIONS: Final = {
+EXTENSIONS: Final = {
     "JPEG": "jpg",
     "MPO": "jpg",
     "PNG": "png",
@@ -133,7 +133,7 @@ class DatasetWriter:
 
     def _target(self, class_name: str, digest: str, image_format: str) -> Path:
         root = self.root.resolve()
-        target = (root / class_name / f"{digest}.{_EXTENSIONS[image_format]}").resolve()
+        target = (root / class_name / f"{digest}.{EXTENSIONS[image_format]}").resolve()
         if target.parent.parent != root:  # defence in depth: the name check already ensures it
             raise InvalidClassName(f"class {class_name!r} resolves outside the dataset folder")
         return target

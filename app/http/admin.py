@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse
 
 from app import errors, imaging
 from app.config import Settings
+from app.dataset.flags import Flag
 from app.dataset.labelling import CLASS_NAME, STORED_NAME, DatasetWriter
 from app.dataset.spool import spooled
 from app.http import bodies, multipart
@@ -21,6 +22,7 @@ from app.http.deps import (
     AdmissionDep,
     ControlDep,
     DatasetDep,
+    FlagsDep,
     JobsDep,
     LimitsDep,
     SettingsDep,
@@ -32,6 +34,9 @@ from app.http.schemas import (
     DatasetAddResult,
     DatasetSummary,
     DuplicateImage,
+    FlagAccept,
+    FlagAccepted,
+    FlagInfo,
     JobAccepted,
     JobLogPage,
     ModelList,
@@ -142,11 +147,17 @@ async def activate(
     return await asyncio.to_thread(_model_list, store, control, settings)
 
 
-@router.put("/models/{version}/note", response_model=VersionDetail, responses=responses(404, 409))
+@router.put(
+    "/models/{version}/note",
+    response_model=VersionDetail,
+    responses=responses(404, 409, 413, 415, 422),
+    openapi_extra=bodies.json_body(NoteBody),
+)
 async def set_note(
-    store: StoreDep, control: ControlDep, version: VersionNumber, body: NoteBody
+    request: Request, store: StoreDep, control: ControlDep, version: VersionNumber
 ) -> VersionDetail:
     """Write the operators' note on a version (up to 500 characters; empty removes it)."""
+    body = await bodies.read_model(request, NoteBody)  # after the token check
     await asyncio.to_thread(notes.write_note, store, version, body.note)
     return await asyncio.to_thread(_version_detail, store, control, version)
 
@@ -267,6 +278,66 @@ async def remove_image(
     """Remove one photo added through the API, by the name it was stored as: the undo of a
     label.  The photos the dataset came with cannot be removed this way."""
     return RemovedImage(removed=await asyncio.to_thread(writer.remove, class_name, stored_name))
+
+
+FlagId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$")]
+_MEDIA_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif"}
+
+
+@router.get("/flags", response_model=list[FlagInfo], responses=responses(409))
+async def list_flags(flags: FlagsDep) -> list[FlagInfo]:
+    """The review queue: every flag waiting for an operator, oldest first."""
+    return [_flag_info(flag) for flag in await asyncio.to_thread(flags.all)]
+
+
+@router.get(
+    "/flags/{flag_id}/image",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/*": {}}}, **responses(404, 409)},
+)
+async def flag_image(flags: FlagsDep, flag_id: FlagId) -> FileResponse:
+    """The flagged photo, as it was sent."""
+    flag, path = await asyncio.to_thread(flags.image, flag_id)
+    extension = flag.image.rsplit(".", 1)[-1]
+    return FileResponse(path, media_type=_MEDIA_TYPES.get(extension, "application/octet-stream"))
+
+
+@router.post(
+    "/flags/{flag_id}/accept",
+    response_model=FlagAccepted,
+    responses=responses(404, 409, 413, 415, 422),
+    openapi_extra=bodies.json_body(FlagAccept),
+)
+async def accept_flag(
+    request: Request, flags: FlagsDep, writer: DatasetDep, flag_id: FlagId
+) -> FlagAccepted:
+    """File the flagged photo in the dataset (under `class_name`, else the suggested class) and
+    take it out of the queue."""
+    body = await bodies.read_model(request, FlagAccept)  # after the token check
+    flag = await asyncio.to_thread(flags.get, flag_id)
+    class_name = body.class_name or flag.suggested
+    await asyncio.to_thread(writer.check_new_class, class_name)
+    flag, added = await asyncio.to_thread(flags.accept, flag_id, class_name, writer)
+    return FlagAccepted(id=flag.id, stored_as=added.stored_as, duplicate_of=added.duplicate_of)
+
+
+@router.delete("/flags/{flag_id}", response_model=FlagInfo, responses=responses(404, 409))
+async def reject_flag(flags: FlagsDep, flag_id: FlagId) -> FlagInfo:
+    """Reject a flag: its photo is deleted, nothing enters the dataset."""
+    return _flag_info(await asyncio.to_thread(flags.reject, flag_id))
+
+
+def _flag_info(flag: Flag) -> FlagInfo:
+    return FlagInfo(
+        id=flag.id,
+        created_at=flag.created_at,
+        suggested=flag.suggested,
+        predicted=flag.predicted,
+        model_version=flag.model_version,
+        filename=flag.filename,
+        size_bytes=flag.size_bytes,
+        image_url=f"/admin/flags/{flag.id}/image",
+    )
 
 
 def _add_all(

@@ -53,16 +53,19 @@ async def read_body(
 
 
 def json_body(model: type[BaseModel]) -> dict[str, Any]:
-    """A route's ``openapi_extra`` documenting an optional JSON body of ``model``."""
+    """A route's ``openapi_extra`` documenting a JSON body of ``model``: optional when every
+    field has a default (an empty body is then the defaults), else required."""
     schema = model.model_json_schema()
-    return {"requestBody": {"required": False, "content": {"application/json": {"schema": schema}}}}
+    required = any(field.is_required() for field in model.model_fields.values())
+    content = {"application/json": {"schema": schema}}
+    return {"requestBody": {"required": required, "content": content}}
 
 
 async def read_model(request: Request, model: type[Model]) -> Model:
     """The body as ``model`` (an empty body: its defaults); 413, 415 or FastAPI's 422 shape."""
     data = await _read_capped(request)
     if not data.strip():
-        return model()
+        return _validated(model, {})  # its defaults, or 422 naming the fields it requires
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
         raise NotJson(f"send the body as application/json, not {media_type or 'no content type'}")
@@ -72,6 +75,10 @@ async def read_model(request: Request, model: type[Model]) -> Model:
         raise _invalid_json("the body is nested too deeply") from None
     except ValueError as error:
         raise _invalid_json(f"JSON decode error: {str(error)[:200]}") from None
+    return _validated(model, value)
+
+
+def _validated(model: type[Model], value: Any) -> Model:
     try:
         return model.model_validate(value)
     except ValidationError as error:

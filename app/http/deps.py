@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.config import Settings
+from app.dataset.flags import FlaggingOff, FlagQueue, RateLimiter
 from app.dataset.labelling import DatasetNotConfigured, DatasetWriter
 from app.inference.admission import Admission
 from app.inference.backend import InferenceBackend
@@ -37,6 +38,8 @@ class Service:
     dataplane: DataPlane
     jobs: JobControl
     dataset: DatasetWriter | None
+    flags: FlagQueue | None  # None: flagging is off (FLOWERS_MAX_FLAGS=0)
+    flag_limiter: RateLimiter
 
     async def start(self) -> None:
         await self.jobs.recover()
@@ -112,6 +115,16 @@ async def get_dataset(service: ServiceDep) -> DatasetWriter:
     return service.dataset
 
 
+async def get_flags(service: ServiceDep) -> FlagQueue:
+    if service.flags is None:
+        raise FlaggingOff("flagging is off on this server (FLOWERS_MAX_FLAGS=0)")
+    return service.flags
+
+
+async def get_flag_limiter(service: ServiceDep) -> RateLimiter:
+    return service.flag_limiter
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
@@ -123,3 +136,5 @@ DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
 StoreDep = Annotated[ModelStore, Depends(get_store)]
 JobsDep = Annotated[JobControl, Depends(get_jobs)]
 DatasetDep = Annotated[DatasetWriter, Depends(get_dataset)]
+FlagsDep = Annotated[FlagQueue, Depends(get_flags)]
+FlagLimiterDep = Annotated[RateLimiter, Depends(get_flag_limiter)]

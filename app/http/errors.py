@@ -45,16 +45,18 @@ DESCRIPTIONS: Final = {
     408: "The upload stalled: no body bytes for longer than the upload timeout",
     409: "Conflict: a job is already running, the job is not running (or already published), "
     "the version cannot be loaded or activated, the version to delete is active or serving, "
-    "or no dataset folder is configured",
+    "no dataset folder is configured, or flagging is off",
     400: "Not a decodable image (e.g. a text file named .jpg, a truncated JPEG, zero bytes), "
     "or a malformed multipart body",
     413: "A file over the upload limit, an image over the pixel limit (decompression bomb), "
     "more files than allowed per request, or a JSON body over 64 KiB",
     422: "The body, a path or a query parameter is not valid (the list says which and why)",
+    429: "Too many requests from this client (flags: FLOWERS_FLAGS_PER_MINUTE); see Retry-After",
     415: "A well-formed file of a format that is not accepted (SVG, PDF, HEIC, ...), "
     "a request that is not multipart/form-data, or a body that is not JSON where JSON is read",
     500: "Inference failed for the batch this request was in",
-    503: "No model is loaded yet, or the server is at capacity (see Retry-After)",
+    503: "No model is loaded yet, the server is at capacity, or the review queue is full "
+    "(see Retry-After)",
     504: "The request waited longer than the request timeout",
 }
 

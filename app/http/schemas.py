@@ -165,8 +165,10 @@ class NoteBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     note: str = Field(
-        max_length=2000,  # a bound on what is read; the note itself: MAX_NOTE_CHARS once stripped
-        description="Free text, up to 500 characters once trimmed; empty removes the note",
+        max_length=500,
+        # Text, tabs and newlines: no other control character (C0, DEL, C1).
+        pattern=r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$",
+        description="Free text, up to 500 characters (trimmed); empty removes the note",
         examples=["trained after the May uploads"],
     )
 
@@ -228,6 +230,39 @@ class JobLogPage(BaseModel):
     offset: int = Field(description="The first line's number (0-based)")
     next_offset: int = Field(description="Where the next page starts")
     total_lines: int = Field(description="Lines in the log now (a running job's grows)")
+
+
+class FlagQueued(BaseModel):
+    id: str
+    queued: bool = Field(description="False: the same photo already waits for review (that flag)")
+    suggested: str
+
+
+class FlagInfo(BaseModel):
+    id: str
+    created_at: str
+    suggested: str = Field(description="The class the flagger says the photo is")
+    predicted: str | None = Field(description="The class the model said")
+    model_version: str | None
+    filename: str
+    size_bytes: int
+    image_url: str
+
+
+class FlagAccept(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    class_name: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="The class to file the photo under; null: the one the flagger suggested",
+    )
+
+
+class FlagAccepted(BaseModel):
+    id: str
+    stored_as: str | None = Field(description="Where the photo went in the dataset")
+    duplicate_of: str | None = Field(description="The dataset photo with the same bytes, if any")
 
 
 class RemovedImage(BaseModel):

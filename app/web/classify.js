@@ -107,7 +107,7 @@ async function classifyOne({ file, card }) {
   card.dataset.version = answer.data.model_version;
   body.append(...describePrediction(prediction, answer.data.model_version, elapsed));
   statusLine.textContent = `${prediction.filename}: ${prediction.class_name}, ${percent(prediction.confidence)}`;
-  if (adminToken.get()) body.append(await feedback(file, prediction));
+  body.append(adminToken.get() ? await feedback(file, prediction) : flagForm(sent, file, prediction, answer.data.model_version));
 }
 
 // The photo as it will be sent: the file itself, or, where it is over the server's byte or pixel
@@ -206,27 +206,23 @@ async function knownClasses(prediction) {
   return [...new Set([...Object.keys(prediction.probabilities), ...datasetClasses])].sort();
 }
 
-// Feedback that cannot mislabel by accident: nothing until "Wrong?" is pressed, then a class to
-// choose (none chosen for you, the predicted one not offered), and an Undo once it is stored.
-async function feedback(file, prediction) {
+// "Wrong?" and, once pressed, a class to choose (none chosen for you, the predicted one not
+// offered) and a button that stays disabled until one is chosen: the start of both kinds of
+// feedback below. Returns its parts; `wrap` is what goes on the card.
+function wrongChooser(prediction, classes, { label, submit, note }) {
   const id = `fix-${cardCount}-${Math.random().toString(36).slice(2, 8)}`;
-  const wrong = element("button", {
-    type: "button",
-    class: "secondary small",
-    text: "Wrong?",
-    "aria-expanded": "false",
-    "aria-controls": `${id}-form`,
-  });
+  const wrong = element("button", { type: "button", class: "secondary small", text: "Wrong?", "aria-expanded": "false", "aria-controls": `${id}-form` });
   const select = element("select", { id, name: "class_name", required: true });
   select.append(element("option", { value: "", text: "Choose the right class", selected: true, disabled: true }));
-  for (const name of await knownClasses(prediction)) {
+  for (const name of classes) {
     if (name !== prediction.class_name) select.append(element("option", { value: name, text: name }));
   }
+  const button = element("button", { type: "submit", class: "secondary", text: submit, disabled: true });
   const output = element("output", { class: "small", for: id, "aria-live": "polite" });
-  const add = element("button", { type: "submit", class: "secondary", text: "Add to dataset", disabled: true });
   const form = element("form", { class: "feedback", id: `${id}-form`, hidden: true }, [
-    element("label", { for: id, text: `Not ${prediction.class_name}? File this photo under` }),
-    element("div", { class: "inline" }, [select, add]),
+    element("label", { for: id, text: `Not ${prediction.class_name}? ${label}` }),
+    element("div", { class: "inline" }, [select, button]),
+    note ? element("p", { class: "muted small", text: note }) : null,
     output,
   ]);
   wrong.addEventListener("click", () => {
@@ -236,8 +232,16 @@ async function feedback(file, prediction) {
     select.focus();
   });
   select.addEventListener("change", () => {
-    add.disabled = !select.value;
+    button.disabled = !select.value;
   });
+  return { select, button, output, form, wrap: element("div", { class: "feedback-wrap" }, [wrong, form]) };
+}
+
+// An operator's feedback (an admin token in this tab): the photo filed in the dataset under the
+// class chosen, with an Undo.
+async function feedback(file, prediction) {
+  const parts = wrongChooser(prediction, await knownClasses(prediction), { label: "File this photo under", submit: "Add to dataset" });
+  const { select, button: add, output, form } = parts;
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     if (!select.value) return;
@@ -253,7 +257,38 @@ async function feedback(file, prediction) {
       select.focus();
     }));
   });
-  return element("div", { class: "feedback-wrap" }, [wrong, form]);
+  return parts.wrap;
+}
+
+// Anyone's feedback: the photo and the class chosen sent to the review queue (POST /flags),
+// where an operator accepts it into the dataset or not. Never a label by itself.
+function flagForm(sent, file, prediction, version) {
+  const parts = wrongChooser(prediction, Object.keys(prediction.probabilities).sort(), {
+    label: "It is a",
+    submit: "Send for review",
+    note: "An operator reviews the photo before it is used for training.",
+  });
+  const { select, button: send, output, form } = parts;
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!select.value) return;
+    send.disabled = true;
+    output.textContent = "Sending…";
+    const query = new URLSearchParams({ suggested: select.value, predicted: prediction.class_name, model_version: version });
+    const upload = new FormData();
+    upload.append("file", sent, file.name || "pasted.png");
+    const answer = await call(`/flags?${query}`, { method: "POST", form: upload, retries: 1 });
+    if (!answer.ok) {
+      send.disabled = false;
+      output.textContent = `Not sent (HTTP ${answer.status}): ${answer.message}`;
+      return;
+    }
+    select.disabled = true;
+    output.textContent = answer.data.queued
+      ? `Sent for review as ${answer.data.suggested}. Thank you.`
+      : "This photo already waits for review.";
+  });
+  return parts.wrap;
 }
 
 // The stored name ("<class>/<file>"), or null with the reason shown in `output`.

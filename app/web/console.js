@@ -6,6 +6,7 @@ import { watchConnection } from "/web/connection.js";
 import * as dataset from "/web/dataset.js";
 import * as live from "/web/live.js";
 import * as retrain from "/web/retrain.js";
+import * as review from "/web/review.js";
 import * as versions from "/web/versions.js";
 
 const signInSection = document.getElementById("sign-in");
@@ -34,7 +35,7 @@ async function open() {
   signInSection.hidden = true;
   consoleSection.hidden = false;
   live.start();
-  await Promise.all([versions.load(), dataset.load(), retrain.setup()]);
+  await Promise.all([versions.load(), dataset.load(), retrain.setup(), review.load()]);
 }
 
 function signOut(message = "") {

@@ -22,7 +22,7 @@ def test_every_status_in_the_table_is_documented() -> None:
 
 def test_only_refusals_that_can_pass_carry_retry() -> None:
     retried = {refusal.status for refusal in TABLE.values() if refusal.retry}
-    assert retried == {503}
+    assert retried == {503, 429}  # busy, or too many flags from this client: both pass in time
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,18 @@ def finished_job(web: WebServer) -> str:
     return str(job["job_id"])
 
 
+@pytest.fixture(scope="module")
+def a_flag(web: WebServer, flowers_dev: Path) -> Iterator[str]:
+    """A flag waiting for review (the console shows it with its photo); rejected after."""
+    photo = sorted((flowers_dev / "roses").iterdir())[5]
+    files = {"file": (photo.name, photo.read_bytes(), "image/jpeg")}
+    answer = httpx.post(f"{web.base}/flags?suggested=tulips&predicted=roses", files=files)
+    assert answer.status_code == 202, answer.text
+    yield str(answer.json()["id"])
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    httpx.delete(f"{web.base}/admin/flags/{answer.json()['id']}", headers=auth)
+
+
 def _clean(tab: Tab, state: str) -> None:
     assert axe_violations(tab) == [], state
 
@@ -77,9 +89,17 @@ def test_the_classify_page_has_no_violations_in_any_state(axe_tab: Tab, flowers_
     expect(page.locator(".card[data-state='error']")).to_have_count(1)
     page.get_by_role("button", name="Wrong?").click()
     _clean(axe_tab, "a classified card with its feedback form open, and a refused card")
+    page.evaluate("sessionStorage.clear()")  # anyone: "Wrong?" sends a flag for review
+    axe_tab.goto("/")
+    page.get_by_label("Choose photos").set_input_files([daisy])
+    expect(page.locator(".card[data-state='done']")).to_have_count(1, timeout=60_000)
+    page.get_by_role("button", name="Wrong?").click()
+    _clean(axe_tab, "a visitor's card with its flag form open")
 
 
-def test_the_console_has_no_violations_in_any_state(axe_tab: Tab, finished_job: str) -> None:
+def test_the_console_has_no_violations_in_any_state(
+    axe_tab: Tab, finished_job: str, a_flag: str
+) -> None:
     page = axe_tab.page
     axe_tab.goto("/admin")
     _clean(axe_tab, "sign-in")
@@ -92,7 +112,8 @@ def test_the_console_has_no_violations_in_any_state(axe_tab: Tab, finished_job: 
     page.get_by_role("button", name="Compare", exact=True).click()
     expect(page.locator("#comparison table").first).to_be_visible()
     expect(page.locator("#live-facts dd").first).not_to_have_text("waiting for two readings")
-    _clean(axe_tab, "signed in: live, versions, details, a comparison, a finished job and its log")
+    expect(page.locator(f"#flags li[data-flag='{a_flag}'] img")).to_be_visible()
+    _clean(axe_tab, "signed in: live, versions, details, a comparison, a job and its log, a flag")
     page.locator("#versions button:enabled", has_text="Activate").first.click()
     expect(page.get_by_role("dialog")).to_be_visible()
     _clean(axe_tab, "the confirmation dialog")

@@ -151,7 +151,10 @@ def test_nothing_is_filed_until_wrong_is_pressed_and_a_class_chosen_and_undo_rem
     tab.goto("/")
     tab.page.get_by_label("Choose photos").set_input_files(photo)
     (card,) = _cards(tab, 1)
-    expect(tab.page.get_by_role("button", name="Wrong?")).to_have_count(0)  # no token, no form
+    # No token: "Wrong?" can only send the photo for review, never file it in the dataset.
+    tab.page.get_by_role("button", name="Wrong?").click()
+    expect(tab.page.get_by_role("button", name="Send for review")).to_be_disabled()
+    expect(tab.page.get_by_role("button", name="Add to dataset")).to_have_count(0)
     sign_in(tab)  # the token is in this tab's sessionStorage now
     tab.goto("/")
     tab.page.get_by_label("Choose photos").set_input_files(photo)

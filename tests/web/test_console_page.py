@@ -217,6 +217,7 @@ def test_a_retrain_started_from_the_form_is_watched_until_it_succeeds(
     page.evaluate("document.getElementById('retrain-form').requestSubmit()")
     expect(page.locator("#retrain-error")).to_contain_text("is running")
     state = page.locator("#job-state")
+    _wait_for_new_job(page)
     expect(state).to_have_text(re.compile(r"^succeeded: published version \d+"), timeout=300_000)
     seen = page.evaluate("window.seenStates")
     assert any(text.startswith("running: ") for text in seen), seen
@@ -245,6 +246,15 @@ def test_a_retrain_started_from_the_form_is_watched_until_it_succeeds(
     page.get_by_role("button", name=f"Details of version {number}").click()
     expect(page.locator("#detail figure img")).to_have_count(2)
     expect(page.locator("#detail table.scores tbody th")).to_have_text(classes)
+
+
+def _wait_for_new_job(page: object) -> None:
+    """Until the panel shows the job just started (it showed the last one, maybe finished)."""
+    announce = page.locator("#announce")  # type: ignore[attr-defined]
+    expect(announce).to_have_text(re.compile(r"^Retrain job \w+ started\.$"))
+    job_id = re.search(r"job (\w+) started", announce.inner_text()).group(1)  # type: ignore[union-attr]
+    title = page.locator("#job-title")  # type: ignore[attr-defined]
+    expect(title).to_have_text(f"Job {job_id}", timeout=60_000)  # after any blips' back-off
 
 
 def _payload(name: str, data: bytes) -> dict[str, object]:
@@ -397,7 +407,7 @@ def test_a_note_on_a_version_is_saved_shown_in_the_table_and_refused_when_too_lo
     note.evaluate("area => { area.removeAttribute('maxlength'); area.value = 'x'.repeat(501); }")
     page.get_by_role("button", name="Save note").click()
     expect(page.locator("#detail output")).to_have_text(
-        "Not saved (HTTP 422): a note is at most 500 characters, not 501"
+        "Not saved (HTTP 422): note: String should have at most 500 characters"
     )
     assert httpx.get(f"{web.base}/admin/models/{number}", headers=AUTH).json()["note"] == (
         "trained after the May uploads"
@@ -478,3 +488,50 @@ def test_two_versions_are_compared_class_by_class_with_both_confusion_matrices(
     second = page.get_by_role("region", name=re.compile(f"^Confusion matrix of version {newer}"))
     expect(second.locator("tbody tr").nth(2).locator("td")).to_have_text(["0", "0", "5", "0", "0"])
     expect(page.locator("#comparison")).to_be_focused()
+
+
+def test_a_flag_from_anyone_is_reviewed_accepted_and_trained_on(
+    browser: object, tab: Tab, web: WebServer, flowers_dev: Path
+) -> None:
+    from tests.web.conftest import open_tab
+
+    photo = sorted((flowers_dev / "daisy").iterdir())[3]
+    green_before = len(list((web.data / "green").iterdir()))
+    visitor = open_tab(browser, web, viewport={"width": 1280, "height": 900})
+    try:  # anyone, with no token: the photo goes to the review queue, not the dataset
+        visitor.goto("/")
+        visitor.page.get_by_label("Choose photos").set_input_files(photo)
+        card = visitor.page.locator(".card[data-state='done']")
+        expect(card).to_have_count(1, timeout=60_000)
+        predicted = card.locator(".class-name").inner_text()
+        visitor.page.get_by_role("button", name="Wrong?").click()
+        suggestion = "roses" if predicted != "roses" else "tulips"
+        visitor.page.get_by_label(f"Not {predicted}? It is a").select_option(suggestion)
+        visitor.page.get_by_role("button", name="Send for review").click()
+        expect(card.locator("output")).to_have_text(f"Sent for review as {suggestion}. Thank you.")
+        assert visitor.problems == []
+    finally:
+        visitor.page.context.close()
+    assert len(list((web.data / "green").iterdir())) == green_before  # not a label yet
+    sign_in(tab)
+    page = tab.page
+    flagged = page.locator("#flags li", has_text=photo.name)
+    expect(flagged).to_contain_text(f"Flagged as {suggestion}; version 2 said {predicted}.")
+    flagged.locator("img").evaluate("img => img.decode()")
+    flagged.get_by_label("File it under").select_option("green")  # the operator decides
+    flagged.get_by_role("button", name=f"Accept {photo.name} as the chosen class").click()
+    digest = hashlib.sha256(photo.read_bytes()).hexdigest()
+    expect(page.locator("#announce")).to_have_text(f"{photo.name} was filed as green/{digest}.jpg.")
+    expect(page.locator("#flags li")).to_have_count(0)
+    assert (web.data / "green" / f"{digest}.jpg").read_bytes() == photo.read_bytes()
+    # The loop's end: a retrain trains on it.
+    page.get_by_label("Activate", exact=True).select_option("never")
+    page.get_by_label("Openvino", exact=True).uncheck()
+    page.get_by_role("button", name="Start retraining").click()
+    state = page.locator("#job-state")
+    _wait_for_new_job(page)
+    expect(state).to_have_text(re.compile(r"^succeeded: published version (\d+)"), timeout=300_000)
+    number = int(re.search(r"version (\d+)", state.inner_text()).group(1))  # type: ignore[union-attr]
+    counts = httpx.get(f"{web.base}/admin/models/{number}", headers=AUTH).json()["metadata"]
+    assert counts["dataset"]["counts"]["green"] == green_before + 1
+    (web.data / "green" / f"{digest}.jpg").unlink()  # the session's dataset, as it was
