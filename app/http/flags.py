@@ -28,7 +28,7 @@ Label = Annotated[str, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
     response_model=FlagQueued,
     status_code=status.HTTP_202_ACCEPTED,
     responses=responses(400, 408, 409, 413, 415, 422, 429, 503),
-    openapi_extra=multipart.multipart_images_body(),
+    openapi_extra=multipart.multipart_one_image_body(),
 )
 async def flag(
     request: Request,

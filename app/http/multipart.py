@@ -157,6 +157,18 @@ def multipart_images_body() -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": content, _UPLOAD_MARKER: True}}
 
 
+def multipart_one_image_body() -> dict[str, Any]:
+    """A route's ``openapi_extra`` for an upload of exactly one image, the part named ``file``."""
+    schema = {
+        "type": "object",
+        "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary"}},
+    }
+    encoding = {"file": {"contentType": "image/*"}}
+    content = {"multipart/form-data": {"schema": schema, "encoding": encoding}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
 def fill_file_limits(openapi: dict[str, Any], max_files: int) -> None:
     """Write an app's file limit into every image upload body of its OpenAPI document."""
     for path_item in openapi.get("paths", {}).values():

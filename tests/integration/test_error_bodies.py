@@ -188,6 +188,16 @@ def test_a_json_body_over_the_cap_is_413(client: TestClient) -> None:
     assert "over 65,536 bytes" in response.json()["detail"]
 
 
+def test_too_many_flags_from_one_client_is_429_in_the_same_shape(tmp_path: Path) -> None:
+    store = store_with_versions(tmp_path / "store", FLOWERS)
+    with running(make_settings(store.root, flags_per_minute=1)) as client:
+        first = _image("a.jpg", make.jpeg(seed=1), path="/flags?suggested=roses")(client)
+        assert first.status_code == 202, first.text
+        second = _image("b.jpg", make.jpeg(seed=2), path="/flags?suggested=roses")(client)
+    assert_error_shape(second, 429)
+    assert second.headers["Retry-After"]
+
+
 def test_every_documented_status_is_walked() -> None:
-    walked = {status for _, status in CASES.values()} | {403, 409, 500, 503, 504}
+    walked = {status for _, status in CASES.values()} | {403, 409, 429, 500, 503, 504}
     assert set(errors.DESCRIPTIONS) - walked <= {408}  # 408 needs a stalled socket: tests/e2e
