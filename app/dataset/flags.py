@@ -131,12 +131,15 @@ class FlagQueue:
             raise FlagNotFound(f"no flag {flag_id!r}")
         return flag
 
-    def accept(self, flag_id: str, class_name: str, writer: DatasetWriter) -> tuple[Flag, Added]:
-        """Store the flag's photo in the dataset under ``class_name`` (the operator's choice),
-        then take the flag out of the queue."""
+    def accept(
+        self, flag_id: str, class_name: str | None, writer: DatasetWriter
+    ) -> tuple[Flag, Added]:
+        """Store the flag's photo in the dataset under ``class_name`` (the operator's choice;
+        None: the suggested class), then take the flag out of the queue."""
         with self._lock:
             flag = self.get(flag_id)
-            added = writer.add(class_name, (self.folder / flag.image).read_bytes())
+            data = (self.folder / flag.image).read_bytes()
+            added = writer.add(class_name or flag.suggested, data)  # checks the name first
             self._remove(flag)
             return flag, added
 

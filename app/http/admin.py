@@ -281,7 +281,6 @@ async def remove_image(
 
 
 FlagId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$")]
-_MEDIA_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif"}
 
 
 @router.get("/flags", response_model=list[FlagInfo], responses=responses(409))
@@ -297,9 +296,8 @@ async def list_flags(flags: FlagsDep) -> list[FlagInfo]:
 )
 async def flag_image(flags: FlagsDep, flag_id: FlagId) -> FileResponse:
     """The flagged photo, as it was sent."""
-    flag, path = await asyncio.to_thread(flags.image, flag_id)
-    extension = flag.image.rsplit(".", 1)[-1]
-    return FileResponse(path, media_type=_MEDIA_TYPES.get(extension, "application/octet-stream"))
+    _, path = await asyncio.to_thread(flags.image, flag_id)
+    return FileResponse(path)  # its media type from its extension, which add() chose
 
 
 @router.post(
@@ -314,10 +312,7 @@ async def accept_flag(
     """File the flagged photo in the dataset (under `class_name`, else the suggested class) and
     take it out of the queue."""
     body = await bodies.read_model(request, FlagAccept)  # after the token check
-    flag = await asyncio.to_thread(flags.get, flag_id)
-    class_name = body.class_name or flag.suggested
-    await asyncio.to_thread(writer.check_new_class, class_name)
-    flag, added = await asyncio.to_thread(flags.accept, flag_id, class_name, writer)
+    flag, added = await asyncio.to_thread(flags.accept, flag_id, body.class_name, writer)
     return FlagAccepted(id=flag.id, stored_as=added.stored_as, duplicate_of=added.duplicate_of)
 
 

@@ -65,9 +65,7 @@ async function callOnce(path, { method, json, form, admin, as }) {
     data = null;
   }
   const message = response.ok ? "" : errorMessage(data, response.status);
-  const seconds = Number.parseInt(response.headers.get("retry-after") || "", 10);
-  const retryAfter = Number.isFinite(seconds) && seconds >= 0 ? seconds : undefined;
-  return { ok: response.ok, status: response.status, data, message, retryAfter };
+  return { ok: response.ok, status: response.status, data, message, retryAfter: retryAfterOf(response.headers.get("retry-after")) };
 }
 
 function sendWithProgress(path, { method, form, admin, onUpload }) {
@@ -91,17 +89,22 @@ function sendWithProgress(path, { method, form, admin, onUpload }) {
         data = request.responseText;
       }
       const ok = request.status >= 200 && request.status < 300;
-      const seconds = Number.parseInt(request.getResponseHeader("retry-after") || "", 10);
       resolve({
         ok,
         status: request.status,
         data,
         message: ok ? "" : errorMessage(data, request.status),
-        retryAfter: Number.isFinite(seconds) && seconds >= 0 ? seconds : undefined,
+        retryAfter: retryAfterOf(request.getResponseHeader("retry-after")),
       });
     });
     request.send(form);
   });
+}
+
+// A Retry-After header's seconds (this API sends delta-seconds), or undefined.
+function retryAfterOf(header) {
+  const seconds = Number.parseInt(header || "", 10);
+  return Number.isFinite(seconds) && seconds >= 0 ? seconds : undefined;
 }
 
 // The API's error text: {"detail": "..."} or FastAPI's 422 list of {loc, msg}.
