@@ -20,7 +20,19 @@ from app.config import Settings
 from app.dataset.flags import FlagQueue, RateLimiter
 from app.dataset.labelling import DatasetWriter
 from app.events import Published
-from app.http import admin, api_docs, classes, errors, flags, health, multipart, predict, v2, web
+from app.http import (
+    admin,
+    api_docs,
+    classes,
+    errors,
+    examples,
+    flags,
+    health,
+    multipart,
+    predict,
+    v2,
+    web,
+)
 from app.http.auth import require_admin
 from app.http.deps import Service
 from app.http.middleware import RequestContextMiddleware
@@ -80,7 +92,8 @@ def create_app(
     app.state.build_service = None if service is not None else build_service or build_local_service
     errors.install(app, metrics)
     pages = (web.router, api_docs.router)
-    for router in (predict.router, flags.router, classes.router, health.router, v2.router, *pages):
+    public = (predict.router, flags.router, classes.router, examples.router, health.router)
+    for router in (*public, v2.router, *pages):
         app.include_router(router)
     app.include_router(admin.router, prefix="/admin", dependencies=[Depends(require_admin)])
     _document_upload_limit(app, settings.max_files_per_request)

@@ -174,6 +174,15 @@ class TrainOptions(BaseModel):
         description="export the OpenVINO artifact with the version",
         json_schema_extra=_ui("publish"),
     )
+    examples: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="photos per class shown as examples on the public page: shrunk copies of "
+        "photos the dataset's LICENSE.txt credits by name, shown with their credit (none "
+        "without such a file; 0: none)",
+        json_schema_extra=_ui("publish"),
+    )
     activate: ActivatePolicy = Field(
         "always",
         description="make the new version active: always, never, or if_better (its measured "

@@ -6,9 +6,11 @@ from fastapi import APIRouter
 
 from app.http.deps import BackendDep, ControlDep, SettingsDep
 from app.http.errors import responses
+from app.http.examples import example_url
 from app.http.schemas import (
     BatchingInfo,
     ClassesResponse,
+    ExampleInfo,
     ModelResponse,
     UploadLimitsInfo,
     replica_infos,
@@ -58,6 +60,15 @@ async def model_info(
             max_files_per_request=settings.max_files_per_request,
             max_image_pixels=settings.max_image_pixels,
         ),
+        examples=[
+            ExampleInfo(
+                url=example_url(model.number, index),
+                class_name=photo.class_name,
+                credit=photo.credit,
+                license=metadata.examples.license,
+            )
+            for index, photo in enumerate(metadata.examples.photos)
+        ],
         metadata=metadata.as_dict(),
         **cluster,
     )

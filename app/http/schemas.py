@@ -86,6 +86,13 @@ def replica_infos(replicas: list[ReplicaStatus]) -> list[ReplicaInfo]:
     ]
 
 
+class ExampleInfo(BaseModel):
+    url: str = Field(examples=["/examples/3/0"])
+    class_name: str = Field(description="The class folder the photo was trained under")
+    credit: str = Field(description="Its author and source, from the dataset's LICENSE.txt")
+    license: str | None = Field(None, description="The licence's address, where stated")
+
+
 class ModelResponse(BaseModel):
     version: str
     classes: list[str]
@@ -100,6 +107,11 @@ class ModelResponse(BaseModel):
     batching: BatchingInfo
     limits: UploadLimitsInfo | None = Field(
         None, description="What one upload may be: clients shrink or split to fit"
+    )
+    examples: list[ExampleInfo] = Field(
+        default_factory=list,
+        description="Photos to try the model on, with their credits (empty where the version "
+        "ships none)",
     )
     metadata: dict[str, Any] = Field(
         description="The version's metadata.json (metrics, training, dataset)"

@@ -45,6 +45,21 @@ class JobRef(_Open):
     id: str
 
 
+class ExamplePhoto(_Open):
+    """One example photo the version ships for the public page (:mod:`app.training.examples`)."""
+
+    file: str  # relative to the version's folder
+    class_name: str
+    source: str  # where it came from, relative to the dataset folder
+    credit: str  # its line in the dataset's LICENSE.txt
+
+
+class Examples(_Open):
+    photos: list[ExamplePhoto] = Field(default_factory=list)
+    license: str | None = None
+    reason: str | None = None  # why there are none
+
+
 class VersionMetadata(_Open):
     version: int
     classes: list[str] = Field(min_length=1)
@@ -54,6 +69,7 @@ class VersionMetadata(_Open):
     backbone: Backbone = Field(default_factory=Backbone)
     activation: Activation = Field(default_factory=Activation)
     job: JobRef | None = None  # the server's retrain job that published it
+    examples: Examples = Field(default_factory=Examples)
 
     @property
     def val_accuracy(self) -> float | None:

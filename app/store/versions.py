@@ -58,6 +58,7 @@ DELETING_PREFIX: Final = ".deleting-"
 HISTORY_PLOT: Final = "history.png"
 CONFUSION_PLOT: Final = "confusion.png"
 PLOTS: Final = (HISTORY_PLOT, CONFUSION_PLOT)
+EXAMPLES_DIR: Final = "examples"  # the version's example photos (app.training.examples)
 STALE_STAGING_S: Final = 6 * 3600
 MAX_POINTER_CHARS: Final = 9  # version numbers up to 999,999,999
 
@@ -266,6 +267,21 @@ class ModelStore:
         path = self.get(number).path / name
         if not path.is_file():
             raise ArtifactNotFound(f"version {number} has no {name}")
+        return path
+
+    def example(self, number: int, index: int) -> Path:
+        """The path of a complete version's example photo ``index`` (ArtifactNotFound if absent).
+
+        Only a file the version's metadata lists is ever opened: no part of a request's path
+        reaches the file system.
+        """
+        version = self.get(number)
+        photos = version.metadata.examples.photos
+        if not 0 <= index < len(photos):
+            raise ArtifactNotFound(f"version {number} has no example {index}")
+        path = version.path / photos[index].file
+        if path.parent != version.path / EXAMPLES_DIR or not path.is_file():
+            raise ArtifactNotFound(f"version {number} has no example {index}")
         return path
 
     def size_bytes(self, version: Version) -> int:

@@ -24,7 +24,7 @@ from app.store.versions import (
     StoreError,
     Version,
 )
-from app.training import evaluation
+from app.training import evaluation, examples
 from app.training.pipeline import TrainedModel
 from app.training.progress import Reporter
 
@@ -63,7 +63,15 @@ def publish(
             trained.report["confusion_matrix"], trained.data.class_names, folder / CONFUSION_PLOT
         )
         engines = _export_engines(trained, folder, reporter)
-        metadata = build_metadata(trained, activation, engines)
+        shown = examples.write(
+            trained.measured_samples,
+            trained.data.class_names,
+            trained.data.root,
+            trained.config.options.examples,
+            folder,
+        )
+        reporter.line(f"  examples for the public page: {_describe(shown)}")
+        metadata = {**build_metadata(trained, activation, engines), "examples": shown}
         condition = ActivateIf(activation.seen) if activation.activate else None
         before_publishing()
         version = store.publish(folder, metadata, condition)
@@ -71,6 +79,13 @@ def publish(
     if activation.activate and final.activated is False:  # an operator moved the pointer
         activation = Activation(False, final.reason or "not activated", seen=activation.seen)
     return version, activation
+
+
+def _describe(shown: dict[str, Any]) -> str:
+    photos = shown["photos"]
+    if not photos:
+        return f"none ({shown['reason']})"
+    return f"{len(photos)} credited photos (shrunk copies, each with its credit line)"
 
 
 def apply_retention(store: ModelStore, keep: int, reporter: Reporter) -> list[int]:

@@ -5,6 +5,7 @@
 
 import { RETRYABLE, adminToken, bytes, call, eachLimited, element, percent, plural } from "/web/api.js";
 import { watchConnection } from "/web/connection.js";
+import { showExamples } from "/web/examples.js";
 
 const IN_FLIGHT = 4;
 const RETRIES = 4; // a busy or unreachable server is tried again, after Retry-After or a back-off
@@ -37,6 +38,7 @@ async function describeModel() {
   const model = answer.data;
   limits = model.limits || null;
   setReady(true);
+  showExamples(model.examples || [], (file) => classifyAll([file]));
   line.textContent =
     `Model version ${model.version} (${model.engine} on ${model.device}) knows ` +
     `${model.classes.length} classes: ${model.classes.join(", ")}.`;
@@ -46,6 +48,7 @@ function setReady(value) {
   ready = value;
   for (const id of ["pick", "camera"]) document.getElementById(id).disabled = !value;
   for (const label of dropZone.querySelectorAll("label.button")) label.setAttribute("aria-disabled", String(!value));
+  for (const button of dropZone.querySelectorAll("button.example")) button.disabled = !value;
   dropZone.setAttribute("aria-disabled", String(!value));
 }
 

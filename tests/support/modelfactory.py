@@ -59,6 +59,7 @@ def publish_tiny(
     plots: bool = False,
     metrics: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
+    examples: list[tuple[str, bytes, str]] | None = None,
 ) -> Version:
     """A tiny real model published as a version; ``training`` is its recipe's metadata (a linear
     head's plots, then, are its folds alone, as the trainer draws them)."""
@@ -72,7 +73,9 @@ def publish_tiny(
 
             (folder / "openvino").mkdir()
             write_openvino_ir(model, folder / "openvino" / "model.xml")
+        shown = _examples(folder, examples) if examples else {}
         metadata = {
+            **shown,
             "classes": classes,
             "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "metrics": {"val_accuracy": val_accuracy, **(metrics or {})},
@@ -84,6 +87,25 @@ def publish_tiny(
     if activate:
         store.set_active(version.number)
     return version
+
+
+def _examples(folder: Path, examples: list[tuple[str, bytes, str]]) -> dict[str, Any]:
+    """Example photos as the trainer ships them: (class, JPEG bytes, credit line) each."""
+    (folder / "examples").mkdir()
+    photos = []
+    for index, (class_name, data, credit) in enumerate(examples):
+        (folder / "examples" / f"{index}.jpg").write_bytes(data)
+        source = f"{class_name}/{index}.jpg"
+        photos.append(
+            {
+                "file": f"examples/{index}.jpg",
+                "class_name": class_name,
+                "source": source,
+                "credit": credit,
+            }
+        )
+    license_url = "https://creativecommons.org/licenses/by/2.0/"
+    return {"examples": {"photos": photos, "license": license_url}}
 
 
 def _plot(folder: Path, classes: list[str], linear: bool = False) -> None:

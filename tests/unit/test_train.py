@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from app import imaging
 from app.ml import network
@@ -31,11 +32,25 @@ def _train_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
     )
 
 
+# flower_photos' LICENSE.txt layout: the licence first, then one credit line per photo. Owls are
+# credited nowhere, and the one credited dog that cannot be read cannot be an example.
+CREDITS = """All images are licensed under CC-BY, available at:
+https://creativecommons.org/licenses/by/2.0/
+
+cats/cats_004.jpg CC-BY by Ann - https://example.org/ann/4
+cats/cats_001.jpg CC-BY by Bob - https://example.org/bob/1
+cats/cats_002.jpg CC-BY by Cy - https://example.org/cy/2
+dogs/broken.jpg CC-BY by Dee - https://example.org/dee/0
+dogs/dogs_003.jpg CC-BY by Eve - https://example.org/eve/3
+"""
+
+
 @pytest.fixture(scope="module")
 def trained_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     root = tmp_path_factory.mktemp("train")
     data = write_class_folders(root / "data", {"cats": 6, "dogs": 5, "owls": 5})
     (data / "dogs" / "broken.jpg").write_text("not an image")
+    (data / "LICENSE.txt").write_text(CREDITS)
     events = root / "events.jsonl"
     result = _train_cli(
         "--data-dir",
@@ -99,6 +114,29 @@ def test_metadata_describes_the_run(trained_store: tuple[Path, Path, str]) -> No
     assert {"weights", "features", "train_head", "evaluate"} <= set(metadata["timings_s"])
     assert {"python", "keras", "tensorflow", "numpy", "pillow"} <= set(metadata["libraries"])
     assert metadata["created_at"].endswith("+00:00")
+
+
+def test_the_version_ships_credited_example_photos(trained_store: tuple[Path, Path, str]) -> None:
+    store_root, _, output = trained_store
+    examples = json.loads((store_root / "1" / "metadata.json").read_text())["examples"]
+    assert examples["license"] == "https://creativecommons.org/licenses/by/2.0/"
+    photos = examples["photos"]
+    # two per class (the default) of the credited, readable ones; owls have none
+    assert [p["class_name"] for p in photos] == ["cats", "cats", "dogs"]
+    assert photos[2] == {
+        "file": "examples/2.jpg",
+        "class_name": "dogs",
+        "source": "dogs/dogs_003.jpg",
+        "credit": "CC-BY by Eve - https://example.org/eve/3",
+    }
+    cats = {p["source"] for p in photos[:2]}
+    assert cats < {"cats/cats_004.jpg", "cats/cats_001.jpg", "cats/cats_002.jpg"}
+    for photo in photos:
+        credited = CREDITS.split(photo["source"] + " ")[1].splitlines()[0]
+        assert photo["credit"] == credited
+        with Image.open(store_root / "1" / photo["file"]) as image:
+            assert image.format == "JPEG" and max(image.size) <= 320
+    assert "examples for the public page: 3 credited photos" in output
 
 
 def test_output_has_fold_lines_skip_warning_and_summary(

@@ -68,6 +68,7 @@ def test_one_real_photo_shows_its_class_bars_and_version(
     (photo,) = _photos(flowers_dev, "roses")
     tab.goto("/")
     expect(tab.page.locator("#model-line")).to_contain_text("Model version")
+    expect(tab.page.locator("#examples")).to_be_hidden()  # this version ships none
     tab.page.get_by_label("Choose photos").set_input_files(photo)
     (card,) = _cards(tab, 1)
     _assert_shows(card, _api_prediction(web, photo))
