@@ -18,6 +18,7 @@ from typing import Final
 from app import imaging
 from app.dataset.flags import FlaggingOff, FlagNotFound, QueueFull, TooManyFlags, UnknownClass
 from app.dataset.labelling import DatasetNotConfigured, InvalidClassName, StoredImageNotFound
+from app.dataset.photos import PhotoGone
 from app.inference.admission import UploadBudgetFull
 from app.inference.batching import BatchFailed, Overloaded, ShuttingDown, TimedOut
 from app.inference.decoding import DecodeBusy, RequestTooCostly
@@ -112,6 +113,7 @@ TABLE: Final[dict[type[Exception], Refusal]] = {
     DatasetNotConfigured: Refusal(409, "no_dataset"),
     InvalidClassName: Refusal(422, "invalid_class_name"),
     StoredImageNotFound: Refusal(404, "not_found"),
+    PhotoGone: Refusal(404, "not_found"),
     FlagNotFound: Refusal(404, "not_found"),
     FlaggingOff: Refusal(409, "flagging_off"),
     UnknownClass: Refusal(422, "unknown_class"),

@@ -1,8 +1,10 @@
 """Screenshots of the web console for the docs (docs/web-console.md), at desktop and phone widths.
 
-Starts the real server over a store (ideally one trained on the real photos, so the predictions
-shown are real), classifies a few real photos, signs in to the console and opens the newest
-version's details; writes small palette PNGs into docs/images/.
+Starts the real server over a store (ideally two versions trained on the real photos, so the
+predictions, examples and comparison shown are real), classifies a few real photos and an example,
+raises a flag, sends some traffic, signs in to the console and shows the newest version's
+details, the live panel, the comparison of the two newest versions and the review queue; writes
+small palette PNGs into docs/images/.
 
     python scripts/web_screenshots.py --store model_store \
         --data ../shared/datasets/flower_photos_dev
@@ -14,6 +16,7 @@ import argparse
 import io
 import secrets
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +59,20 @@ def main() -> int:
             page = context.new_page()
             classify(page, server.base, [first_photo(args.data, c) for c in PHOTOS[size]])
             save(page, args.out / f"web-classify-{size}.png")
+            example(page, server.base)
+            save(page, args.out / f"web-examples-{size}.png")
+            flag = raise_flag(server.base, args.data)
+            traffic = start_traffic(server.base, args.data)
             console(page, server.base)
             save(page, args.out / f"web-console-{size}.png")
+            live(page)
+            save(page, args.out / f"web-live-{size}.png")
+            traffic.set()
+            compare(page)
+            save(page, args.out / f"web-compare-{size}.png")
+            review(page, flag)
+            save(page, args.out / f"web-review-{size}.png")
+            reject_flag(server.base, flag)
             context.close()
         browser.close()
     return 0
@@ -74,6 +89,79 @@ def classify(page: Any, base: str, photos: list[Path]) -> None:
     page.evaluate("document.activeElement.blur()")
     if page.viewport_size["width"] < 600:  # a phone shows one card: scroll to it
         page.evaluate("document.getElementById('results-title').scrollIntoView()")
+
+
+def example(page: Any, base: str) -> None:
+    """The examples, one of them clicked and classified."""
+    page.goto(f"{base}/")
+    page.locator("button.example").nth(4).click()  # a rose, with two per class
+    page.locator(".card[data-state='done']").wait_for()
+    page.evaluate("document.activeElement.blur()")
+    page.evaluate("document.getElementById('examples').scrollIntoView()")
+
+
+def raise_flag(base: str, data: Path) -> str:
+    """A visitor's flag: a tulip sent for review as a tulip the model may have called a rose."""
+    import httpx2 as httpx
+
+    photo = sorted((data / "tulips").iterdir())[7]
+    files = {"file": (photo.name, photo.read_bytes(), "image/jpeg")}
+    query = "suggested=tulips&predicted=roses&model_version=1"
+    answer = httpx.post(f"{base}/flags?{query}", files=files, timeout=30)
+    answer.raise_for_status()
+    return str(answer.json()["id"])
+
+
+def reject_flag(base: str, flag: str) -> None:
+    import httpx2 as httpx
+
+    httpx.delete(f"{base}/admin/flags/{flag}", headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+def start_traffic(base: str, data: Path) -> threading.Event:
+    """Predictions from two threads until the returned event is set: the live panel's numbers."""
+    import httpx2 as httpx
+
+    stop = threading.Event()
+    photos = [p.read_bytes() for p in sorted((data / "daisy").iterdir())[:8]]
+
+    def send() -> None:
+        with httpx.Client(timeout=30) as client:
+            index = 0
+            while not stop.is_set():
+                files = {"file": ("daisy.jpg", photos[index % len(photos)], "image/jpeg")}
+                client.post(f"{base}/predict", files=files)
+                index += 1
+
+    for _ in range(2):
+        threading.Thread(target=send, daemon=True).start()
+    return stop
+
+
+def live(page: Any) -> None:
+    page.locator("#live-facts dd").first.wait_for()
+    page.wait_for_function(
+        "document.querySelector('#live-facts dd').textContent !== 'waiting for two readings'"
+    )
+    page.wait_for_timeout(8000)  # a few readings on the chart
+    page.evaluate("document.getElementById('live-title').scrollIntoView()")
+
+
+def compare(page: Any) -> None:
+    """The two newest versions compared, scrolled to the photos they disagree on."""
+    numbers = page.locator("#compare-a option").evaluate_all("os => os.map(o => o.value)")
+    page.locator("#compare-a").select_option(numbers[1])
+    page.locator("#compare-b").select_option(numbers[0])
+    page.get_by_role("button", name="Compare", exact=True).click()
+    page.locator("#comparison .disagree img").first.wait_for()
+    page.wait_for_timeout(1000)  # every thumbnail
+    page.evaluate("document.activeElement.blur()")
+    page.evaluate("document.querySelector('#comparison .disagreements').scrollIntoView()")
+
+
+def review(page: Any, flag: str) -> None:
+    page.locator(f"#flags li[data-flag='{flag}'] img").wait_for()
+    page.evaluate("document.getElementById('review-title').scrollIntoView()")
 
 
 def console(page: Any, base: str) -> None:

@@ -10,10 +10,11 @@ from pathlib import Path as FilePath
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, status
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from app import errors, imaging
 from app.config import Settings
+from app.dataset import photos
 from app.dataset.flags import Flag
 from app.dataset.labelling import CLASS_NAME, STORED_NAME, DatasetWriter
 from app.dataset.spool import spooled
@@ -33,6 +34,8 @@ from app.http.schemas import (
     ClassCount,
     DatasetAddResult,
     DatasetSummary,
+    DisagreedPhoto,
+    Disagreements,
     DuplicateImage,
     FlagAccept,
     FlagAccepted,
@@ -45,12 +48,13 @@ from app.http.schemas import (
     RemovedImage,
     RetrainRequest,
     StoredImage,
+    VersionAnswer,
     VersionDetail,
     VersionSummary,
 )
 from app.inference.control import ModelControl
 from app.jobs.records import Job
-from app.store import notes
+from app.store import notes, predictions
 from app.store.versions import PLOTS, ModelStore, Version
 
 router = APIRouter(tags=["admin"], responses=responses(401, 403))
@@ -62,6 +66,8 @@ StoredName = Annotated[
     str, Path(pattern=STORED_NAME.pattern, description="<sha256>.<ext>, as POST stored it")
 ]
 JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{1,64}$")]
+Digest = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the photo")]
+MAX_DISAGREEMENTS = 1000
 VersionNumber = Annotated[int, Path(ge=1)]
 PlotName = Annotated[
     Literal["history.png", "confusion.png"], Path(description="One of the plots in store.PLOTS")
@@ -136,6 +142,36 @@ async def get_plot(store: StoreDep, version: VersionNumber, plot: PlotName) -> F
     """A version's training curves (history.png) or validation confusion matrix (confusion.png)."""
     path = await asyncio.to_thread(store.plot, version, plot)
     return FileResponse(path, media_type="image/png")
+
+
+@router.get(
+    "/models/{version}/disagreements/{other}",
+    response_model=Disagreements,
+    responses=responses(404, 409),
+)
+async def disagreements(
+    store: StoreDep,
+    version: VersionNumber,
+    other: VersionNumber,
+    limit: Annotated[int, Query(ge=0, le=MAX_DISAGREEMENTS)] = 100,
+) -> Disagreements:
+    """The photos both versions were measured on (each out of sample) where their answers differ,
+    those only one of them gets right first; and how many each gets right."""
+    return await asyncio.to_thread(_disagreements, store, version, other, limit)
+
+
+@router.get(
+    "/models/{version}/photos/{digest}",
+    response_class=Response,
+    responses={200: {"content": {"image/*": {}}}, **responses(404, 409)},
+)
+async def measured_photo(
+    store: StoreDep, writer: DatasetDep, version: VersionNumber, digest: Digest
+) -> Response:
+    """A photo the version was measured on, from the dataset folder (404 once it is gone or
+    changed: its bytes must still hash to the digest)."""
+    data, media_type = await asyncio.to_thread(_measured_photo, store, writer, version, digest)
+    return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=300"})
 
 
 @router.post("/models/{version}/activate", response_model=ModelList, responses=responses(404, 409))
@@ -355,3 +391,36 @@ def _add_all(
                 DuplicateImage(filename=filename, existing=outcome.duplicate_of or "")
             )
     return result
+
+
+def _disagreements(store: ModelStore, a: int, b: int, limit: int) -> Disagreements:
+    compared = predictions.compare(predictions.load(store.get(a)), predictions.load(store.get(b)))
+    return Disagreements(
+        a=str(a),
+        b=str(b),
+        common=compared.common,
+        both_right=compared.both_right,
+        only_a_right=compared.only_a_right,
+        only_b_right=compared.only_b_right,
+        both_wrong=compared.both_wrong,
+        relabelled=compared.relabelled,
+        total=len(compared.disagreements),
+        photos=[
+            DisagreedPhoto(
+                digest=d.digest,
+                source=d.source,
+                label=d.label,
+                a=VersionAnswer(predicted=d.a.predicted, confidence=d.a.confidence),
+                b=VersionAnswer(predicted=d.b.predicted, confidence=d.b.confidence),
+                image_url=f"/admin/models/{b}/photos/{d.digest}",
+            )
+            for d in compared.disagreements[:limit]
+        ],
+    )
+
+
+def _measured_photo(
+    store: ModelStore, writer: DatasetWriter, number: int, digest: str
+) -> tuple[bytes, str]:
+    photo = predictions.find(store.get(number), digest)
+    return photos.read_measured(writer.root, photo.source, digest)

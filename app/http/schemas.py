@@ -286,3 +286,34 @@ class DatasetAddResult(BaseModel):
     stored: list[StoredImage]
     duplicates: list[DuplicateImage]
     rejected: list[RejectedImage]
+
+
+class VersionAnswer(BaseModel):
+    predicted: str
+    confidence: float
+
+
+class DisagreedPhoto(BaseModel):
+    digest: str = Field(description="SHA-256 of the photo's bytes")
+    source: str = Field(description="Where it is, relative to the dataset folder")
+    label: str = Field(description="Its class folder: the right answer")
+    a: VersionAnswer
+    b: VersionAnswer
+    image_url: str = Field(description="The photo, while the dataset still holds it unchanged")
+
+
+class Disagreements(BaseModel):
+    """What two versions answered on the photos both were measured on (out of sample each)."""
+
+    a: str
+    b: str
+    common: int = Field(description="Photos both were measured on, under the same class")
+    both_right: int
+    only_a_right: int
+    only_b_right: int
+    both_wrong: int
+    relabelled: int = Field(description="Photos in both whose class folder changed between runs")
+    total: int = Field(description="Photos on which their answers differ")
+    photos: list[DisagreedPhoto] = Field(
+        description="The first `limit` of them: those only one version gets right first"
+    )

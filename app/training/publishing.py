@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import platform
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import numpy as np
 
 from app import imaging
 from app.ml import network as models
+from app.store import predictions
 from app.store.versions import (
     CONFUSION_PLOT,
     HISTORY_PLOT,
@@ -71,6 +73,8 @@ def publish(
             folder,
         )
         reporter.line(f"  examples for the public page: {_describe(shown)}")
+        judged = predictions.to_json(photo_predictions(trained), trained.measured.describe())
+        (folder / predictions.PREDICTIONS_FILE).write_text(json.dumps(judged))  # fsynced by publish
         metadata = {**build_metadata(trained, activation, engines), "examples": shown}
         condition = ActivateIf(activation.seen) if activation.activate else None
         before_publishing()
@@ -79,6 +83,22 @@ def publish(
     if activation.activate and final.activated is False:  # an operator moved the pointer
         activation = Activation(False, final.reason or "not activated", seen=activation.seen)
     return version, activation
+
+
+def photo_predictions(trained: TrainedModel) -> list[predictions.PhotoPrediction]:
+    """Each measured photo's out-of-sample prediction, as its accuracy was measured."""
+    names, root, measured = trained.data.class_names, trained.data.root, trained.measured
+    photos = []
+    for row, index in enumerate(measured.judged):
+        sample = trained.measured_samples[int(index)]
+        probabilities = measured.probabilities[row]
+        best = int(np.argmax(probabilities))
+        source = sample.path.relative_to(root).as_posix()
+        label, confidence = names[sample.label], float(probabilities[best])
+        photos.append(
+            predictions.PhotoPrediction(sample.digest, source, label, names[best], confidence)
+        )
+    return photos
 
 
 def _describe(shown: dict[str, Any]) -> str:

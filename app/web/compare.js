@@ -1,11 +1,14 @@
 // Compare two versions side by side: accuracy, per-class precision, recall and F1 with the
 // difference, and both confusion matrices (as tables: readable, and read aloud), from each
-// version's own metadata (GET /admin/models/{version}).
+// version's own metadata (GET /admin/models/{version}); then the photos on which their answers
+// differ (GET /admin/models/{a}/disagreements/{b}), each with its thumbnail.
 
-import { call, element, percent } from "/web/api.js";
+import { call, eachLimited, element, percent, plural } from "/web/api.js";
 import { authFailed, showError } from "/web/ui.js";
 
 let listening = false;
+let photoUrls = []; // object URLs of the thumbnails shown, released at the next comparison
+const SHOWN_PHOTOS = 24;
 
 // Fill the two pickers with the versions (newest first): A the serving one, B the newest other.
 export function offer(list) {
@@ -40,13 +43,65 @@ async function compare(event) {
     summary(a, b),
     perClass(a, b),
     element("div", { class: "matrices" }, [confusion(a), confusion(b)]),
-    element("p", {
-      class: "muted small",
-      text: "The photos on which the two disagree are not shown: the trainer records each fold's scores, not each photo's prediction.",
-    }),
+    await disagreements(a.version, b.version),
   );
   panel.hidden = false;
   panel.focus();
+}
+
+// The photos both were measured on where their answers differ (each version's answer out of
+// sample), the ones only one of them gets right first.
+async function disagreements(a, b) {
+  for (const url of photoUrls) URL.revokeObjectURL(url);
+  photoUrls = [];
+  const title = element("h4", { text: "Photos on which they disagree" });
+  const answer = await call(`/admin/models/${a}/disagreements/${b}?limit=${SHOWN_PHOTOS}`, { admin: true, retries: 2 });
+  if (!answer.ok) {
+    return element("section", { class: "disagreements" }, [title, element("p", { class: "muted", text: `Not shown: ${answer.message}` })]);
+  }
+  const d = answer.data;
+  const counts = element("p", {
+    class: "disagree-counts",
+    text:
+      `On the ${plural(d.common, "photo")} both were measured on, each out of sample: both right on ${d.both_right}, ` +
+      `only version ${a} on ${d.only_a_right}, only version ${b} on ${d.only_b_right}, both wrong on ${d.both_wrong}. ` +
+      `Their answers differ on ${plural(d.total, "photo")}` +
+      (d.total > d.photos.length ? `; the first ${d.photos.length} are shown.` : ".") +
+      (d.relabelled ? ` ${plural(d.relabelled, "photo")} changed class between the two runs and ${d.relabelled === 1 ? "is" : "are"} left out.` : ""),
+  });
+  const list = element("ul", { class: "disagree-list" });
+  const items = d.photos.map((photo) => {
+    const figure = element("figure", { class: "disagree" }, [
+      element("figcaption", {}, [
+        element("strong", { text: photo.label }),
+        element("span", { class: "small", text: ` ${photo.source}` }),
+        element("br"),
+        verdict(a, photo.a, photo.label),
+        element("br"),
+        verdict(b, photo.b, photo.label),
+      ]),
+    ]);
+    list.append(element("li", {}, [figure]));
+    return { photo, figure };
+  });
+  eachLimited(items, 4, async ({ photo, figure }) => {
+    const image = await call(photo.image_url, { admin: true, as: "blob", retries: 1 });
+    const shown = image.ok
+      ? element("img", { class: "thumb", alt: `${photo.label} photo ${photo.source}`, src: remember(URL.createObjectURL(image.data)) })
+      : element("p", { class: "muted small no-preview", text: `No photo: ${image.message}` });
+    figure.prepend(shown);
+  });
+  return element("section", { class: "disagreements" }, [title, counts, list]);
+}
+
+function verdict(version, said, label) {
+  const right = said.predicted === label;
+  return element("span", { class: right ? "right" : "wrong", text: `v${version}: ${said.predicted} ${percent(said.confidence, 0)} ${right ? "(right)" : "(wrong)"}` });
+}
+
+function remember(url) {
+  photoUrls.push(url);
+  return url;
 }
 
 function summary(a, b) {

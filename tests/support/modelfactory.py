@@ -7,6 +7,7 @@ looks at each image's mean colour, so different images get different probabiliti
 from __future__ import annotations
 
 import datetime
+import json
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ def publish_tiny(
     metrics: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
     examples: list[tuple[str, bytes, str]] | None = None,
+    predictions: list[Any] | None = None,
 ) -> Version:
     """A tiny real model published as a version; ``training`` is its recipe's metadata (a linear
     head's plots, then, are its folds alone, as the trainer draws them)."""
@@ -74,6 +76,11 @@ def publish_tiny(
             (folder / "openvino").mkdir()
             write_openvino_ir(model, folder / "openvino" / "model.xml")
         shown = _examples(folder, examples) if examples else {}
+        if predictions is not None:  # PhotoPrediction each, as the trainer records them
+            from app.store import predictions as recorded
+
+            judged = recorded.to_json(predictions, "5-fold cross-validation")
+            (folder / recorded.PREDICTIONS_FILE).write_text(json.dumps(judged))
         metadata = {
             **shown,
             "classes": classes,

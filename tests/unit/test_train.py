@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ from PIL import Image
 
 from app import imaging
 from app.ml import network
+from app.store import predictions
 from app.store.versions import ModelStore
 from tests.conftest import REPO, write_class_folders
 
@@ -137,6 +139,26 @@ def test_the_version_ships_credited_example_photos(trained_store: tuple[Path, Pa
         with Image.open(store_root / "1" / photo["file"]) as image:
             assert image.format == "JPEG" and max(image.size) <= 320
     assert "examples for the public page: 3 credited photos" in output
+
+
+def test_every_measured_photo_has_its_out_of_fold_prediction(
+    trained_store: tuple[Path, Path, str],
+) -> None:
+    store_root = trained_store[0]
+    metadata = json.loads((store_root / "1" / "metadata.json").read_text())
+    judged = predictions.load(ModelStore(store_root).get(1))
+    assert len(judged) == 16  # every readable photo, once (the broken one was never measured)
+    for photo in judged:
+        data = (store_root.parent / "data" / photo.source).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == photo.digest
+        assert photo.label == photo.source.split("/")[0]
+        assert photo.predicted in metadata["classes"] and 0 < photo.confidence <= 1
+    # the very predictions the confusion matrix counts
+    classes = metadata["classes"]
+    matrix = np.zeros((3, 3), int)
+    for photo in judged:
+        matrix[classes.index(photo.label), classes.index(photo.predicted)] += 1
+    assert matrix.tolist() == metadata["metrics"]["confusion_matrix"]
 
 
 def test_output_has_fold_lines_skip_warning_and_summary(

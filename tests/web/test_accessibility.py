@@ -3,7 +3,7 @@ tests reach, at desktop and phone widths, in light and dark colour schemes: 0 vi
 
 from __future__ import annotations
 
-import re
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,9 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
+from app.store.predictions import PhotoPrediction
+from tests.support.apps import FLOWERS
+from tests.support.modelfactory import publish_tiny
 from tests.web.conftest import (
     PHONE,
     TOKEN,
@@ -97,20 +100,45 @@ def test_the_classify_page_has_no_violations_in_any_state(axe_tab: Tab, flowers_
     _clean(axe_tab, "a visitor's card with its flag form open")
 
 
+@pytest.fixture(scope="module")
+def compared(web: WebServer) -> tuple[int, int]:
+    """Two versions that disagree on a photo of the dataset folder (the comparison lists it)."""
+    photo = sorted((web.data / "red").iterdir())[0]
+    digest = hashlib.sha256(photo.read_bytes()).hexdigest()
+    source = f"red/{photo.name}"
+    scores = {n: {"precision": 0.9, "recall": 0.8, "f1": 0.85, "support": 5} for n in FLOWERS}
+    eye = [[5 if row == column else 0 for column in range(5)] for row in range(5)]
+    a, b = (
+        publish_tiny(
+            web.store,
+            FLOWERS,
+            seed=20 + index,
+            activate=False,
+            metrics={"per_class": scores, "confusion_matrix": eye},
+            predictions=[PhotoPrediction(digest, source, "red", said, 0.8)],
+        ).number
+        for index, said in enumerate(("red", "blue"))
+    )
+    return a, b
+
+
 def test_the_console_has_no_violations_in_any_state(
-    axe_tab: Tab, finished_job: str, a_flag: str
+    axe_tab: Tab, finished_job: str, a_flag: str, compared: tuple[int, int]
 ) -> None:
     page = axe_tab.page
     axe_tab.goto("/admin")
     _clean(axe_tab, "sign-in")
     sign_in(axe_tab)
     expect(page.locator("#job-state")).to_contain_text("succeeded")
-    page.get_by_role("button", name=re.compile(r"^Details of version")).first.click()
+    page.get_by_role("button", name="Details of version 1", exact=True).click()  # with plots
     expect(page.locator("#detail figure img").first).to_be_visible()
     page.get_by_text("The whole log, a page at a time").click()
     expect(page.locator("#job-log-all")).to_contain_text("[scan]")
+    page.get_by_label("Compare", exact=True).select_option(str(compared[0]))
+    page.get_by_label("with", exact=True).select_option(str(compared[1]))
     page.get_by_role("button", name="Compare", exact=True).click()
     expect(page.locator("#comparison table").first).to_be_visible()
+    expect(page.locator("#comparison .disagree img")).to_be_visible()
     expect(page.locator("#live-facts dd").first).not_to_have_text("waiting for two readings")
     expect(page.locator(f"#flags li[data-flag='{a_flag}'] img")).to_be_visible()
     _clean(axe_tab, "signed in: live, versions, details, a comparison, a job and its log, a flag")

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
+from app.store.predictions import PhotoPrediction
 from tests.support.modelfactory import publish_tiny
 from tests.web.conftest import (
     FLOWERS,
@@ -74,7 +75,7 @@ def test_the_right_token_lists_every_version_and_keeps_the_token_in_the_tab_only
 
 def test_a_versions_plots_and_per_class_scores_are_shown(tab: Tab) -> None:
     sign_in(tab)
-    tab.page.get_by_role("button", name="Details of version 1").click()
+    tab.page.get_by_role("button", name="Details of version 1", exact=True).click()
     figures = tab.page.locator("#detail figure")
     expect(figures).to_have_count(2)
     titles = (
@@ -122,7 +123,9 @@ def test_activating_the_older_version_after_a_confirmation_makes_predict_answer_
         # While it loaded, the table was busy and no button could be pressed; then focus went
         # to the row it acted on, not to <body>.
         assert tab.page.evaluate("window.busyStates")[0] == ["true", True]
-        expect(_row(tab, 1).get_by_role("button", name="Details of version 1")).to_be_focused()
+        expect(
+            _row(tab, 1).get_by_role("button", name="Details of version 1", exact=True)
+        ).to_be_focused()
         after = httpx.post(f"{web.base}/predict", files=photo, timeout=30).json()
         assert after["model_version"] == "1"
     finally:
@@ -243,7 +246,7 @@ def test_a_retrain_started_from_the_form_is_watched_until_it_succeeds(
         "(activate=never: published without activating)"
     )
     expect(_row(tab, number)).to_be_visible()
-    page.get_by_role("button", name=f"Details of version {number}").click()
+    page.get_by_role("button", name=f"Details of version {number}", exact=True).click()
     expect(page.locator("#detail figure img")).to_have_count(2)
     expect(page.locator("#detail table.scores tbody th")).to_have_text(classes)
 
@@ -279,7 +282,7 @@ def _jpeg() -> bytes:
 
 def test_the_console_fits_a_phone_screen(phone: Tab) -> None:
     sign_in(phone)
-    phone.page.get_by_role("button", name="Details of version 1").click()
+    phone.page.get_by_role("button", name="Details of version 1", exact=True).click()
     expect(phone.page.locator("#detail figure img")).to_have_count(2)
     overflow = phone.page.evaluate(
         "document.documentElement.scrollWidth - document.documentElement.clientWidth"
@@ -312,7 +315,7 @@ def test_a_linear_heads_details_name_its_own_recipe_and_plot(tab: Tab, web: WebS
         web.store, FLOWERS, seed=8, activate=False, plots=True, training=training
     ).number
     sign_in(tab)
-    tab.page.get_by_role("button", name=f"Details of version {number}").click()
+    tab.page.get_by_role("button", name=f"Details of version {number}", exact=True).click()
     facts = tab.page.locator("#detail dl.facts")
     expect(facts).to_contain_text(
         "head linear, features conv4-conv5-gem, input size 224, flips true, folds 5, seed 123, "
@@ -395,7 +398,7 @@ def test_a_note_on_a_version_is_saved_shown_in_the_table_and_refused_when_too_lo
     number = publish_tiny(web.store, FLOWERS, seed=9, activate=False).number
     sign_in(tab)
     page = tab.page
-    page.get_by_role("button", name=f"Details of version {number}").click()
+    page.get_by_role("button", name=f"Details of version {number}", exact=True).click()
     note = page.get_by_label(f"Note on version {number}")
     note.fill("trained after the May uploads")
     page.get_by_role("button", name="Save note").click()
@@ -461,6 +464,9 @@ def test_two_versions_are_compared_class_by_class_with_both_confusion_matrices(
     eye = [[5 if row == column else 0 for column in range(5)] for row in range(5)]
     mixed = [row[:] for row in eye]
     mixed[2][2], mixed[2][4] = 3, 2  # two roses taken for tulips
+    # what each answered on three photos of the dataset folder: they differ on the first two
+    sources = [f"blue/{path.name}" for path in sorted((web.data / "blue").iterdir())[:3]]
+    answers = (("blue", "red", "blue"), ("green", "blue", "blue"))
     older, newer = (
         publish_tiny(
             web.store,
@@ -468,8 +474,14 @@ def test_two_versions_are_compared_class_by_class_with_both_confusion_matrices(
             seed=seed,
             activate=False,
             metrics={"per_class": scores(f1), "confusion_matrix": matrix},
+            predictions=[
+                _measured(web.data, s, said) for s, said in zip(sources, said_all, strict=True)
+            ],
         ).number
-        for seed, f1, matrix in ((10, 0.8, mixed), (11, 0.85, eye))
+        for seed, f1, matrix, said_all in (
+            (10, 0.8, mixed, answers[0]),
+            (11, 0.85, eye, answers[1]),
+        )
     )
     sign_in(tab)
     page = tab.page
@@ -488,6 +500,30 @@ def test_two_versions_are_compared_class_by_class_with_both_confusion_matrices(
     second = page.get_by_role("region", name=re.compile(f"^Confusion matrix of version {newer}"))
     expect(second.locator("tbody tr").nth(2).locator("td")).to_have_text(["0", "0", "5", "0", "0"])
     expect(page.locator("#comparison")).to_be_focused()
+    expect(page.locator(".disagree-counts")).to_have_text(
+        f"On the 3 photos both were measured on, each out of sample: both right on 1, only "
+        f"version {older} on 1, only version {newer} on 1, both wrong on 0. Their answers differ "
+        "on 2 photos."
+    )
+    shown = page.locator(".disagree")
+    expect(shown).to_have_count(2)
+    # each with its photo from the dataset folder and both answers
+    expect(shown.first.locator("figcaption")).to_have_text(
+        f"blue {sources[0]}v{older}: blue 90% (right)v{newer}: green 90% (wrong)"
+    )
+    expect(shown.locator("img")).to_have_count(2)
+    for index in (0, 1):
+        assert shown.nth(index).locator("img").evaluate("img => img.naturalWidth") > 0
+    page.get_by_label("with", exact=True).select_option("1")  # recorded no predictions
+    page.get_by_role("button", name="Compare", exact=True).click()
+    expect(page.locator(".disagreements")).to_contain_text(
+        "Not shown: version 1 recorded no per-photo predictions"
+    )
+
+
+def _measured(data: Path, source: str, predicted: str) -> PhotoPrediction:
+    digest = hashlib.sha256((data / source).read_bytes()).hexdigest()
+    return PhotoPrediction(digest, source, source.split("/")[0], predicted, 0.9)
 
 
 def test_a_flag_from_anyone_is_reviewed_accepted_and_trained_on(

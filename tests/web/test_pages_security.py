@@ -51,7 +51,7 @@ def test_the_pages_load_nothing_from_any_other_host(
     tab.page.get_by_label("Choose photos").set_input_files(photo)
     expect(tab.page.locator(".card[data-state='done']")).to_have_count(1)
     sign_in(tab)
-    tab.page.get_by_role("button", name="Details of version 1").click()
+    tab.page.get_by_role("button", name="Details of version 1", exact=True).click()
     expect(tab.page.locator("#detail figure img")).to_have_count(2)
     assert tab.requests, "no request was recorded"
     foreign = [

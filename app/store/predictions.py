@@ -1,0 +1,108 @@
+"""Each version's out-of-sample prediction for every photo it was measured on, and what two
+versions disagree about: ``<store>/<n>/predictions.json``, written by the trainer at publishing.
+
+A photo is known by the SHA-256 of its bytes (its digest), so two versions trained on different
+snapshots of a dataset are compared on the photos both were measured on, wherever they lie. The
+predictions are the ones its accuracy was measured with: each photo's by a head that never trained
+on it (out of fold), not by the published model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from app.store.versions import ArtifactNotFound, Version
+
+PREDICTIONS_FILE: Final = "predictions.json"
+FORMAT: Final = 1
+
+
+@dataclass(frozen=True)
+class PhotoPrediction:
+    digest: str  # SHA-256 of the photo's bytes
+    source: str  # where it was, relative to the dataset folder
+    label: str  # the class folder it was in
+    predicted: str
+    confidence: float
+
+
+def to_json(photos: Iterable[PhotoPrediction], evaluation: str) -> dict[str, Any]:
+    rows = [[p.digest, p.source, p.label, p.predicted, round(p.confidence, 4)] for p in photos]
+    columns = ["digest", "source", "label", "predicted", "confidence"]
+    return {"format": FORMAT, "evaluation": evaluation, "columns": columns, "photos": rows}
+
+
+def load(version: Version) -> list[PhotoPrediction]:
+    """The version's per-photo predictions (ArtifactNotFound where it recorded none)."""
+    path: Path = version.path / PREDICTIONS_FILE
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format") != FORMAT:
+            raise ValueError(f"format {data.get('format')!r}")
+        return [PhotoPrediction(d, s, lab, pred, float(c)) for d, s, lab, pred, c in data["photos"]]
+    except FileNotFoundError:
+        raise ArtifactNotFound(
+            f"version {version.number} recorded no per-photo predictions (versions published "
+            "before they were recorded, or by another tool, have none)"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ArtifactNotFound(f"version {version.number}'s {PREDICTIONS_FILE}: {error}") from None
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    digest: str
+    source: str
+    label: str
+    a: PhotoPrediction
+    b: PhotoPrediction
+
+
+@dataclass(frozen=True)
+class Comparison:
+    common: int  # photos both versions were measured on, with the same label
+    both_right: int
+    only_a_right: int
+    only_b_right: int
+    both_wrong: int
+    relabelled: int  # photos in both whose class folder changed between the two runs
+    disagreements: list[Disagreement]  # different answers, the ones only one got right first
+
+
+def compare(a: list[PhotoPrediction], b: list[PhotoPrediction]) -> Comparison:
+    """The photos both versions were measured on, and those on which their answers differ."""
+    theirs = {p.digest: p for p in b}
+    counts = {"both": 0, "a": 0, "b": 0, "neither": 0}
+    relabelled = 0
+    differ: list[Disagreement] = []
+    for mine in a:
+        other = theirs.get(mine.digest)
+        if other is None:
+            continue
+        if other.label != mine.label:
+            relabelled += 1
+            continue
+        right = (mine.predicted == mine.label, other.predicted == other.label)
+        counts[
+            {(True, True): "both", (True, False): "a", (False, True): "b"}.get(right, "neither")
+        ] += 1
+        if mine.predicted != other.predicted:
+            differ.append(Disagreement(mine.digest, other.source, mine.label, mine, other))
+    # the photos one version gets right and the other wrong first, then by where they are
+    differ.sort(key=lambda d: (d.a.predicted != d.label and d.b.predicted != d.label, d.source))
+    common = sum(counts.values())
+    return Comparison(
+        common, counts["both"], counts["a"], counts["b"], counts["neither"], relabelled, differ
+    )
+
+
+def find(version: Version, digest: str) -> PhotoPrediction:
+    """The version's prediction for one photo (ArtifactNotFound when it did not measure it)."""
+    for photo in load(version):
+        if photo.digest == digest:
+            return photo
+    raise ArtifactNotFound(f"version {version.number} was not measured on photo {digest[:12]}…")
