@@ -15,7 +15,15 @@ from app.store.versions import ModelStore
 from tests.support.apps import FLOWERS
 from tests.support.modelfactory import publish_tiny
 from tests.support.servers import running_server
-from tests.web.conftest import Tab, WebServer, forgive_cut_offs, open_tab, sign_in
+from tests.web.conftest import (
+    Tab,
+    WebServer,
+    axe_violations,
+    forgive_cut_offs,
+    open_tab,
+    sign_in,
+    with_axe,
+)
 
 expect = pytest.importorskip("playwright.sync_api").expect
 
@@ -215,6 +223,7 @@ def test_an_unreachable_server_gets_one_banner_and_a_retry_button_that_works(
     tab: Tab, web: WebServer, flowers_dev: Path
 ) -> None:
     (photo,) = _photos(flowers_dev, "tulips")
+    with_axe(tab)
     tab.goto("/")
     expect(tab.page.locator("#model-line")).to_contain_text("Model version")
     banner = tab.page.get_by_role("alert").filter(has_text="cannot be reached")
@@ -228,6 +237,7 @@ def test_an_unreachable_server_gets_one_banner_and_a_retry_button_that_works(
     )
     expect(banner).to_be_visible()
     expect(banner).to_have_count(1)
+    assert axe_violations(tab) == []  # the banner, and a card with its Retry
     tab.page.unroute("**/predict")
     tab.page.unroute("**/health/live")
     expect(banner).to_be_hidden(timeout=10_000)  # it asks /health/live every few seconds
@@ -272,6 +282,7 @@ def test_an_empty_store_shows_no_internals_and_takes_photos_once_a_model_serves(
     with running_server(env, until="live") as server:
         tab = open_tab(browser, WebServer(server.base, store, tmp_path, tmp_path / "log"))
         try:
+            with_axe(tab)
             tab.goto("/")
             line = tab.page.locator("#model-line")
             expect(line).to_have_text(
@@ -283,6 +294,7 @@ def test_an_empty_store_shows_no_internals_and_takes_photos_once_a_model_serves(
                 assert internal not in body, internal
             expect(tab.page.locator("#pick")).to_be_disabled()
             expect(tab.page.locator("#drop-zone")).to_have_attribute("aria-disabled", "true")
+            assert axe_violations(tab) == []
             publish_tiny(store, FLOWERS, seed=3)
             expect(line).to_contain_text("Model version 1", timeout=30_000)
             expect(tab.page.locator("#pick")).to_be_enabled()

@@ -20,8 +20,10 @@ from tests.web.conftest import (
     TOKEN,
     Tab,
     WebServer,
+    axe_violations,
     forgive_cut_offs,
     sign_in,
+    with_axe,
 )
 
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -333,6 +335,7 @@ def test_a_linear_heads_details_name_its_own_recipe_and_plot(tab: Tab, web: WebS
 def test_a_server_that_cannot_be_reached_is_one_banner_not_an_error_per_section(
     tab: Tab, web: WebServer, flowers_dev: Path
 ) -> None:
+    with_axe(tab)
     sign_in(tab)
     page = tab.page
     banner = page.get_by_role("alert").filter(has_text="cannot be reached")
@@ -341,6 +344,7 @@ def test_a_server_that_cannot_be_reached_is_one_banner_not_an_error_per_section(
     page.reload()  # the console opens again (the token is in the tab) with the server gone
     expect(banner).to_be_visible()
     expect(page.locator(".error:visible")).to_have_count(0)
+    assert axe_violations(tab) == []
     # An upload that cannot reach the server says it stopped, not "0 stored" as if it ran.
     page.get_by_label("Class (an existing one, or a new name)").fill("red")
     photo = sorted((flowers_dev / "roses").iterdir())[0]
