@@ -139,11 +139,11 @@ def start_traffic(base: str, data: Path) -> threading.Event:
 
 
 def live(page: Any) -> None:
-    page.locator("#live-facts dd").first.wait_for()
-    page.wait_for_function(
-        "document.querySelector('#live-facts dd').textContent !== 'waiting for two readings'"
-    )
-    page.wait_for_timeout(8000)  # a few readings on the chart
+    from playwright.sync_api import expect
+
+    first = page.locator("#live-facts dd").first
+    expect(first).not_to_have_text("waiting for two readings", timeout=20_000)
+    page.wait_for_timeout(30_000)  # a quarter of the chart's two minutes
     page.evaluate("document.getElementById('live-title').scrollIntoView()")
 
 

@@ -75,16 +75,17 @@ class Comparison:
 
 def compare(a: list[PhotoPrediction], b: list[PhotoPrediction]) -> Comparison:
     """The photos both versions were measured on, and those on which their answers differ."""
-    theirs = {p.digest: p for p in b}
+    # By content and class: the same bytes may lie in two class folders (flower_photos has such
+    # photos), and each copy is its own measured photo.
+    theirs = {(p.digest, p.label): p for p in b}
+    digests = {p.digest for p in b}
     counts = {"both": 0, "a": 0, "b": 0, "neither": 0}
     relabelled = 0
     differ: list[Disagreement] = []
     for mine in a:
-        other = theirs.get(mine.digest)
+        other = theirs.get((mine.digest, mine.label))
         if other is None:
-            continue
-        if other.label != mine.label:
-            relabelled += 1
+            relabelled += mine.digest in digests
             continue
         right = (mine.predicted == mine.label, other.predicted == other.label)
         counts[

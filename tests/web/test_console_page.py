@@ -437,6 +437,10 @@ def test_the_live_panel_reads_the_servers_own_metrics_and_draws_them(
     assert re.search(r"Requests/s\s+\d+\.\d", rates), rates
     assert re.search(r"p95 latency\s+(\d+ ms|—)", rates), rates
     assert re.search(r"Queue depth\s+\d+", rates), rates
+    # each number on one line (they were once squeezed to a character a line by the names)
+    heights = fact.evaluate_all("dds => dds.map(dd => dd.getBoundingClientRect().height)")
+    line = float(fact.first.evaluate("dd => parseFloat(getComputedStyle(dd).lineHeight)"))
+    assert max(heights) < 1.5 * line, (heights, line)
     expect(page.locator("#live-chart")).to_have_attribute("aria-label", re.compile("images/s"))
     painted = page.locator("#live-chart").evaluate(
         """canvas => {

@@ -45,6 +45,16 @@ def test_two_versions_are_compared_on_the_photos_both_measured() -> None:
     assert (first.label, first.a.predicted, first.b.predicted) == ("rose", "tulip", "rose")
 
 
+def test_the_same_photo_in_two_classes_is_two_photos_not_a_relabelling() -> None:
+    a = [_p("1", "rose", "rose"), _p("1", "tulip", "rose")]
+    b = [_p("1", "tulip", "tulip"), _p("1", "rose", "rose")]
+    compared = predictions.compare(a, b)
+    assert (compared.common, compared.relabelled, compared.only_b_right) == (2, 0, 1)
+    assert [(d.label, d.a.predicted, d.b.predicted) for d in compared.disagreements] == [
+        ("tulip", "rose", "tulip")
+    ]
+
+
 def test_the_file_round_trips_and_a_version_without_one_says_so(tmp_path: Path) -> None:
     store = ModelStore(tmp_path / "store")
     version = publish_tiny(store, ["rose", "tulip"])
