@@ -49,7 +49,7 @@ def test_the_pages_load_nothing_from_any_other_host(
     tab.goto("/")
     photo = sorted((flowers_dev / "daisy").iterdir())[0]
     tab.page.get_by_label("Choose photos").set_input_files(photo)
-    expect(tab.page.locator(".card[data-state='done']")).to_have_count(1)
+    expect(tab.page.locator(".card[data-state='done']")).to_have_count(1, timeout=60_000)
     sign_in(tab)
     tab.page.get_by_role("button", name="Details of version 1", exact=True).click()
     expect(tab.page.locator("#detail figure img")).to_have_count(2)
