@@ -185,8 +185,8 @@ class TrainOptions(BaseModel):
     )
     activate: ActivatePolicy = Field(
         "always",
-        description="make the new version active: always, never, or if_better (its measured "
-        "accuracy is at least the one the active version recorded)",
+        description="make the new version active: always, never, or if_better (at least as "
+        "accurate as the active version's recipe, both measured on this run's folds)",
         json_schema_extra=_ui("publish"),
     )
 

@@ -23,7 +23,7 @@ from app.ml.devices import configure_devices, keras
 from app.ml.engines import Precision
 from app.options import FEATURE_SETS, TrainOptions
 from app.training import dataset as datasets
-from app.training import evaluation, weights
+from app.training import evaluation, pairing, weights
 from app.training.crossval import Measured, measure
 from app.training.features import FeatureCache, View, featurize_views, mirrored
 from app.training.finetune import FineTuner, activation_views
@@ -63,6 +63,8 @@ class TrainedModel:
     feature_counts: dict[str, int]
     trained_on: int  # photos the published model was fitted on
     timings: dict[str, float] = field(default_factory=dict)
+    # if_better: this run's recipe and the active version's on the same folds, or why not
+    paired: pairing.Paired | str | None = None
 
 
 @contextmanager
@@ -161,6 +163,13 @@ def train(
     prepared = prepare(config, data, reporter, timings)
     measured, report = evaluate(prepared, options, data, reporter, timings)
     fitter, samples, labels = prepared.fitter, prepared.samples, prepared.labels
+    paired = None
+    if options.activate == "if_better":
+        with timed(timings, "compare"):
+            digest = prepared.backbone_info["weights_digest"]
+            paired = pairing.compare_with_active(
+                fitter, options, measured, config.model_store, digest, data.class_names, reporter
+            )
     rows = _final_rows(options, measured, len(samples))
     with timed(timings, "train_head"):
         reporter.phase("train_head", f"the published head, on {int(rows.sum())} photos")
@@ -188,6 +197,7 @@ def train(
         {"computed": prepared.computed, "cached": len(kept) - prepared.computed},
         int(rows.sum()),
         timings,
+        paired,
     )
 
 

@@ -26,7 +26,7 @@ from app.store.versions import (
     StoreError,
     Version,
 )
-from app.training import evaluation, examples
+from app.training import evaluation, examples, pairing
 from app.training.pipeline import TrainedModel
 from app.training.progress import Reporter
 
@@ -149,6 +149,11 @@ def decide_activation(trained: TrainedModel, store: ModelStore) -> Activation:
     old = active.metadata.val_accuracy if active is not None else None
     if active is None or old is None:
         return Activation(True, "no version with a measured accuracy was active", seen=seen)
+    paired = trained.paired
+    if isinstance(paired, pairing.Paired) and paired.version == active.number:
+        better = paired.difference >= 0
+        reason = f"{paired.describe()}: {'at least as good' if better else 'worse'}"
+        return Activation(better, reason, active.number, old, seen=seen)
     # Compared as recorded: metadata keeps 4 decimals, so a retrain measured exactly as well as
     # the active version (0.89818 then, 0.8982 on record) is "at least as good", as documented.
     new = round(trained.measured.accuracy, ACCURACY_DECIMALS)
@@ -158,6 +163,8 @@ def decide_activation(trained: TrainedModel, store: ModelStore) -> Activation:
         f"{trained.measured.method} accuracy {new:.4f} {verdict} active version "
         f"{active.number}'s {old:.4f} ({how})"
     )
+    if isinstance(paired, str):
+        reason += f"; not paired: {paired}"
     return Activation(new >= old, reason, active.number, old, seen=seen)
 
 
@@ -203,11 +210,18 @@ def build_metadata(
             "policy": config.options.activate,
             "activated": activation.activate,
             "reason": activation.reason,
+            **_paired(trained.paired),
         },
         "engines": engines,
         "timings_s": trained.timings,
         "libraries": _library_versions(),
     }
+
+
+def _paired(paired: pairing.Paired | str | None) -> dict[str, Any]:
+    if isinstance(paired, pairing.Paired):
+        return {"paired": paired.as_metadata()}
+    return {} if paired is None else {"not_paired": paired}
 
 
 def _library_versions() -> dict[str, str]:

@@ -161,6 +161,44 @@ def test_every_measured_photo_has_its_out_of_fold_prediction(
     assert matrix.tolist() == metadata["metrics"]["confusion_matrix"]
 
 
+def test_if_better_measures_both_recipes_on_the_same_folds(tmp_path: Path) -> None:
+    """The feedback loop's decision: a retrain is compared with the active version's recipe on
+    this run's own folds (issue 25), not with a figure measured on other photos."""
+    data = write_class_folders(tmp_path / "data", {"cats": 6, "dogs": 5, "owls": 5})
+    store = tmp_path / "store"
+    common = ["--data-dir", str(data), "--model-store", str(store), *FAST]
+
+    def metadata(number: int) -> dict:
+        return json.loads((store / str(number) / "metadata.json").read_text())
+
+    assert _train_cli(*common).returncode == 0
+    # Another recipe on the same photos: version 1's recipe, re-measured on the same folds,
+    # gives exactly the fold accuracies version 1 recorded.
+    second = _train_cli(*common, "--l2", "3", "--activate", "if_better")
+    assert second.returncode == 0, second.stderr
+    activation = metadata(2)["activation"]
+    paired = activation["paired"]
+    assert (paired["compared_with"], paired["same_recipe"]) == (1, False)
+    assert paired["active_recipe_accuracy"] == metadata(1)["metrics"]["val_accuracy"]
+    assert paired["accuracy"] == metadata(2)["metrics"]["val_accuracy"]
+    assert activation["activated"] is (paired["difference"] >= 0)
+    assert "active version 1's recipe, on the same folds:" in second.stdout
+    # One more photo (a mirrored cat), the active version's own recipe: activated, by a paired
+    # difference of zero, whatever the folds of the new partition score.
+    active = ModelStore(store).active()
+    assert active is not None
+    with Image.open(data / "cats" / "cats_000.jpg") as cat:
+        cat.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(data / "cats" / "mirrored.jpg")
+    l2 = str(metadata(active.number)["training"]["l2"])
+    third = _train_cli(*common, "--l2", l2, "--activate", "if_better")
+    assert third.returncode == 0, third.stderr
+    activation = metadata(3)["activation"]
+    assert activation["activated"] is True
+    assert activation["paired"]["same_recipe"] is True
+    assert activation["paired"]["difference"] == 0 and activation["paired"]["photos"] == 17
+    assert f"the same recipe as active version {active.number}'s" in activation["reason"]
+
+
 def test_output_has_fold_lines_skip_warning_and_summary(
     trained_store: tuple[Path, Path, str],
 ) -> None:
