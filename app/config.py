@@ -31,6 +31,11 @@ class Settings(BaseSettings):
         description="Dataset folder (class sub-folders) for training, retraining and "
         "/admin/dataset; unset: the TensorFlow flower_photos download.",
     )
+    eval_dir: Path | None = Field(
+        None,
+        description="Evaluation folder (class sub-folders) of labelled photos never trained on: "
+        "every version is scored on it at publishing, and if_better compares on it; unset: none.",
+    )
     feature_cache: Path | None = Field(
         None, description="Backbone feature cache; unset: <model_store>/.cache/features."
     )

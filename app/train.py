@@ -24,6 +24,7 @@ from app.events import EventKind, Published
 from app.options import OptionError, TrainOptions
 from app.store.versions import StoreError
 from app.training import dataset as datasets
+from app.training import evalset
 from app.training.dataset import DatasetError, DatasetUnavailable
 from app.training.progress import Reporter
 from app.training.weights import WeightsUnavailable
@@ -53,6 +54,14 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         const="never",
         default=argparse.SUPPRESS,
         help="publish without activating (same as --activate never)",
+    )
+    output.add_argument(
+        "--eval-dir",
+        type=Path,
+        default=settings.eval_dir,
+        help="a folder of labelled photos never trained on (class sub-folders; env "
+        "FLOWERS_EVAL_DIR): the new version is scored on it, and --activate if_better compares "
+        "it with the active version on those photos",
     )
     output.add_argument(
         "--keep-versions",
@@ -164,6 +173,7 @@ def train_config(
         weights=args.weights,
         precision=settings.engine_precision,
         job_id=getattr(args, "job_id", None),
+        eval_dir=getattr(args, "eval_dir", None),  # the train CLI's: not app.evaluate's
     )
 
 
@@ -240,6 +250,8 @@ def _run(args: argparse.Namespace, settings: Settings, reporter: Reporter, run: 
     started = time.monotonic()
     timings: dict[str, float] = {}
     data = load_dataset(args, train_options, reporter, timings)
+    if args.eval_dir is not None:  # a wrong folder fails now, not after the training
+        evalset.check(args.eval_dir, data.class_names)
     # Heavy imports (TensorFlow) only once the data is known to be usable: bad input fails fast.
     from app.store.versions import ModelStore
     from app.training import pipeline as training

@@ -235,12 +235,15 @@ def _summary(
     store: ModelStore, version: Version, active: int | None, serving: int | None
 ) -> VersionSummary:
     note = notes.read_note(version.path)
+    held = version.metadata.evaluation_set
     return VersionSummary(
         version=str(version.number),
         created_at=version.metadata.created_at,
         classes=version.classes,
         val_accuracy=version.metadata.val_accuracy,
         evaluation=version.metadata.metrics.evaluation,
+        eval_accuracy=held.accuracy if held else None,
+        eval_photos=held.photos if held else None,
         size_bytes=store.size_bytes(version),
         note=note.text if note else None,
         note_updated_at=note.updated_at if note else None,

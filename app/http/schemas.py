@@ -166,6 +166,12 @@ class VersionSummary(BaseModel):
         description="How val_accuracy was measured (e.g. 5-fold cross-validation); null: on the "
         "version's held-out validation split",
     )
+    eval_accuracy: float | None = Field(
+        None,
+        description="Its accuracy on the evaluation folder (FLOWERS_EVAL_DIR: photos never "
+        "trained on) at publishing; null without one",
+    )
+    eval_photos: int | None = Field(None, description="How many photos eval_accuracy is on")
     size_bytes: int
     note: str | None = Field(None, description="The operators' note on this version")
     note_updated_at: str | None = None

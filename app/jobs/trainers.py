@@ -61,6 +61,8 @@ def retrain_command(settings: Settings, train_options: TrainOptions) -> list[str
         arguments += ["--data-dir", str(settings.data_dir)]
     if settings.feature_cache is not None:
         arguments += ["--feature-cache", str(settings.feature_cache)]
+    if settings.eval_dir is not None:
+        arguments += ["--eval-dir", str(settings.eval_dir)]
     return arguments
 
 

@@ -60,6 +60,14 @@ class Examples(_Open):
     reason: str | None = None  # why there are none
 
 
+class EvaluationSet(_Open):
+    """The version scored on an evaluation folder of photos never trained on, at publishing."""
+
+    accuracy: float | None = None
+    photos: int | None = None
+    content_hash: str | None = None
+
+
 class VersionMetadata(_Open):
     version: int
     classes: list[str] = Field(min_length=1)
@@ -70,6 +78,7 @@ class VersionMetadata(_Open):
     activation: Activation = Field(default_factory=Activation)
     job: JobRef | None = None  # the server's retrain job that published it
     examples: Examples = Field(default_factory=Examples)
+    evaluation_set: EvaluationSet | None = None
 
     @property
     def val_accuracy(self) -> float | None:

@@ -44,6 +44,7 @@ class TrainConfig:
     weights: str = "imagenet"
     precision: Precision = "auto"  # the CPU engine's, for the exported IR's agreement check
     job_id: str | None = None  # the server's retrain job that started this run
+    eval_dir: Path | None = None  # labelled photos never trained on (app.training.evalset)
 
 
 @dataclass

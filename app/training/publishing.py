@@ -26,7 +26,8 @@ from app.store.versions import (
     StoreError,
     Version,
 )
-from app.training import evaluation, examples, pairing
+from app.training import dataset as datasets
+from app.training import evalset, evaluation, examples, pairing
 from app.training.pipeline import TrainedModel
 from app.training.progress import Reporter
 
@@ -57,7 +58,8 @@ def publish(
     version is either not published or published with its job's record complete.
     """
     reporter.phase("publish", f"writing a new version into {store.root}")
-    activation = decide_activation(trained, store)
+    on_folder = score_on_eval_folder(trained, store, reporter)
+    activation = decide_activation(trained, store, on_folder)
     with store.staging() as folder:
         models.save(trained.classifier, folder / MODEL_FILE)
         evaluation.plot_history(trained.history, folder / HISTORY_PLOT)
@@ -76,6 +78,8 @@ def publish(
         judged = predictions.to_json(photo_predictions(trained), trained.measured.describe())
         (folder / predictions.PREDICTIONS_FILE).write_text(json.dumps(judged))  # fsynced by publish
         metadata = {**build_metadata(trained, activation, engines), "examples": shown}
+        if on_folder is not None:
+            metadata["evaluation_set"] = on_folder.as_metadata()
         condition = ActivateIf(activation.seen) if activation.activate else None
         before_publishing()
         version = store.publish(folder, metadata, condition)
@@ -132,9 +136,67 @@ def _export_engines(trained: TrainedModel, folder: Path, reporter: Reporter) -> 
 ACCURACY_DECIMALS = 4  # the precision of every accuracy written into a version's metadata
 
 
-def decide_activation(trained: TrainedModel, store: ModelStore) -> Activation:
-    """always / never / if_better: the new version's measured accuracy against the active
-    version's, each as its metadata reports it (cross-validated, or a holdout for old ones)."""
+@dataclass(frozen=True)
+class OnEvalFolder:
+    """The new version scored on the evaluation folder, and the active version on the same."""
+
+    eval_set: evalset.EvalSet
+    scored: evalset.Scored
+    active_version: int | None = None
+    active_accuracy: float | None = None
+    active_source: str = ""  # "recorded" or "scored now", or why it has no figure
+
+    def as_metadata(self) -> dict[str, Any]:
+        active = {"version": self.active_version, "accuracy": self.active_accuracy}
+        return {
+            **evalset.as_metadata(self.eval_set, self.scored),
+            "active": {**active, "source": self.active_source},
+        }
+
+
+def score_on_eval_folder(
+    trained: TrainedModel, store: ModelStore, reporter: Reporter
+) -> OnEvalFolder | None:
+    """With an evaluation folder: both versions' accuracy on its photos (the active one's as it
+    recorded it on the same photos, else from its model run now)."""
+    root = trained.config.eval_dir
+    if root is None:
+        return None
+    classes = trained.data.class_names
+    try:
+        eval_set = evalset.load(root, classes, trained.data.samples)
+    except datasets.DatasetError as error:  # checked before training; changed since
+        reporter.line(f"  evaluation folder not used: {error}")
+        return None
+    reporter.line(f"  evaluation folder: {eval_set.describe()}")
+    scored = evalset.score(eval_set, lambda x: trained.classifier.predict(x, verbose=0))
+    reporter.line(f"  this version on it: {scored.accuracy:.4f} ({scored.photos} photos)")
+    try:
+        active = store.active()
+    except StoreError as error:
+        return OnEvalFolder(
+            eval_set, scored, active_source=f"the active version is unusable ({error})"
+        )
+    if active is None:
+        return OnEvalFolder(eval_set, scored, active_source="no version was active")
+    if active.classes != classes:
+        why = f"active version {active.number}'s classes differ"
+        return OnEvalFolder(eval_set, scored, active.number, active_source=why)
+    accuracy, source = evalset.recorded(active, eval_set), "recorded"
+    if accuracy is None:
+        model = models.load(active.model_path)
+        accuracy = evalset.score(eval_set, lambda x: model.predict(x, verbose=0)).accuracy
+        source = "scored now"
+    reporter.line(f"  active version {active.number} on it: {accuracy:.4f} ({source})")
+    return OnEvalFolder(eval_set, scored, active.number, accuracy, source)
+
+
+def decide_activation(
+    trained: TrainedModel, store: ModelStore, on_folder: OnEvalFolder | None = None
+) -> Activation:
+    """always / never / if_better: on the evaluation folder when there is one; else the two
+    recipes paired on this run's folds (:mod:`app.training.pairing`); else each version's
+    measured accuracy as its metadata reports it."""
     mode = trained.config.options.activate
     seen = store.pointer_or_none()
     if mode == "always":
@@ -149,6 +211,19 @@ def decide_activation(trained: TrainedModel, store: ModelStore) -> Activation:
     old = active.metadata.val_accuracy if active is not None else None
     if active is None or old is None:
         return Activation(True, "no version with a measured accuracy was active", seen=seen)
+    if (
+        on_folder is not None
+        and on_folder.active_version == active.number
+        and on_folder.active_accuracy is not None
+    ):
+        new_score, old_score = on_folder.scored.accuracy, on_folder.active_accuracy
+        better = new_score >= old_score
+        reason = (
+            f"on the evaluation folder's {on_folder.scored.photos} photos (never trained on): "
+            f"{new_score:.4f} {'>=' if better else '<'} active version {active.number}'s "
+            f"{old_score:.4f} ({on_folder.active_source})"
+        )
+        return Activation(better, reason, active.number, old_score, seen=seen)
     paired = trained.paired
     if isinstance(paired, pairing.Paired) and paired.version == active.number:
         better = paired.difference >= 0

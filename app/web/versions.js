@@ -45,6 +45,11 @@ export function describeEvaluation(evaluation) {
   return method || JSON.stringify(evaluation);
 }
 
+// Its accuracy on the evaluation folder: photos never trained on (FLOWERS_EVAL_DIR).
+function heldOut(version) {
+  return `${percent(version.eval_accuracy)} on the evaluation folder's ${version.eval_photos} photos`;
+}
+
 function row(version) {
   const status = [];
   if (version.active) status.push(element("span", { class: "badge active", text: "active" }));
@@ -61,6 +66,9 @@ function row(version) {
     element("td", { "data-label": "Accuracy" }, [
       element("span", { class: "accuracy", text: accuracy }),
       element("span", { class: "muted small block evaluation", text: describeEvaluation(version.evaluation) }),
+      version.eval_accuracy === null || version.eval_accuracy === undefined
+        ? null
+        : element("span", { class: "small block held-out", text: heldOut(version) }),
     ]),
     element("td", { class: "classes", text: `${version.classes.length}: ${version.classes.join(", ")}`, "data-label": "Classes" }),
     element("td", { class: "number", text: bytes(version.size_bytes), "data-label": "Size" }),
@@ -211,6 +219,7 @@ function facts(version) {
         ? "not measured"
         : `${percent(version.val_accuracy)} (${describeEvaluation(version.evaluation)})`,
     ],
+    ["Evaluation folder", version.eval_accuracy === null || version.eval_accuracy === undefined ? null : heldOut(version)],
     ["Activation", metadata.activation?.reason],
     ["Training", recipeText],
     ["Dataset", counts ? Object.entries(counts).map(([name, n]) => `${name} ${n}`).join(", ") : null],

@@ -54,6 +54,19 @@ def test_a_version_shows_its_per_class_metrics_plots_and_metadata(admin: TestCli
     assert body["metadata"]["version"] == 2 and body["metadata"]["classes"] == FLOWERS
 
 
+def test_a_versions_score_on_the_evaluation_folder_is_listed(
+    admin: TestClient, store: ModelStore
+) -> None:
+    held = {"accuracy": 0.9317, "photos": 600, "content_hash": "0a1b2c3d4e5f6071"}
+    publish_tiny(store, FLOWERS, seed=3, activate=False, evaluation_set=held)
+    listed = {v["version"]: v for v in admin.get("/admin/models", headers=AUTH).json()["versions"]}
+    assert (listed["3"]["eval_accuracy"], listed["3"]["eval_photos"]) == (0.9317, 600)
+    assert (listed["1"]["eval_accuracy"], listed["1"]["eval_photos"]) == (None, None)
+    detail = admin.get("/admin/models/3", headers=AUTH).json()
+    assert detail["eval_accuracy"] == 0.9317
+    assert detail["metadata"]["evaluation_set"]["content_hash"] == "0a1b2c3d4e5f6071"
+
+
 def test_a_version_without_plots_or_scores_lists_none(admin: TestClient) -> None:
     body = admin.get("/admin/models/1", headers=AUTH).json()
     assert (body["active"], body["serving"], body["plots"], body["per_class"]) == (

@@ -62,6 +62,7 @@ def publish_tiny(
     training: dict[str, Any] | None = None,
     examples: list[tuple[str, bytes, str]] | None = None,
     predictions: list[Any] | None = None,
+    evaluation_set: dict[str, Any] | None = None,
 ) -> Version:
     """A tiny real model published as a version; ``training`` is its recipe's metadata (a linear
     head's plots, then, are its folds alone, as the trainer draws them)."""
@@ -89,6 +90,7 @@ def publish_tiny(
             "preprocessing_version": "test",
             **({"job": {"id": job_id}} if job_id else {}),
             **({"training": training} if training else {}),
+            **({"evaluation_set": evaluation_set} if evaluation_set else {}),
         }
         version = store.publish(folder, metadata)
     if activate:

@@ -105,6 +105,17 @@ def test_a_job_applies_the_servers_retention(tmp_path: Path) -> None:
     assert build_parser(Settings()).parse_args(argv[3:]).keep_versions == 2
 
 
+def test_a_job_scores_on_the_servers_evaluation_folder(tmp_path: Path) -> None:
+    from app.train import build_parser
+
+    held = tmp_path / "held"
+    with_folder = Settings(model_store=tmp_path / "store", eval_dir=held)
+    argv = retrain_command(with_folder, options.request_model()())
+    assert build_parser(Settings()).parse_args(argv[3:]).eval_dir == held
+    argv = retrain_command(Settings(model_store=tmp_path / "store"), options.request_model()())
+    assert "--eval-dir" not in argv
+
+
 def test_train_help_lists_every_option_once() -> None:
     help_text = subprocess.run(
         [sys.executable, "-m", "app.train", "--help"],

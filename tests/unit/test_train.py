@@ -18,6 +18,7 @@ from app.ml import network
 from app.store import predictions
 from app.store.versions import ModelStore
 from tests.conftest import REPO, write_class_folders
+from tests.support.modelfactory import COLOURS
 
 FAST = ["--weights", "none", "--folds", "3", "--batch-size", "8"]
 MLP = ["--weights", "none", "--head", "mlp", "--epochs", "2", "--folds", "0", "--batch-size", "8"]
@@ -197,6 +198,69 @@ def test_if_better_measures_both_recipes_on_the_same_folds(tmp_path: Path) -> No
     assert activation["paired"]["same_recipe"] is True
     assert activation["paired"]["difference"] == 0 and activation["paired"]["photos"] == 17
     assert f"the same recipe as active version {active.number}'s" in activation["reason"]
+
+
+def _colours(root: Path, per_class: int, seed: int) -> Path:
+    """Noisy solid-colour photos in blue/green/red folders (a seed per set: no shared bytes)."""
+    rng = np.random.default_rng(seed)
+    for name, colour in COLOURS.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = np.clip(np.array(colour) + rng.normal(0, 25, (40, 48, 3)), 0, 255)
+            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{name}_{i}.jpg")
+    return root
+
+
+def test_an_evaluation_folder_keeps_a_dataset_made_worse_from_being_activated(
+    tmp_path: Path,
+) -> None:
+    """Mislabelled photos lower both recipes alike on the dataset's own folds; only photos never
+    trained on show that the new version is worse (issue 25)."""
+    data = _colours(tmp_path / "data", per_class=9, seed=1)
+    held = _colours(tmp_path / "held", per_class=6, seed=2)
+    (held / "green" / "copy.jpg").write_bytes((data / "green" / "green_0.jpg").read_bytes())
+    store = tmp_path / "store"
+    common = ["--data-dir", str(data), "--model-store", str(store), "--eval-dir", str(held)]
+    first = _train_cli(*common, *FAST)
+    assert first.returncode == 0, first.stderr
+
+    def metadata(number: int) -> dict:
+        return json.loads((store / str(number) / "metadata.json").read_text())
+
+    scored = metadata(1)["evaluation_set"]
+    assert (scored["photos"], scored["duplicates"]) == (18, ["green/copy.jpg"])
+    assert scored["active"]["source"] == "no version was active"
+    # The red photos' labels shuffled among the three classes (each keeps 3 photos)
+    reds = sorted((data / "red").iterdir())
+    for index, photo in enumerate(reds[3:]):
+        photo.rename(data / ("blue", "green")[index % 2] / f"was_red_{index}.jpg")
+    for index, photo in enumerate(sorted((data / "blue").glob("blue_*.jpg"))[:3]):
+        photo.rename(data / "red" / f"was_blue_{index}.jpg")
+    worse = _train_cli(*common, *FAST, "--activate", "if_better")
+    assert worse.returncode == 0, worse.stderr
+    activation, on_folder = metadata(2)["activation"], metadata(2)["evaluation_set"]
+    assert on_folder["active"] == {
+        "version": 1,
+        "accuracy": scored["accuracy"],
+        "source": "recorded",
+    }
+    assert on_folder["accuracy"] < scored["accuracy"]
+    assert activation["activated"] is False
+    assert activation["reason"].startswith(
+        "on the evaluation folder's 18 photos (never trained on)"
+    )
+    assert ModelStore(store).active_number() == 1
+
+
+def test_a_wrong_evaluation_folder_fails_before_training(tmp_path: Path) -> None:
+    data = write_class_folders(tmp_path / "data", {"cats": 3, "dogs": 3})
+    odd = write_class_folders(tmp_path / "held", {"cats": 1, "bats": 1})
+    result = _train_cli(
+        "--data-dir", str(data), "--model-store", str(tmp_path / "s"), "--eval-dir", str(odd), *FAST
+    )
+    assert result.returncode == 2
+    assert "has classes the dataset does not: bats" in result.stderr
+    assert "[features]" not in result.stdout  # nothing was computed
 
 
 def test_output_has_fold_lines_skip_warning_and_summary(

@@ -485,6 +485,7 @@ def test_two_versions_are_compared_class_by_class_with_both_confusion_matrices(
             predictions=[
                 _measured(web.data, s, said) for s, said in zip(sources, said_all, strict=True)
             ],
+            evaluation_set={"accuracy": 0.9317, "photos": 600} if seed == 11 else None,
         ).number
         for seed, f1, matrix, said_all in (
             (10, 0.8, mixed, answers[0]),
@@ -493,6 +494,10 @@ def test_two_versions_are_compared_class_by_class_with_both_confusion_matrices(
     )
     sign_in(tab)
     page = tab.page
+    # the newer one was scored on an evaluation folder at publishing: the table says so
+    held = "93.2% on the evaluation folder's 600 photos"
+    expect(_row(tab, newer).locator(".held-out")).to_have_text(held)
+    expect(_row(tab, older).locator(".held-out")).to_have_count(0)
     page.get_by_label("Compare", exact=True).select_option(str(older))
     page.get_by_label("with", exact=True).select_option(str(newer))
     page.get_by_role("button", name="Compare", exact=True).click()
