@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     engine: Literal["auto", "tensorflow", "openvino"] = Field(
         "auto", description="Inference engine; auto: OpenVINO on CPU when available."
     )
+    tta: Literal["off", "flip"] = Field(
+        "off",
+        description="Test-time augmentation: flip averages each photo's probabilities with its "
+        "mirror image's (twice the compute; each version's cross-validation measures the gain, "
+        "metrics.tta_flip).",
+    )
     engine_precision: Literal["auto", "f32", "bf16"] = Field(
         "auto",
         description="OpenVINO's arithmetic: auto (bf16 where the CPU has it, else f32), f32 "

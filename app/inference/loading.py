@@ -35,11 +35,13 @@ class DeviceEngineLoader:
 
 
 def engine_loader(settings: Settings) -> DeviceEngineLoader:
-    """The engines ``settings`` choose (FLOWERS_ENGINE, _MAX_BATCH_SIZE, _ENGINE_PRECISION), on
-    this process's device: the server's and ``flowers-predict``'s alike."""
+    """The engines ``settings`` choose (FLOWERS_ENGINE, _MAX_BATCH_SIZE, _ENGINE_PRECISION,
+    _TTA), on this process's device: the server's and ``flowers-predict``'s alike."""
     device = configure_devices()
     logger.info("inference device: %s (%s backend)", device.name, device.backend)
-    choice = EngineChoice(settings.engine, settings.max_batch_size, settings.engine_precision)
+    choice = EngineChoice(
+        settings.engine, settings.max_batch_size, settings.engine_precision, settings.tta
+    )
     return DeviceEngineLoader(device, choice)
 
 

@@ -30,6 +30,7 @@ OPENVINO_XML: Final = "openvino/model.xml"
 EngineKind = Literal["auto", "tensorflow", "openvino"]
 # The CPU engine's arithmetic: auto is bf16 where the CPU has it (AVX512_BF16, AMX), else f32.
 Precision = Literal["auto", "f32", "bf16"]
+TestTimeAugmentation = Literal["off", "flip"]
 
 
 @dataclass(frozen=True)
@@ -253,11 +254,35 @@ def choose_kind(kind: EngineKind, version: Version, device: DeviceInfo) -> str:
 
 @dataclass(frozen=True)
 class EngineChoice:
-    """How versions are run (from the settings FLOWERS_ENGINE, _MAX_BATCH_SIZE, _PRECISION)."""
+    """How versions are run (from the settings FLOWERS_ENGINE, _MAX_BATCH_SIZE, _PRECISION,
+    FLOWERS_TTA)."""
 
     kind: EngineKind = "auto"
     max_batch_size: int = 16
     precision: Precision = "auto"
+    tta: TestTimeAugmentation = "off"
+
+
+class FlipAveraged:
+    """Test-time flips: each photo's probabilities averaged with its mirror image's, both run in
+    one batch (twice the compute; the gain is measured by each version's cross-validation,
+    ``metrics.tta_flip``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.name = f"{engine.name}+flip"
+        self.precision = engine.precision
+        self.version = engine.version
+        self.classes = engine.classes
+        self.batch_sizes = engine.batch_sizes
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        both = self.engine.predict(np.concatenate([images, images[:, :, ::-1, :]]))
+        count = len(images)
+        return np.asarray((both[:count] + both[count:]) / 2, dtype=np.float32)
+
+    def warm_up(self) -> None:
+        self.engine.warm_up()
 
 
 def load_engine(version: Version, choice: EngineChoice, device: DeviceInfo) -> Engine:
@@ -265,6 +290,9 @@ def load_engine(version: Version, choice: EngineChoice, device: DeviceInfo) -> E
     max_batch_size, precision = choice.max_batch_size, choice.precision
     chosen = choose_kind(choice.kind, version, device)
     logger.info("loading version %d into the %s engine on %s", version.number, chosen, device.name)
+    engine: Engine
     if chosen == "openvino":
-        return OpenVinoEngine.for_version(version, max_batch_size, precision)
-    return KerasEngine(version, max_batch_size, device)
+        engine = OpenVinoEngine.for_version(version, max_batch_size, precision)
+    else:
+        engine = KerasEngine(version, max_batch_size, device)
+    return FlipAveraged(engine) if choice.tta == "flip" else engine

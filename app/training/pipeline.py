@@ -24,7 +24,7 @@ from app.ml.engines import Precision
 from app.options import FEATURE_SETS, TrainOptions
 from app.training import dataset as datasets
 from app.training import evaluation, pairing, weights
-from app.training.crossval import Measured, measure
+from app.training.crossval import FitAndPredict, Measured, measure
 from app.training.features import FeatureCache, View, featurize_views, mirrored
 from app.training.finetune import FineTuner, activation_views
 from app.training.progress import Reporter
@@ -143,16 +143,25 @@ def evaluate(
     """The recipe's out-of-sample accuracy (``options`` may differ from the prepared run's in
     anything that keeps the features: folds, seed, head, penalty, fine-tuning)."""
     prepared.fitter.options = options
+    flipped: list[float] = []  # each fold's accuracy with test-time flips (FLOWERS_TTA=flip)
+    fit_and_predict: FitAndPredict = prepared.fitter.fit_and_predict
+    if options.flips and not options.fine_tune_epochs:
+        fit_and_predict = _also_flip_averaged(prepared.fitter, flipped)
     with timed(timings, "evaluate"):
         reporter.phase("evaluate", _evaluating(options, len(prepared.samples)))
-        measured = measure(
-            options, prepared.fitter.fit_and_predict, prepared.labels, prepared.samples, reporter
-        )
+        measured = measure(options, fit_and_predict, prepared.labels, prepared.samples, reporter)
         reporter.line(f"  {measured.describe()}")
         predicted = measured.probabilities.argmax(axis=1)
         truth = prepared.labels[measured.judged]
         report = evaluation.classification_report(truth, predicted, data.class_names)
         report["accuracy"] = measured.accuracy  # the mean over folds, as reported
+        if flipped:
+            report["tta_flip"] = _flip_gain(flipped, measured)
+            gain = report["tta_flip"]
+            reporter.line(
+                f"  with test-time flips (FLOWERS_TTA=flip): {gain['accuracy']:.4f} "
+                f"({gain['gain']:+.4f}; folds {', '.join(f'{a:.3f}' for a in flipped)})"
+            )
     return measured, report
 
 
@@ -206,6 +215,30 @@ def _reference_probabilities(classifier: Any, data: datasets.Dataset, reference:
     """The published model's probabilities on the reference photos (the OpenVINO check's)."""
     images, _ = datasets.load_images(data, reference)
     return np.asarray(classifier.predict(images.astype(np.float32), batch_size=16, verbose=0))
+
+
+def _also_flip_averaged(fitter: RecipeFitter, accuracies: list[float]) -> FitAndPredict:
+    """The recipe's fit_and_predict, also noting each fold's accuracy when the head's answers on
+    a photo and on its mirror image (cached features both) are averaged, as FLOWERS_TTA=flip
+    serves. What it returns, and so what is measured and published, is unchanged."""
+
+    def fit_and_predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        predicted = fitter.fit_and_predict(train, test)
+        assert fitter.last_head is not None
+        averaged = (predicted + fitter.last_head.predict(fitter.views[1][test])) / 2
+        accuracies.append(float((averaged.argmax(1) == fitter.labels[test]).mean()))
+        return predicted
+
+    return fit_and_predict
+
+
+def _flip_gain(accuracies: list[float], measured: Measured) -> dict[str, Any]:
+    accuracy = float(np.mean(accuracies))
+    return {
+        "fold_accuracies": [round(a, 4) for a in accuracies],
+        "accuracy": round(accuracy, 4),
+        "gain": round(accuracy - measured.accuracy, 4),
+    }
 
 
 def _evaluating(options: TrainOptions, photos: int) -> str:

@@ -266,6 +266,7 @@ def build_metadata(
             "trained_on": trained.trained_on,
             "per_class": report["per_class"],
             "confusion_matrix": report["confusion_matrix"],
+            **({"tta_flip": report["tta_flip"]} if "tta_flip" in report else {}),
         },
         "training": {
             **config.options.model_dump(mode="json"),

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -196,3 +198,21 @@ def test_every_image_upload_route_documents_this_apps_file_limit(store: ModelSto
     assert flag["required"] == ["file"] and "files" not in flag["properties"]  # one photo a flag
     for schema in documented.values():
         assert schema["anyOf"][1]["properties"]["files"]["maxItems"] == 5
+
+
+def test_test_time_flips_are_served_and_said(tmp_path: Path) -> None:
+    """FLOWERS_TTA=flip: the engine's name says so, and each answer is the average of the saved
+    model's on the photo and on its mirror image."""
+    from tests.support.modelfactory import publish_tiny
+
+    store = ModelStore(tmp_path / "store")
+    version = publish_tiny(store, FLOWERS, seed=4)
+    with running(make_settings(store.root, tta="flip")) as client:
+        assert client.get("/model").json()["engine"] == "tensorflow+flip"
+        data = make.jpeg(seed=9, size=(64, 40))
+        body = client.post("/predict", files={"file": ("x.jpg", data, "image/jpeg")}).json()
+    image = imaging.preprocess(data)[None].astype(np.float32)
+    model = network.load(version.model_path)
+    expected = (np.asarray(model(image)) + np.asarray(model(image[:, :, ::-1]))) / 2
+    served = [body["predictions"][0]["probabilities"][name] for name in FLOWERS]
+    np.testing.assert_allclose(served, expected[0], atol=1e-5)

@@ -104,6 +104,11 @@ def test_metadata_describes_the_run(trained_store: tuple[Path, Path, str]) -> No
     assert set(metrics["per_class"]["owls"]) == {"precision", "recall", "f1", "support"}
     assert np.asarray(metrics["confusion_matrix"]).sum() == 16  # every photo judged once
     assert metadata["dataset"]["evaluated_counts"] == {"cats": 6, "dogs": 5, "owls": 5}
+    # what test-time flips would have scored on the same folds (served with FLOWERS_TTA=flip)
+    flips = metrics["tta_flip"]
+    assert len(flips["fold_accuracies"]) == 3
+    assert flips["accuracy"] == round(float(np.mean(flips["fold_accuracies"])), 4)
+    assert flips["gain"] == pytest.approx(flips["accuracy"] - metrics["val_accuracy"], abs=2e-4)
     assert metadata["input"] == {"shape": [180, 180, 3], "dtype": "float32", "values": "RGB 0..255"}
     assert metadata["preprocessing_version"] == imaging.PREPROCESSING_VERSION
     training = metadata["training"]
@@ -268,6 +273,7 @@ def test_output_has_fold_lines_skip_warning_and_summary(
 ) -> None:
     output = trained_store[2]
     assert "fold 1/3  accuracy" in output and "fold 3/3  accuracy" in output
+    assert "with test-time flips (FLOWERS_TTA=flip): " in output
     assert "accuracy             3-fold cross-validation" in output
     assert "broken.jpg" in output
     assert "version published    1 (active)" in output

@@ -149,3 +149,44 @@ def test_empty_batches_return_no_rows(
     store, plain, _ = versions
     engine = engines.KerasEngine(store.get(plain), 4, configure_devices())
     assert engine.predict(np.zeros((0, 180, 180, 3), np.uint8)).shape == (0, 3)
+
+
+class _LeftHalf:
+    """An engine that looks at a photo's left half only: its mirror gets another answer."""
+
+    name, precision, version, classes, batch_sizes = "fake", "f32", 1, ["dark", "bright"], (8,)
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        self.calls.append(len(images))
+        bright = images[:, :, :90].mean(axis=(1, 2, 3)) / 255
+        return np.stack([1 - bright, bright], axis=1).astype(np.float32)
+
+    def warm_up(self) -> None:
+        pass
+
+
+def test_test_time_flips_average_a_photo_and_its_mirror_in_one_batch() -> None:
+    inner = _LeftHalf()
+    flipped = engines.FlipAveraged(inner)
+    images = np.zeros((3, 180, 180, 3), np.float32)
+    images[:, :, :90] = 200  # bright on the left, dark on the right: 0.784 / 0.0 by half
+    answer = flipped.predict(images)
+    np.testing.assert_allclose(answer, [[0.6078, 0.3922]] * 3, atol=1e-4)  # the two halves' mean
+    assert answer.dtype == np.float32
+    assert inner.calls == [6]  # the photos and their mirrors, in one call
+    assert (flipped.name, flipped.classes) == ("fake+flip", ["dark", "bright"])
+
+
+def test_flipping_is_a_setting_of_every_engine(versions: tuple[ModelStore, int, int]) -> None:
+    store, plain, with_ir = versions
+    for number, kind in ((plain, "tensorflow"), (with_ir, "openvino")):
+        choice = engines.EngineChoice(kind, tta="flip")  # type: ignore[arg-type]
+        engine = engines.load_engine(store.get(number), choice, CPU)
+        assert isinstance(engine, engines.FlipAveraged) and engine.name == f"{kind}+flip"
+        unflipped = engines.load_engine(store.get(number), engines.EngineChoice(kind), CPU)  # type: ignore[arg-type]
+        images = _images(2).astype(np.float32)
+        # the tiny model averages colours: a mirror changes nothing, nor does averaging
+        np.testing.assert_allclose(engine.predict(images), unflipped.predict(images), atol=1e-2)
