@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -117,19 +118,61 @@ def open_tab(browser: Any, web: WebServer, **context_options: Any) -> Tab:
 @pytest.fixture
 def tab(browser: Any, web: WebServer) -> Iterator[Tab]:
     """A desktop-sized page; the test fails if the page threw or the browser refused anything
-    (a Content-Security-Policy violation is a console error)."""
+    (a Content-Security-Policy violation is a console error), or if axe finds a violation in the
+    state the test leaves the page in, at either width in either colour scheme."""
     opened = open_tab(browser, web, viewport={"width": 1280, "height": 900})
+    armed = _arm_axe(opened)
     yield opened
+    found = axe_in_every_layout(opened) if armed else []
     opened.page.context.close()
     assert opened.problems == []
+    assert found == [], "axe, on the state the test left the page in"
 
 
 @pytest.fixture
 def phone(browser: Any, web: WebServer) -> Iterator[Tab]:
     opened = open_tab(browser, web, viewport=PHONE, is_mobile=True, has_touch=True)
+    armed = _arm_axe(opened)
     yield opened
+    found = axe_in_every_layout(opened) if armed else []
     opened.page.context.close()
     assert opened.problems == []
+    assert found == [], "axe, on the state the test left the page in"
+
+
+def _arm_axe(tab: Tab) -> bool:
+    """axe-core in every page the tab loads, where `make test` fetched it (CI: always)."""
+    if not AXE.exists() and not os.environ.get("CI"):
+        return False
+    with_axe(tab)
+    return True
+
+
+OUR_PAGES = ("/", "/admin")  # the console's two pages
+LAYOUTS_CHECKED = (("desktop", {"width": 1280, "height": 900}), ("phone", PHONE))
+
+
+def axe_in_every_layout(tab: Tab) -> list[str]:
+    """axe-core's violations on the page as it is now, at desktop and phone widths, each in the
+    light and the dark colour scheme (the page is put back as it was)."""
+    page = tab.page
+    if page.is_closed() or urlsplit(page.url).path not in OUR_PAGES:
+        return []  # about:blank, or the vendored API docs (Swagger UI and ReDoc: not ours)
+    if page.evaluate("typeof axe") != "object":
+        raise AssertionError(f"axe is not loaded in {page.url}: call with_axe before loading it")
+    original = page.viewport_size
+    found: list[str] = []
+    try:
+        for name, size in LAYOUTS_CHECKED:
+            page.set_viewport_size(size)
+            for scheme in ("light", "dark"):
+                page.emulate_media(color_scheme=scheme)
+                found += [f"{name}, {scheme}: {v}" for v in axe_violations(tab)]
+    finally:
+        page.emulate_media(color_scheme="light")
+        if original is not None:
+            page.set_viewport_size(original)
+    return found
 
 
 def forgive_cut_offs(tab: Tab) -> None:

@@ -20,7 +20,7 @@ from tests.web.conftest import (
     TOKEN,
     Tab,
     WebServer,
-    axe_violations,
+    axe_in_every_layout,
     forgive_cut_offs,
     sign_in,
     with_axe,
@@ -335,7 +335,6 @@ def test_a_linear_heads_details_name_its_own_recipe_and_plot(tab: Tab, web: WebS
 def test_a_server_that_cannot_be_reached_is_one_banner_not_an_error_per_section(
     tab: Tab, web: WebServer, flowers_dev: Path
 ) -> None:
-    with_axe(tab)
     sign_in(tab)
     page = tab.page
     banner = page.get_by_role("alert").filter(has_text="cannot be reached")
@@ -344,7 +343,7 @@ def test_a_server_that_cannot_be_reached_is_one_banner_not_an_error_per_section(
     page.reload()  # the console opens again (the token is in the tab) with the server gone
     expect(banner).to_be_visible()
     expect(page.locator(".error:visible")).to_have_count(0)
-    assert axe_violations(tab) == []
+    assert axe_in_every_layout(tab) == []
     # An upload that cannot reach the server says it stopped, not "0 stored" as if it ran.
     page.get_by_label("Class (an existing one, or a new name)").fill("red")
     photo = sorted((flowers_dev / "roses").iterdir())[0]
@@ -547,6 +546,7 @@ def test_a_flag_from_anyone_is_reviewed_accepted_and_trained_on(
     photo = sorted((flowers_dev / "daisy").iterdir())[3]
     green_before = len(list((web.data / "green").iterdir()))
     visitor = open_tab(browser, web, viewport={"width": 1280, "height": 900})
+    with_axe(visitor)
     try:  # anyone, with no token: the photo goes to the review queue, not the dataset
         visitor.goto("/")
         visitor.page.get_by_label("Choose photos").set_input_files(photo)
@@ -558,6 +558,7 @@ def test_a_flag_from_anyone_is_reviewed_accepted_and_trained_on(
         visitor.page.get_by_label(f"Not {predicted}? It is a").select_option(suggestion)
         visitor.page.get_by_role("button", name="Send for review").click()
         expect(card.locator("output")).to_have_text(f"Sent for review as {suggestion}. Thank you.")
+        assert axe_in_every_layout(visitor) == []
         assert visitor.problems == []
     finally:
         visitor.page.context.close()
@@ -572,6 +573,7 @@ def test_a_flag_from_anyone_is_reviewed_accepted_and_trained_on(
     digest = hashlib.sha256(photo.read_bytes()).hexdigest()
     expect(page.locator("#announce")).to_have_text(f"{photo.name} was filed as green/{digest}.jpg.")
     expect(page.locator("#flags li")).to_have_count(0)
+    assert axe_in_every_layout(tab) == []  # the queue emptied, the announcement
     assert (web.data / "green" / f"{digest}.jpg").read_bytes() == photo.read_bytes()
     # The loop's end: a retrain trains on it.
     page.get_by_label("Activate", exact=True).select_option("never")
