@@ -13,7 +13,6 @@ recorded it when the photos are the same (by content hash), otherwise its model 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,14 +73,7 @@ def load(root: Path, classes: Sequence[str], training: Sequence[datasets.Sample]
     if not kept:
         raise datasets.DatasetError(f"the evaluation folder {root} has no photo to score")
     data = datasets.Dataset(root, list(classes), kept)
-    return EvalSet(root, data, duplicates, _content_hash(data))
-
-
-def _content_hash(data: datasets.Dataset) -> str:
-    digest = hashlib.sha256()
-    for sample in sorted(data.samples, key=lambda s: (s.label, s.digest)):
-        digest.update(f"{data.class_names[sample.label]}/{sample.digest}\n".encode())
-    return digest.hexdigest()[:16]
+    return EvalSet(root, data, duplicates, data.content_hash())
 
 
 @dataclass(frozen=True)
@@ -112,10 +104,9 @@ def score(eval_set: EvalSet, predict: Predict, batch_size: int = 16) -> Scored:
 
 def recorded(active: Version, eval_set: EvalSet) -> float | None:
     """The active version's own figure on exactly these photos, if it recorded one."""
-    entry = active.metadata.as_dict().get("evaluation_set")
-    if isinstance(entry, dict) and entry.get("content_hash") == eval_set.content_hash:
-        accuracy = entry.get("accuracy")
-        return float(accuracy) if isinstance(accuracy, int | float) else None
+    entry = active.metadata.evaluation_set
+    if entry is not None and entry.content_hash == eval_set.content_hash:
+        return entry.accuracy
     return None
 
 

@@ -158,7 +158,7 @@ def score_on_eval_folder(
     trained: TrainedModel, store: ModelStore, reporter: Reporter
 ) -> OnEvalFolder | None:
     """With an evaluation folder: both versions' accuracy on its photos (the active one's as it
-    recorded it on the same photos, else from its model run now)."""
+    recorded it on the same photos, else from its model run now, which only if_better needs)."""
     root = trained.config.eval_dir
     if root is None:
         return None
@@ -183,6 +183,9 @@ def score_on_eval_folder(
         why = f"active version {active.number}'s classes differ"
         return OnEvalFolder(eval_set, scored, active.number, active_source=why)
     accuracy, source = evalset.recorded(active, eval_set), "recorded"
+    if accuracy is None and trained.config.options.activate != "if_better":
+        why = f"not compared (activate={trained.config.options.activate}; scored for if_better)"
+        return OnEvalFolder(eval_set, scored, active.number, active_source=why)
     if accuracy is None:
         model = models.load(active.model_path)
         accuracy = evalset.score(eval_set, lambda x: model.predict(x, verbose=0)).accuracy

@@ -255,6 +255,15 @@ def test_an_evaluation_folder_keeps_a_dataset_made_worse_from_being_activated(
         "on the evaluation folder's 18 photos (never trained on)"
     )
     assert ModelStore(store).active_number() == 1
+    # Other photos, and a policy that compares nothing: the active model is not run on them
+    (held / "blue" / "blue_0.jpg").unlink()
+    kept = _train_cli(*common, *FAST, "--activate", "never")
+    assert kept.returncode == 0, kept.stderr
+    assert metadata(3)["evaluation_set"]["active"] == {
+        "version": 1,
+        "accuracy": None,
+        "source": "not compared (activate=never; scored for if_better)",
+    }
 
 
 def test_a_wrong_evaluation_folder_fails_before_training(tmp_path: Path) -> None:
