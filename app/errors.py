@@ -18,7 +18,7 @@ from typing import Final
 from app import imaging
 from app.dataset.flags import FlaggingOff, FlagNotFound, QueueFull, TooManyFlags, UnknownClass
 from app.dataset.labelling import DatasetNotConfigured, InvalidClassName, StoredImageNotFound
-from app.dataset.photos import PhotoGone
+from app.dataset.photos import PhotoGone, PhotosBusy
 from app.inference.admission import UploadBudgetFull
 from app.inference.batching import BatchFailed, Overloaded, ShuttingDown, TimedOut
 from app.inference.decoding import DecodeBusy, RequestTooCostly
@@ -114,6 +114,7 @@ TABLE: Final[dict[type[Exception], Refusal]] = {
     InvalidClassName: Refusal(422, "invalid_class_name"),
     StoredImageNotFound: Refusal(404, "not_found"),
     PhotoGone: Refusal(404, "not_found"),
+    PhotosBusy: Refusal(503, "photos_busy", retry=True),
     FlagNotFound: Refusal(404, "not_found"),
     FlaggingOff: Refusal(409, "flagging_off"),
     UnknownClass: Refusal(422, "unknown_class"),

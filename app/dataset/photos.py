@@ -6,18 +6,34 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+import threading
 from pathlib import Path
 from typing import Final
 
 MAX_PHOTO_BYTES: Final = 64 * 1024 * 1024
+READERS: Final = 4  # photos read at once, each held in memory whole: at most 256 MiB in all
+_reading = threading.BoundedSemaphore(READERS)
 
 
 class PhotoGone(LookupError):
     """The photo is no longer in the dataset as it was measured (404)."""
 
 
+class PhotosBusy(RuntimeError):
+    """READERS photos are being read already (503, retry)."""
+
+
 def read_measured(root: Path, source: str, digest: str) -> tuple[bytes, str]:
-    """The photo's bytes and media type."""
+    """The photo's bytes and media type (PhotosBusy while READERS reads are under way)."""
+    if not _reading.acquire(blocking=False):
+        raise PhotosBusy(f"{READERS} dataset photos are being read already; retry shortly")
+    try:
+        return _read(root, source, digest)
+    finally:
+        _reading.release()
+
+
+def _read(root: Path, source: str, digest: str) -> tuple[bytes, str]:
     base = root.resolve()
     path = (base / source).resolve()
     gone = PhotoGone(f"{source} is no longer in the dataset as it was when measured")

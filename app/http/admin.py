@@ -163,7 +163,7 @@ async def disagreements(
 @router.get(
     "/models/{version}/photos/{digest}",
     response_class=Response,
-    responses={200: {"content": {"image/*": {}}}, **responses(404, 409)},
+    responses={200: {"content": {"image/*": {}}}, **responses(404, 409, 503)},
 )
 async def measured_photo(
     store: StoreDep, writer: DatasetDep, version: VersionNumber, digest: Digest

@@ -9,6 +9,7 @@ on it (out of fold), not by the published model.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ from app.store.versions import ArtifactNotFound, Version
 
 PREDICTIONS_FILE: Final = "predictions.json"
 FORMAT: Final = 1
+INDEXED_VERSIONS: Final = (
+    4  # the thumbnails of a comparison read two; each index ~1 MB per 3,000 photos
+)
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,10 @@ def to_json(photos: Iterable[PhotoPrediction], evaluation: str) -> dict[str, Any
 
 def load(version: Version) -> list[PhotoPrediction]:
     """The version's per-photo predictions (ArtifactNotFound where it recorded none)."""
-    path: Path = version.path / PREDICTIONS_FILE
+    return _read(version.path / PREDICTIONS_FILE, version.number)
+
+
+def _read(path: Path, number: int) -> list[PhotoPrediction]:
     try:
         data = json.loads(path.read_text())
         if data.get("format") != FORMAT:
@@ -46,11 +53,11 @@ def load(version: Version) -> list[PhotoPrediction]:
         return [PhotoPrediction(d, s, lab, pred, float(c)) for d, s, lab, pred, c in data["photos"]]
     except FileNotFoundError:
         raise ArtifactNotFound(
-            f"version {version.number} recorded no per-photo predictions (versions published "
+            f"version {number} recorded no per-photo predictions (versions published "
             "before they were recorded, or by another tool, have none)"
         ) from None
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ArtifactNotFound(f"version {version.number}'s {PREDICTIONS_FILE}: {error}") from None
+        raise ArtifactNotFound(f"version {number}'s {PREDICTIONS_FILE}: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -102,8 +109,22 @@ def compare(a: list[PhotoPrediction], b: list[PhotoPrediction]) -> Comparison:
 
 
 def find(version: Version, digest: str) -> PhotoPrediction:
-    """The version's prediction for one photo (ArtifactNotFound when it did not measure it)."""
-    for photo in load(version):
-        if photo.digest == digest:
-            return photo
-    raise ArtifactNotFound(f"version {version.number} was not measured on photo {digest[:12]}…")
+    """The version's prediction for one photo (ArtifactNotFound when it did not measure it).
+
+    A comparison page asks for one thumbnail per disagreement, so the file is parsed once per
+    version: a published version's file never changes (its modification time is in the key, for
+    a store rebuilt under the same path)."""
+    path = version.path / PREDICTIONS_FILE
+    try:
+        changed = path.stat().st_mtime_ns
+    except OSError:
+        changed = -1  # load() says why
+    photo = _indexed(version.path, version.number, changed).get(digest)
+    if photo is None:
+        raise ArtifactNotFound(f"version {version.number} was not measured on photo {digest[:12]}…")
+    return photo
+
+
+@functools.lru_cache(maxsize=INDEXED_VERSIONS)
+def _indexed(folder: Path, number: int, changed: int) -> dict[str, PhotoPrediction]:
+    return {photo.digest: photo for photo in _read(folder / PREDICTIONS_FILE, number)}

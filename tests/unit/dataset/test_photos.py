@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.dataset import photos
-from app.dataset.photos import PhotoGone
+from app.dataset.photos import PhotoGone, PhotosBusy
 from tests.support import imagefactory as make
 
 
@@ -40,3 +40,16 @@ def test_a_changed_moved_or_outside_photo_is_gone(
     (root / "roses" / "r.jpg").write_bytes(make.jpeg(seed=5))  # replaced since it was measured
     with pytest.raises(PhotoGone, match="no longer in the dataset"):
         photos.read_measured(root, "roses/r.jpg", digest)
+
+
+def test_reads_beyond_the_limit_are_refused_not_queued(dataset: tuple[Path, str]) -> None:
+    root, digest = dataset
+    held = [photos._reading.acquire(blocking=False) for _ in range(photos.READERS)]
+    try:
+        assert all(held)
+        with pytest.raises(PhotosBusy, match="retry shortly"):
+            photos.read_measured(root, "roses/r.jpg", digest)
+    finally:
+        for _ in held:
+            photos._reading.release()
+    assert photos.read_measured(root, "roses/r.jpg", digest)[1] == "image/jpeg"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,18 @@ def test_an_unreadable_file_is_not_found_not_a_crash(tmp_path: Path, content: st
     (version.path / predictions.PREDICTIONS_FILE).write_text(content)
     with pytest.raises(ArtifactNotFound, match=r"predictions\.json"):
         predictions.load(version)
+
+
+def test_find_parses_a_versions_file_once_and_again_only_when_it_changed(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "store")
+    version = publish_tiny(store, ["rose", "tulip"])
+    path = version.path / predictions.PREDICTIONS_FILE
+    path.write_text(json.dumps(predictions.to_json([_p("a", "rose", "rose")], "5-fold")))
+    assert predictions.find(version, "a" * 64).predicted == "rose"
+    stamp = path.stat().st_mtime_ns
+    path.write_text("{")  # not read again: a published version's file does not change...
+    os.utime(path, ns=(stamp, stamp))
+    assert predictions.find(version, "a" * 64).predicted == "rose"
+    os.utime(path, ns=(stamp + 10**9, stamp + 10**9))  # ...unless its time says it did
+    with pytest.raises(ArtifactNotFound, match=r"predictions\.json"):
+        predictions.find(version, "a" * 64)
