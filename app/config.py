@@ -48,11 +48,12 @@ class Settings(BaseSettings):
         "mirror image's (twice the compute; each version's cross-validation measures the gain, "
         "metrics.tta_flip).",
     )
-    engine_precision: Literal["auto", "f32", "bf16"] = Field(
+    engine_precision: Literal["auto", "f32", "bf16", "int8"] = Field(
         "auto",
-        description="OpenVINO's arithmetic: auto (bf16 where the CPU has it, else f32), f32 "
-        "(matches Keras to 1e-5), or bf16 (faster where supported; same classes, probabilities "
-        "within 0.05).",
+        description="OpenVINO's arithmetic: auto (int8 where the version has an INT8 IR that "
+        "kept the accuracy and the CPU has VNNI or AMX, else bf16 where the CPU has it, else "
+        "f32), f32 (matches Keras to 1e-5), bf16 (faster where supported; same classes, "
+        "probabilities within 0.05), or int8 (the version's INT8 IR; an error without one).",
     )
     max_batch_size: int = Field(16, ge=1, le=256, description="Largest batch the batcher forms.")
     max_batch_delay_ms: float = Field(

@@ -27,9 +27,13 @@ from app.store.versions import Version
 logger = logging.getLogger(__name__)
 
 OPENVINO_XML: Final = "openvino/model.xml"
+INT8_XML: Final = "openvino/model-int8.xml"  # written at publishing when it keeps the accuracy
 EngineKind = Literal["auto", "tensorflow", "openvino"]
-# The CPU engine's arithmetic: auto is bf16 where the CPU has it (AVX512_BF16, AMX), else f32.
-Precision = Literal["auto", "f32", "bf16"]
+# The CPU engine's arithmetic: auto is int8 where the version has a passing INT8 IR and the CPU
+# runs INT8 fast (VNNI or AMX), else bf16 where the CPU has it (AVX512_BF16, AMX), else f32.
+Precision = Literal["auto", "f32", "bf16", "int8"]
+# /proc/cpuinfo flags of INT8 dot-product instructions: without them INT8 is no faster.
+FAST_INT8_FLAGS: Final = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 TestTimeAugmentation = Literal["off", "flip"]
 
 
@@ -53,6 +57,8 @@ TOLERANCES: Final[dict[str, Tolerance]] = {
     "f16": Tolerance(max_abs_diff=1e-2),
     "bf16": Tolerance(max_abs_diff=0.05),
 }
+# INT8 has no such bound on the probabilities: its IR is checked at publishing on photos instead
+# (accuracy drop and top-1 agreement, in the version's metadata; app.training.quantize).
 
 
 class EngineError(RuntimeError):
@@ -189,10 +195,28 @@ class OpenVinoEngine(_PaddedEngine):
     def for_version(
         cls, version: Version, max_batch_size: int, precision: Precision = "auto"
     ) -> OpenVinoEngine:
+        """The version's IR at ``precision``: its INT8 IR for int8 (and for auto where
+        :func:`int8_choice` says so), falling back to the float IR with a warning when the INT8
+        IR fails to load under auto."""
         xml = version.path / OPENVINO_XML
         if not xml.is_file():
             raise EngineError(f"version {version.number} has no OpenVINO artifact ({xml})")
-        return cls(xml, version.number, version.classes, max_batch_size, precision)
+        args = (version.number, version.classes, max_batch_size)
+        why_not = int8_choice(version, precision)
+        if why_not is None:
+            try:
+                return cls(version.path / INT8_XML, *args, "int8")
+            except Exception as error:  # a broken file must not keep the version from serving
+                if precision == "int8":
+                    raise EngineError(f"version {version.number}'s INT8 IR: {error}") from error
+                logger.warning(
+                    "version %d: its INT8 IR failed to load (%s); serving its float IR",
+                    version.number,
+                    error,
+                )
+        elif precision == "int8":
+            raise EngineError(f"FLOWERS_ENGINE_PRECISION=int8: {why_not}")
+        return cls(xml, *args, precision)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         request = getattr(self._local, "request", None)
@@ -216,10 +240,41 @@ def cpu_capabilities() -> frozenset[str]:
     return frozenset(openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
 
 
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags (Linux's /proc/cpuinfo; empty where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def int8_choice(version: Version, requested: Precision) -> str | None:
+    """None when the version is to be served by its INT8 IR, else why not: auto and int8 take it
+    only where publishing kept it (metadata ``engines.openvino.int8.kept``, the file present);
+    auto also needs a CPU with VNNI or AMX (elsewhere INT8 is no faster than float)."""
+    if requested not in ("auto", "int8"):
+        return f"FLOWERS_ENGINE_PRECISION={requested}"
+    record = version.metadata.int8
+    if record is None or not record.kept:
+        reason = record.reason if record is not None and record.reason else "none was made"
+        return f"version {version.number} has no INT8 IR that kept the accuracy ({reason})"
+    if not (version.path / INT8_XML).is_file():
+        return f"version {version.number}'s INT8 IR is missing ({version.path / INT8_XML})"
+    if requested == "auto" and not FAST_INT8_FLAGS & cpu_flags():
+        return "this CPU has neither VNNI nor AMX"
+    return None
+
+
 def choose_precision(requested: Precision, capabilities: frozenset[str]) -> str:
-    """auto: bf16 where the CPU supports it, else f32; bf16 on a CPU without it is an error."""
+    """The float arithmetic the IR is compiled for: auto is bf16 where the CPU supports it, else
+    f32; bf16 on a CPU without it is an error. An INT8 IR runs its quantized layers in INT8 and
+    the layers kept in float at this precision."""
     has_bf16 = "BF16" in capabilities
-    if requested == "auto":
+    if requested in ("auto", "int8"):
         return "bf16" if has_bf16 else "f32"
     if requested == "bf16" and not has_bf16:
         raise EngineError(
@@ -239,7 +294,8 @@ def compile_openvino(
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": chosen, "PERFORMANCE_HINT": "LATENCY"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
-    return chosen, openvino.Core().compile_model(str(xml), "CPU", config)
+    compiled = openvino.Core().compile_model(str(xml), "CPU", config)
+    return ("int8" if precision == "int8" else chosen), compiled
 
 
 def choose_kind(kind: EngineKind, version: Version, device: DeviceInfo) -> str:

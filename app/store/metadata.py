@@ -68,6 +68,21 @@ class EvaluationSet(_Open):
     content_hash: str | None = None
 
 
+class Int8Record(_Open):
+    """The version's INT8 IR as publishing checked it (``engines.openvino.int8``)."""
+
+    kept: bool = False
+    reason: str | None = None  # why it was not kept (or not made)
+
+
+class OpenVinoRecord(_Open):
+    int8: Int8Record | None = None
+
+
+class EngineRecords(_Open):
+    openvino: OpenVinoRecord | None = None
+
+
 class VersionMetadata(_Open):
     version: int
     classes: list[str] = Field(min_length=1)
@@ -79,10 +94,15 @@ class VersionMetadata(_Open):
     job: JobRef | None = None  # the server's retrain job that published it
     examples: Examples = Field(default_factory=Examples)
     evaluation_set: EvaluationSet | None = None
+    engines: EngineRecords = Field(default_factory=EngineRecords)
 
     @property
     def val_accuracy(self) -> float | None:
         return self.metrics.val_accuracy
+
+    @property
+    def int8(self) -> Int8Record | None:
+        return self.engines.openvino.int8 if self.engines.openvino is not None else None
 
     @property
     def backbone_digest(self) -> str | None:

@@ -40,7 +40,7 @@ async function describeModel() {
   setReady(true);
   showExamples(model.examples || [], (file) => classifyAll([file]));
   line.textContent =
-    `Model version ${model.version} (${model.engine} on ${model.device}) knows ` +
+    `Model version ${model.version} (${model.engine} in ${model.precision} on ${model.device}) knows ` +
     `${model.classes.length} classes: ${model.classes.join(", ")}.`;
 }
 

@@ -27,12 +27,21 @@ def colour_kernel(classes: list[str], sign: float = 1.0) -> tuple[np.ndarray, np
 
 
 def tiny_classifier(
-    num_classes: int, seed: int = 0, weights: tuple[np.ndarray, np.ndarray] | None = None
+    num_classes: int,
+    seed: int = 0,
+    weights: tuple[np.ndarray, np.ndarray] | None = None,
+    conv: bool = False,
 ) -> Any:
+    """``conv``: a 1x1 identity convolution before the pooling (the same answers), so that
+    quantization has a layer to turn into INT8."""
     from app.ml.devices import keras
 
     inputs = keras.Input((180, 180, 3), dtype="float32", name="image")
     scaled = keras.layers.Rescaling(1 / 255.0)(inputs)
+    if conv:
+        identity = keras.layers.Conv2D(3, 1, activation="relu", name="identity")
+        scaled = identity(scaled)
+        identity.set_weights([np.eye(3, dtype="f4").reshape(1, 1, 3, 3), np.zeros(3, "f4")])
     pooled = keras.layers.GlobalAveragePooling2D()(scaled)
     rng = np.random.default_rng(seed)
     dense = keras.layers.Dense(
@@ -63,10 +72,15 @@ def publish_tiny(
     examples: list[tuple[str, bytes, str]] | None = None,
     predictions: list[Any] | None = None,
     evaluation_set: dict[str, Any] | None = None,
+    int8: bool = False,
 ) -> Version:
     """A tiny real model published as a version; ``training`` is its recipe's metadata (a linear
-    head's plots, then, are its folds alone, as the trainer draws them)."""
-    model = tiny_classifier(len(classes), seed, weights)
+    head's plots, then, are its folds alone, as the trainer draws them). ``int8``: with an
+    OpenVINO IR and an INT8 IR quantized from it by NNCF on photos of the classes' colours,
+    recorded as kept (as publishing records one that passed)."""
+    model = tiny_classifier(len(classes), seed, weights, conv=int8)
+    openvino = openvino or int8
+    engines: dict[str, Any] = {}
     with store.staging() as folder:
         model.save(folder / MODEL_FILE)
         if plots:
@@ -76,6 +90,8 @@ def publish_tiny(
 
             (folder / "openvino").mkdir()
             write_openvino_ir(model, folder / "openvino" / "model.xml")
+        if int8:
+            engines = {"engines": {"openvino": {"int8": _quantize(folder, classes)}}}
         shown = _examples(folder, examples) if examples else {}
         if predictions is not None:  # PhotoPrediction each, as the trainer records them
             from app.store import predictions as recorded
@@ -91,11 +107,52 @@ def publish_tiny(
             **({"job": {"id": job_id}} if job_id else {}),
             **({"training": training} if training else {}),
             **({"evaluation_set": evaluation_set} if evaluation_set else {}),
+            **engines,
         }
         version = store.publish(folder, metadata)
     if activate:
         store.set_active(version.number)
     return version
+
+
+def colour_photos(
+    classes: list[str], per_class: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy photos of each class's colour, (N, 180, 180, 3) float32 RGB 0..255, and labels."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        for _ in range(per_class):
+            noise = rng.normal(0, 40, (180, 180, 3))
+            images.append(np.clip(np.array(COLOURS[name]) + noise, 0, 255).astype("f4"))
+            labels.append(label)
+    return np.stack(images), np.array(labels)
+
+
+class ColourHead:
+    """The tiny model's head on its features (each photo's mean colour, 0..1): what a measured
+    head is to the real model, for INT8's held-out check."""
+
+    def __init__(self, classes: list[str]) -> None:
+        self.kernel, self.bias = colour_kernel(classes)
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        logits = features @ self.kernel + self.bias
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)
+
+
+def _quantize(folder: Path, classes: list[str]) -> dict[str, Any]:
+    from app.ml.engines import INT8_XML, OPENVINO_XML
+    from app.training import quantize
+
+    calibration, _ = colour_photos(classes, 4, seed=1)
+    images, labels = colour_photos(classes, 4, seed=2)
+    heads, folds = [ColourHead(classes)], np.zeros(len(labels), np.int64)
+    checked = quantize.quantize(
+        folder / OPENVINO_XML, folder / INT8_XML, calibration, images, labels, heads, folds
+    )
+    return {"kept": True, "held_out": checked.as_metadata()}
 
 
 def _examples(folder: Path, examples: list[tuple[str, bytes, str]]) -> dict[str, Any]:

@@ -75,7 +75,10 @@ def test_one_real_photo_shows_its_class_bars_and_version(
 ) -> None:
     (photo,) = _photos(flowers_dev, "roses")
     tab.goto("/")
-    expect(tab.page.locator("#model-line")).to_contain_text("Model version")
+    # the engine and the arithmetic it serves in (f32, bf16 or int8)
+    expect(tab.page.locator("#model-line")).to_contain_text(
+        re.compile(r"Model version \d+ \(\w+ in (f32|bf16|int8) on ")
+    )
     expect(tab.page.locator("#examples")).to_be_hidden()  # this version ships none
     tab.page.get_by_label("Choose photos").set_input_files(photo)
     (card,) = _cards(tab, 1)
