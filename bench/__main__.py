@@ -53,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--photos", type=Path, default=DEFAULT_PHOTOS, help="folder of class folders of photos"
     )
     parser.add_argument(
-        "--engines", default="openvino,tensorflow", help="engines to measure, comma-separated"
+        "--engines",
+        default="openvino,tensorflow",
+        help="engines to measure, comma-separated, each optionally with its precision "
+        "(FLOWERS_ENGINE_PRECISION), e.g. openvino:int8,openvino:bf16,openvino:f32",
     )
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per load level")
     parser.add_argument(
@@ -144,7 +147,8 @@ def _measure_engine(
 ) -> dict[str, Any]:
     from app.store.versions import ModelStore
 
-    engine = raw.load(ModelStore(args.store), kind, max(args.batch_sizes))
+    kind, _, precision = kind.partition(":")
+    engine = raw.load(ModelStore(args.store), kind, max(args.batch_sizes), precision or "auto")
     sweep = []
     for size in args.batch_sizes:
         sweep.append(raw.measure(engine, images, size, args.raw_seconds))
@@ -153,6 +157,8 @@ def _measure_engine(
         print(f"  raw {engine.name} batch {size:>3}: {rate}", flush=True)
     best = max(sweep, key=lambda r: r["images_per_s"])["batch_size"]
     tuned: dict[str, str] = {"engine": kind, "queue_limit": str(QUEUE_LIMIT)}
+    if precision:
+        tuned["engine_precision"] = precision
     if args.max_batch_size:
         tuned["max_batch_size"] = str(args.max_batch_size)
     if args.max_batch_delay_ms is not None:
@@ -189,7 +195,7 @@ def _measure_engine(
                     levels[mode].append(measured[mode])
         compared = _protocols(args, bases["batching"], f"127.0.0.1:{grpc_port}", chosen)
     return {
-        "name": engine.name,
+        "name": f"{engine.name} ({engine.precision})" if precision else engine.name,
         "raw": sweep,
         "best_raw_batch_size": best,
         "service": levels,

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from app.options import TrainOptions
+from app.options import PUBLISHING, TrainOptions
 from app.store.versions import ModelStore, StoreError, Version
 from app.training.crossval import Measured, measure
 from app.training.progress import Reporter
@@ -30,7 +30,7 @@ from app.training.recipe import RecipeFitter
 
 DECIMALS = 4  # as every accuracy in the metadata
 # What a recipe is: the options that change the measured accuracy (not how a run publishes).
-NOT_RECIPE = frozenset({"activate", "openvino", "examples", "batch_size", "mixed_precision"})
+NOT_RECIPE = PUBLISHING | {"examples", "batch_size", "mixed_precision"}
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,9 @@ from app.training import evaluation, pairing, weights
 from app.training.crossval import FitAndPredict, Measured, measure
 from app.training.features import FeatureCache, View, featurize_views, mirrored
 from app.training.finetune import FineTuner, activation_views
+from app.training.heads import FittedHead
 from app.training.progress import Reporter
+from app.training.quantize import FoldHeads
 from app.training.recipe import RecipeFitter
 
 AGREEMENT_PHOTOS = 64  # photos the exported OpenVINO model is checked against Keras on
@@ -66,6 +68,8 @@ class TrainedModel:
     timings: dict[str, float] = field(default_factory=dict)
     # if_better: this run's recipe and the active version's on the same folds, or why not
     paired: pairing.Paired | str | None = None
+    # the heads the accuracy was measured with, each with the photos it held out (INT8's check)
+    fold_heads: FoldHeads | None = None
 
 
 @contextmanager
@@ -139,14 +143,18 @@ def evaluate(
     data: datasets.Dataset,
     reporter: Reporter,
     timings: dict[str, float],
+    kept_heads: list[tuple[np.ndarray, FittedHead]] | None = None,
 ) -> tuple[Measured, dict[str, Any]]:
     """The recipe's out-of-sample accuracy (``options`` may differ from the prepared run's in
-    anything that keeps the features: folds, seed, head, penalty, fine-tuning)."""
+    anything that keeps the features: folds, seed, head, penalty, fine-tuning). ``kept_heads``
+    receives each measured head with the photos it held out (the head alone: not fine-tuned)."""
     prepared.fitter.options = options
     flipped: list[float] = []  # each fold's accuracy with test-time flips (FLOWERS_TTA=flip)
     fit_and_predict: FitAndPredict = prepared.fitter.fit_and_predict
     if options.flips and not options.fine_tune_epochs:
         fit_and_predict = _also_flip_averaged(prepared.fitter, flipped)
+    if kept_heads is not None and not options.fine_tune_epochs:
+        fit_and_predict = _keeping_heads(prepared.fitter, fit_and_predict, kept_heads)
     with timed(timings, "evaluate"):
         reporter.phase("evaluate", _evaluating(options, len(prepared.samples)))
         measured = measure(options, fit_and_predict, prepared.labels, prepared.samples, reporter)
@@ -171,7 +179,8 @@ def train(
     """Run every phase after the scan, up to (not including) publishing."""
     options = config.options
     prepared = prepare(config, data, reporter, timings)
-    measured, report = evaluate(prepared, options, data, reporter, timings)
+    kept_heads: list[tuple[np.ndarray, FittedHead]] = []
+    measured, report = evaluate(prepared, options, data, reporter, timings, kept_heads)
     fitter, samples, labels = prepared.fitter, prepared.samples, prepared.labels
     paired = None
     if options.activate == "if_better":
@@ -208,6 +217,7 @@ def train(
         int(rows.sum()),
         timings,
         paired,
+        _fold_heads(kept_heads, len(samples)),
     )
 
 
@@ -215,6 +225,29 @@ def _reference_probabilities(classifier: Any, data: datasets.Dataset, reference:
     """The published model's probabilities on the reference photos (the OpenVINO check's)."""
     images, _ = datasets.load_images(data, reference)
     return np.asarray(classifier.predict(images.astype(np.float32), batch_size=16, verbose=0))
+
+
+def _keeping_heads(
+    fitter: RecipeFitter,
+    fit_and_predict: FitAndPredict,
+    kept: list[tuple[np.ndarray, FittedHead]],
+) -> FitAndPredict:
+    def keeping(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        predicted = fit_and_predict(train, test)
+        assert fitter.last_head is not None
+        kept.append((np.flatnonzero(test), fitter.last_head))
+        return predicted
+
+    return keeping
+
+
+def _fold_heads(kept: list[tuple[np.ndarray, FittedHead]], rows: int) -> FoldHeads | None:
+    if not kept:
+        return None
+    fold_of = np.full(rows, -1)
+    for fold, (held_out, _) in enumerate(kept):
+        fold_of[held_out] = fold
+    return FoldHeads([head for _, head in kept], fold_of)
 
 
 def _also_flip_averaged(fitter: RecipeFitter, accuracies: list[float]) -> FitAndPredict:

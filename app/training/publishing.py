@@ -129,8 +129,12 @@ def _export_engines(trained: TrainedModel, folder: Path, reporter: Reporter) -> 
     if not trained.config.options.openvino:
         return {}
     from app.training.export import export_openvino
+    from app.training.quantize import publish_int8
 
-    return {"openvino": export_openvino(trained, folder, reporter)}
+    exported = export_openvino(trained, folder, reporter)
+    if exported.get("exported"):
+        exported["int8"] = publish_int8(trained, folder, reporter)
+    return {"openvino": exported}
 
 
 ACCURACY_DECIMALS = 4  # the precision of every accuracy written into a version's metadata

@@ -1,0 +1,84 @@
+"""INT8 at publishing: calibrated on some photos, checked on others, kept only within the bound."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.ml.engines import INT8_XML, OPENVINO_XML
+from app.training import quantize
+from tests.support.modelfactory import ColourHead, colour_kernel, colour_photos, tiny_classifier
+
+CLASSES = ["blue", "green", "red"]
+
+
+def test_calibration_and_check_photos_are_disjoint_seeded_and_in_proportion() -> None:
+    labels = np.array([0] * 1000 + [1] * 500 + [2] * 100)
+    calibrate, checked = quantize.split_photos(labels, seed=7)
+    assert len(calibrate) == quantize.CALIBRATION_PHOTOS and len(checked) == quantize.CHECK_PHOTOS
+    assert not set(calibrate.tolist()) & set(checked.tolist())
+    counts = np.bincount(labels[calibrate], minlength=3)
+    assert abs(counts[0] - 300 * 1000 / 1600) <= 2 and abs(counts[2] - 300 * 100 / 1600) <= 2
+    again, _ = quantize.split_photos(labels, seed=7)
+    other, _ = quantize.split_photos(labels, seed=8)
+    assert (again == calibrate).all() and not (other == calibrate).all()
+    few = quantize.split_photos(np.array([0, 0, 1, 1, 1]), seed=1)
+    assert (len(few[0]), len(few[1])) == (2, 3)  # half to calibrate, the rest to check
+
+
+def test_a_model_is_quantized_checked_and_written(tmp_path: Path) -> None:
+    pytest.importorskip("nncf")
+    import openvino
+
+    from app.training.export import write_openvino_ir
+
+    model = tiny_classifier(3, weights=colour_kernel(CLASSES), conv=True)
+    write_openvino_ir(model, tmp_path / OPENVINO_XML)
+    calibration, _ = colour_photos(CLASSES, 4, seed=1)
+    images, labels = colour_photos(CLASSES, 6, seed=2)
+    # two "folds": each photo judged by the head that held it out
+    heads, folds = [ColourHead(CLASSES), ColourHead(CLASSES)], np.arange(18) % 2
+    checked = quantize.quantize(
+        tmp_path / OPENVINO_XML,
+        tmp_path / INT8_XML,
+        calibration,
+        images,
+        labels,
+        heads,
+        folds,
+    )
+    assert (checked.photos, checked.float_accuracy, checked.int8_accuracy) == (18, 1.0, 1.0)
+    assert checked.agreement == 1.0 and checked.drop == 0.0
+    ir = openvino.Core().read_model(str(tmp_path / INT8_XML))
+    kinds = [op.get_type_name() for op in ir.get_ordered_ops()]
+    assert "FakeQuantize" in kinds  # the convolution's input and weights: INT8
+    # the head stays in float: no quantizer feeds its MatMul
+    matmul = next(op for op in ir.get_ordered_ops() if op.get_type_name() == "MatMul")
+    feeding = {matmul.input_value(i).get_node().get_type_name() for i in range(2)}
+    assert "FakeQuantize" not in feeding
+    assert len(ir.outputs) == 1  # the features output used to check it is not served
+
+
+def test_only_photos_a_held_out_head_judged_are_checked_on() -> None:
+    labels = np.array([0, 1] * 20)
+    fold_of = np.where(np.arange(40) < 30, np.arange(40) % 5, -1)
+    calibrate, checked = quantize.split_photos(labels, 3, fold_of)
+    assert len(calibrate) == 20 and (fold_of[checked] >= 0).all()
+    assert not set(calibrate.tolist()) & set(checked.tolist())
+
+
+@pytest.mark.parametrize(
+    ("drop", "agreement", "verdict"),
+    [
+        (0.003, 0.99, None),
+        (0.0031, 1.0, "accuracy drop 0.0031 > 0.003"),
+        (0.0, 0.9899, "top-1 agreement 0.9899 < 0.99"),
+    ],
+)
+def test_the_bound_is_on_both_the_drop_and_the_agreement(
+    drop: float, agreement: float, verdict: str | None
+) -> None:
+    result = quantize.Checked(300, 0.95, 0.95 - drop, agreement)
+    assert quantize.verdict(result, 0.003) == verdict
