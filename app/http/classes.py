@@ -69,6 +69,6 @@ async def model_info(
             )
             for index, photo in enumerate(metadata.examples.photos)
         ],
-        metadata=metadata.as_dict(),
+        metadata=metadata.public_dict(),
         **cluster,
     )

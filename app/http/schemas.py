@@ -114,7 +114,9 @@ class ModelResponse(BaseModel):
         "ships none)",
     )
     metadata: dict[str, Any] = Field(
-        description="The version's metadata.json (metrics, training, dataset)"
+        description="The version's metadata.json (metrics, training, dataset), without where "
+        "the server's files lie (dataset.root and .skipped, evaluation_set.folder: the admin API "
+        "has them)"
     )
     replicas: list[ReplicaInfo] | None = Field(
         None, description="On a Ray cluster: every replica, where it runs and what it serves"

@@ -6,9 +6,12 @@ are kept as they are (``extra="allow"``) and returned whole by :meth:`VersionMet
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# Where the server's files lie: for operators (the admin API), not for anonymous clients (/model).
+SERVER_PATHS: Final = (("dataset", "root"), ("dataset", "skipped"), ("evaluation_set", "folder"))
 
 
 class _Open(BaseModel):
@@ -111,3 +114,11 @@ class VersionMetadata(_Open):
     def as_dict(self) -> dict[str, Any]:
         """Everything the file holds, as JSON-ready values."""
         return self.model_dump(mode="json", exclude_unset=True)
+
+    def public_dict(self) -> dict[str, Any]:
+        """:meth:`as_dict` without the server's paths (:data:`SERVER_PATHS`)."""
+        shown = self.as_dict()
+        for section, key in SERVER_PATHS:
+            if isinstance(shown.get(section), dict):
+                shown[section].pop(key, None)
+        return shown

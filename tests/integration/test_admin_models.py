@@ -258,3 +258,18 @@ def test_a_note_goes_with_its_deleted_version(admin: TestClient, store: ModelSto
     admin.put("/admin/models/2/note", json={"note": "doomed"}, headers=AUTH)
     assert admin.delete("/admin/models/2", headers=AUTH).status_code == 200
     assert not (store.root / "2").exists()
+
+
+def test_the_servers_paths_are_for_operators_not_for_anonymous_clients(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "store")
+    dataset = {"root": "/srv/private/photos", "skipped": [{"file": "/srv/private/x.jpg"}]}
+    held = {"accuracy": 0.9, "photos": 9, "folder": "/srv/private/held"}
+    publish_tiny(store, FLOWERS, dataset={**dataset, "counts": {"roses": 3}}, evaluation_set=held)
+    with running(make_settings(store.root, admin_token=TOKEN)) as client:
+        public = client.get("/model").json()["metadata"]
+        operators = client.get("/admin/models/1", headers=AUTH).json()["metadata"]
+    assert "/srv/private" not in str(public)
+    assert public["dataset"] == {"counts": {"roses": 3}}
+    assert public["evaluation_set"] == {"accuracy": 0.9, "photos": 9}
+    assert operators["dataset"]["root"] == "/srv/private/photos"
+    assert operators["evaluation_set"]["folder"] == "/srv/private/held"

@@ -73,6 +73,7 @@ def publish_tiny(
     predictions: list[Any] | None = None,
     evaluation_set: dict[str, Any] | None = None,
     int8: bool = False,
+    dataset: dict[str, Any] | None = None,
 ) -> Version:
     """A tiny real model published as a version; ``training`` is its recipe's metadata (a linear
     head's plots, then, are its folds alone, as the trainer draws them). ``int8``: with an
@@ -107,6 +108,7 @@ def publish_tiny(
             **({"job": {"id": job_id}} if job_id else {}),
             **({"training": training} if training else {}),
             **({"evaluation_set": evaluation_set} if evaluation_set else {}),
+            **({"dataset": dataset} if dataset else {}),
             **engines,
         }
         version = store.publish(folder, metadata)
