@@ -21,6 +21,7 @@ COORDINATOR: Final = "Coordinator"
 
 REPORT_INTERVAL_S: Final = 1.0
 STALE_AFTER_S: Final = 4.0
+GOODBYE_KEPT_S: Final = 60.0  # a report still in flight after a goodbye is dropped meanwhile
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,25 @@ class ReplicaRegistry:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._reports: dict[str, tuple[float, ReplicaStatus]] = {}
+        self._gone: dict[str, float] = {}  # replicas that said goodbye, and when
 
     def report(self, status: ReplicaStatus) -> None:
-        self._reports[status.replica] = (self._clock(), status)
+        """Keep a replica's newest report: one older than the kept one (by its sequence number),
+        or from a replica that said goodbye, arrived late and is dropped."""
+        now = self._clock()
+        for replica, when in list(self._gone.items()):
+            if when < now - GOODBYE_KEPT_S:
+                del self._gone[replica]
+        if status.replica in self._gone:
+            return
+        kept = self._reports.get(status.replica)
+        if kept is not None and status.sequence and status.sequence <= kept[1].sequence:
+            return
+        self._reports[status.replica] = (now, status)
 
     def forget(self, replica: str) -> None:
         self._reports.pop(replica, None)
+        self._gone[replica] = self._clock()
 
     def current(self) -> list[ReplicaStatus]:
         """The replicas heard from lately, by deployment, node and id."""

@@ -54,14 +54,17 @@ class StatusReporter:
         self._coordinator = coordinator
         self._status = status
         self._task: asyncio.Task[None] | None = None
+        self._sequence = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._report(), name="reporter")
 
     async def report_now(self) -> None:
+        self._sequence += 1
+        status = dataclasses.replace(self._status(), sequence=self._sequence)
         try:
             async with asyncio.timeout(_CALL_TIMEOUT_S):
-                await self._coordinator.report.remote(self._status())
+                await self._coordinator.report.remote(status)
         except Exception as error:  # the Coordinator restarting: the next report will do
             logger.debug("could not report to the coordinator: %s", error)
 

@@ -27,6 +27,9 @@ class ReplicaStatus:
     images: int = 0
     batches: int = 0
     retried: int = 0  # requests sent again because the replica answering them died
+    # 1, 2, 3... per replica: reports can arrive out of order (each is its own remote call), and
+    # an older one must not undo a newer one (a version shown as served after the swap)
+    sequence: int = 0
 
 
 class ModelControl(Protocol):

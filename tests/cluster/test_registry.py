@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from app.cluster.registry import INGRESS, MODEL, STALE_AFTER_S, ClusterView, ReplicaRegistry
+import dataclasses
+
+from app.cluster.registry import (
+    GOODBYE_KEPT_S,
+    INGRESS,
+    MODEL,
+    STALE_AFTER_S,
+    ClusterView,
+    ReplicaRegistry,
+)
 from app.inference.backend import ReplicaStatus, ServingModel
 from app.store.metadata import VersionMetadata
 
@@ -69,3 +78,27 @@ def test_ingress_replicas_neither_serve_a_model_nor_count_for_served_everywhere(
     only_http = ClusterView(active=3, replicas=[_replica("http", None, INGRESS)])
     assert not only_http.served_everywhere(3)
     assert ClusterView(active=None).serving() is None
+
+
+def test_a_report_that_arrives_after_a_newer_one_is_dropped() -> None:
+    """Each report is its own remote call: the one sent before a swap can land after the one
+    sent after it, and must not bring the old version back."""
+    registry = ReplicaRegistry(Clock())
+    newer = dataclasses.replace(_replica("m", _model(2)), sequence=8)
+    registry.report(newer)
+    registry.report(dataclasses.replace(_replica("m", _model(1)), sequence=7))
+    assert [r.model.number for r in registry.current() if r.model] == [2]
+    registry.report(dataclasses.replace(_replica("m", _model(3)), sequence=9))
+    assert [r.model.number for r in registry.current() if r.model] == [3]
+
+
+def test_a_report_in_flight_after_a_goodbye_does_not_bring_the_replica_back() -> None:
+    clock = Clock()
+    registry = ReplicaRegistry(clock)
+    registry.report(dataclasses.replace(_replica("leaving", _model(1)), sequence=1))
+    registry.forget("leaving")
+    registry.report(dataclasses.replace(_replica("leaving", _model(1)), sequence=2))
+    assert registry.current() == []
+    clock.now += GOODBYE_KEPT_S + 1  # long after: the id is forgotten (Serve never reuses one)
+    registry.report(dataclasses.replace(_replica("other", _model(1)), sequence=1))
+    assert [r.replica for r in registry.current()] == ["other"]
