@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--engines",
         default="openvino,tensorflow",
         help="engines to measure, comma-separated, each optionally with its precision "
-        "(FLOWERS_ENGINE_PRECISION), e.g. openvino:int8,openvino:bf16,openvino:f32",
+        "(FLOWERS_ENGINE_PRECISION) and test-time flips (FLOWERS_TTA), e.g. "
+        "openvino:int8,openvino:bf16,openvino:f32,openvino:auto:flip",
     )
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per load level")
     parser.add_argument(
@@ -147,8 +148,9 @@ def _measure_engine(
 ) -> dict[str, Any]:
     from app.store.versions import ModelStore
 
-    kind, _, precision = kind.partition(":")
-    engine = raw.load(ModelStore(args.store), kind, max(args.batch_sizes), precision or "auto")
+    kind, precision, tta = [*kind.split(":"), "", ""][:3]
+    store, largest = ModelStore(args.store), max(args.batch_sizes)
+    engine = raw.load(store, kind, largest, precision or "auto", tta or "off")
     sweep = []
     for size in args.batch_sizes:
         sweep.append(raw.measure(engine, images, size, args.raw_seconds))
@@ -159,6 +161,8 @@ def _measure_engine(
     tuned: dict[str, str] = {"engine": kind, "queue_limit": str(QUEUE_LIMIT)}
     if precision:
         tuned["engine_precision"] = precision
+    if tta:
+        tuned["tta"] = tta
     if args.max_batch_size:
         tuned["max_batch_size"] = str(args.max_batch_size)
     if args.max_batch_delay_ms is not None:
@@ -195,7 +199,7 @@ def _measure_engine(
                     levels[mode].append(measured[mode])
         compared = _protocols(args, bases["batching"], f"127.0.0.1:{grpc_port}", chosen)
     return {
-        "name": f"{engine.name} ({engine.precision})" if precision else engine.name,
+        "name": f"{engine.name} ({engine.precision})" if precision or tta else engine.name,
         "raw": sweep,
         "best_raw_batch_size": best,
         "service": levels,

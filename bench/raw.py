@@ -14,13 +14,17 @@ from app.store.versions import ModelStore
 
 
 def load(
-    store: ModelStore, engine_kind: str, max_batch_size: int, precision: str = "auto"
+    store: ModelStore,
+    engine_kind: str,
+    max_batch_size: int,
+    precision: str = "auto",
+    tta: str = "off",
 ) -> Engine:
     """The active version in the chosen engine, warmed up: the service's exact call path."""
     version = store.active()
     if version is None:
         raise SystemExit(f"no model in {store.root}: train one first (python -m app.train)")
-    choice = EngineChoice(engine_kind, max_batch_size, precision)  # type: ignore[arg-type]
+    choice = EngineChoice(engine_kind, max_batch_size, precision, tta)  # type: ignore[arg-type]
     engine = load_engine(version, choice, configure_devices())
     engine.warm_up()
     return engine
