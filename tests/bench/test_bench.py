@@ -30,7 +30,7 @@ def test_the_smoke_benchmark_writes_json_table_and_plot(tmp_path: Path) -> None:
             "--photos",
             str(photos),
             "--engines",
-            "openvino,tensorflow",
+            "openvino:f32:flip,tensorflow",  # a precision and test-time flips, and the defaults
             "--out",
             str(tmp_path / "out"),
         ],
@@ -41,7 +41,7 @@ def test_the_smoke_benchmark_writes_json_table_and_plot(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((tmp_path / "out" / "latest.json").read_text())
-    assert [e["name"] for e in record["engines"]] == ["openvino", "tensorflow"]
+    assert [e["name"] for e in record["engines"]] == ["openvino+flip (f32)", "tensorflow"]
     for engine in record["engines"]:
         assert [r["batch_size"] for r in engine["raw"]] == [1, 4]
         assert [lvl["concurrency"] for lvl in engine["service"]["batching"]] == [1, 4]
