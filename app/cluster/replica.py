@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import os
 from collections.abc import Callable
@@ -21,6 +22,9 @@ from app.inference.control import ReplicaStatus
 logger = logging.getLogger(__name__)
 
 _CALL_TIMEOUT_S: Final = 5.0
+# This process's report numbers: one counter however many reporters it starts, so a newer report
+# always carries a larger number
+_SEQUENCE: Final = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -54,14 +58,12 @@ class StatusReporter:
         self._coordinator = coordinator
         self._status = status
         self._task: asyncio.Task[None] | None = None
-        self._sequence = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._report(), name="reporter")
 
     async def report_now(self) -> None:
-        self._sequence += 1
-        status = dataclasses.replace(self._status(), sequence=self._sequence)
+        status = dataclasses.replace(self._status(), sequence=next(_SEQUENCE))
         try:
             async with asyncio.timeout(_CALL_TIMEOUT_S):
                 await self._coordinator.report.remote(status)
