@@ -141,7 +141,7 @@ def publish_int8(trained: TrainedModel, folder: Path, reporter: Reporter) -> dic
     record: dict[str, Any] = {
         "calibration_photos": len(calibration),
         "held_out": result.as_metadata(),
-        "float_precision": _served_precision(),
+        "compiled_in": "f32",
         "max_drop": options.int8_max_drop,
         "min_agreement": MIN_AGREEMENT,
         "seconds": round(seconds, 1),
@@ -217,8 +217,8 @@ def quantize(
     nncf.set_log_level(logging.WARNING)  # not a line per layer in the training output
     model = with_features_output(openvino.Core().read_model(str(float_xml)))
 
-    # The float IR's classes as served: accuracy control's reference. Its metric is agreement
-    # with them, a steadier target than the accuracy (where gained and lost photos cancel out).
+    # The float IR's classes: accuracy control's reference. Its metric is agreement with them, a
+    # steadier target than the accuracy (where gained and lost photos cancel out).
     reference = _answers(_compiled(model), images, heads, folds)
 
     def agreement(compiled: Any, items: Iterable[Any]) -> tuple[float, list[float]]:
@@ -290,19 +290,13 @@ def check(float_answers: np.ndarray, int8_answers: np.ndarray, labels: np.ndarra
 
 
 def _compiled(model: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """The model compiled as the service compiles it (the layers kept in float, and the float
-    IR, in bf16 where the CPU has it), returning the features its head reads."""
+    """The model compiled in f32 (the float IR, and the INT8 IR's layers kept in float), as
+    accuracy control compiles it: the comparison is of the quantization alone, and the figures
+    it steers by are the figures recorded. Returns the features the head reads."""
     import openvino
 
-    hint = _served_precision()
-    compiled = openvino.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
+    compiled = openvino.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     return lambda batch: _features(compiled, batch)
-
-
-def _served_precision() -> str:
-    from app.ml.engines import choose_precision, cpu_capabilities
-
-    return choose_precision("auto", cpu_capabilities())
 
 
 def _features(compiled: Any, batch: np.ndarray) -> np.ndarray:
