@@ -276,6 +276,9 @@ def test_clear_is_hidden_until_there_is_something_to_clear_and_gives_focus_back(
 
 def test_a_refused_file_shows_a_line_not_a_broken_image(tab: Tab) -> None:
     tab.goto("/")
+    # the picker takes files once the model is known (before, it is disabled: a file set on it
+    # then is not sent, and this test raced the page's first /model call)
+    expect(tab.page.locator("#model-line")).to_contain_text("Model version")
     tab.page.get_by_label("Choose photos").set_input_files(
         {"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"not a photo"}
     )
