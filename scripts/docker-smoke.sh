@@ -108,6 +108,7 @@ docker history --format '{{.Size}}\t{{.CreatedBy}}' "$IMAGE" \
 docker run --rm --entrypoint python3 "$IMAGE" -c \
     "import importlib.metadata as m, sys; names = {d.metadata['Name'].lower().replace('_', '-') for d in m.distributions()}; found = sorted(names & {'tensorflow', 'tensorflow-cpu'}); print('TensorFlow in the image:', found); sys.exit(found != ['tensorflow-cpu'])"
 
+if [ "${SMOKE_GPU_IMAGE:-1}" = 1 ]; then
 log "building $GPU_IMAGE (VARIANT=gpu: tensorflow[and-cuda]; the layers before TensorFlow are shared)"
 build_started=$(date +%s)
 docker build --network host --build-arg VARIANT=gpu -t "$GPU_IMAGE" . >"$work/build-gpu.log" 2>&1 \
@@ -126,6 +127,9 @@ echo "$installed" | grep -q '^tensorflow-2\.21\.' && echo "$installed" | grep -q
     && ! echo "$installed" | grep -q '^tensorflow-cpu' || { echo "the gpu image lacks CUDA TensorFlow" >&2; exit 1; }
 # vfs keeps a full copy of each layer (~20 GB for this image and its build): free them now.
 docker image rm "$GPU_IMAGE" >/dev/null && docker image prune -f >/dev/null
+else
+    echo "SMOKE_GPU_IMAGE=0: the gpu image (VARIANT=gpu) is not built this run"
+fi
 
 log "docker run alone: a mounted data folder and an empty store volume (it trains, then serves)"
 # The image as built: its own CMD (flowers-serve --train-if-empty) and HEALTHCHECK. The host's
