@@ -248,9 +248,8 @@ def program_name(module: str) -> str:
     return called if called.startswith("flowers-") else f"python -m {module}"
 
 
-PUBLISHING: Final = frozenset(
-    {"openvino", "int8", "int8_max_drop", "activate"}
-)  # what is done with the trained model
+# What is done with the trained model (not part of its recipe).
+PUBLISHING: Final = frozenset({"openvino", "int8", "int8_max_drop", "activate"})
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

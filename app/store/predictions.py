@@ -20,9 +20,9 @@ from app.store.versions import ArtifactNotFound, Version
 
 PREDICTIONS_FILE: Final = "predictions.json"
 FORMAT: Final = 1
-INDEXED_VERSIONS: Final = (
-    4  # the thumbnails of a comparison read two; each index ~1 MB per 3,000 photos
-)
+# Versions whose predictions find() keeps indexed: a comparison's thumbnails read two; an index
+# is about 1 MB per 3,000 photos.
+INDEXED_VERSIONS: Final = 4
 
 
 @dataclass(frozen=True)
