@@ -54,7 +54,12 @@ function setReady(value) {
 
 function classifyAll(files) {
   const photos = [...files];
-  if (!photos.length || !ready) return;
+  if (!photos.length) return;
+  if (!ready) {
+    // dropped or pasted before a model serves: said, not silently dropped
+    statusLine.textContent = "No model serves yet: these photos were not sent. Add them again once the model line says it is ready.";
+    return;
+  }
   clearButton.hidden = false;
   const jobs = photos.map((file) => ({ file, card: addCard(file) }));
   statusLine.textContent = `Classifying ${plural(photos.length, "photo")}…`;

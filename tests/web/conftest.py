@@ -55,6 +55,14 @@ class Tab:
     def goto(self, path: str) -> Any:
         return self.page.goto(self.base + path)
 
+    def open_classify_page(self) -> None:
+        """Open / and wait until it takes photos: its picker stays disabled until the page's first
+        /model answer, and a file set on a disabled picker is never sent (tests raced that)."""
+        from playwright.sync_api import expect
+
+        self.goto("/")
+        expect(self.page.locator("#pick")).to_be_enabled(timeout=60_000)
+
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:

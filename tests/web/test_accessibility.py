@@ -83,7 +83,7 @@ def test_the_classify_page_has_no_violations_in_any_state(axe_tab: Tab, flowers_
     expect(page.locator("#model-line")).to_contain_text("Model version")
     _clean(axe_tab, "empty")
     sign_in(axe_tab)
-    axe_tab.goto("/")
+    axe_tab.open_classify_page()
     photo = sorted((flowers_dev / "daisy").iterdir())[0]
     notes = {"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"not a photo"}
     daisy = {"name": photo.name, "mimeType": "image/jpeg", "buffer": photo.read_bytes()}
@@ -93,7 +93,7 @@ def test_the_classify_page_has_no_violations_in_any_state(axe_tab: Tab, flowers_
     page.get_by_role("button", name="Wrong?").click()
     _clean(axe_tab, "a classified card with its feedback form open, and a refused card")
     page.evaluate("sessionStorage.clear()")  # anyone: "Wrong?" sends a flag for review
-    axe_tab.goto("/")
+    axe_tab.open_classify_page()
     page.get_by_label("Choose photos").set_input_files([daisy])
     expect(page.locator(".card[data-state='done']")).to_have_count(1, timeout=60_000)
     page.get_by_role("button", name="Wrong?").click()

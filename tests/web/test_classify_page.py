@@ -90,7 +90,7 @@ def test_several_real_photos_each_get_their_own_card(
     tab: Tab, web: WebServer, flowers_dev: Path
 ) -> None:
     photos = _photos(flowers_dev, "daisy", "dandelion", "sunflowers", "tulips")
-    tab.goto("/")
+    tab.open_classify_page()
     tab.page.get_by_label("Choose photos").set_input_files(photos)
     cards = {card["filename"]: card for card in _cards(tab, len(photos))}
     assert set(cards) == {photo.name for photo in photos}
@@ -106,7 +106,7 @@ def test_a_text_file_named_jpg_shows_the_apis_error(tab: Tab, web: WebServer) ->
         f"{web.base}/predict", files={"file": ("notes.jpg", notes, "image/jpeg")}, timeout=30
     )
     assert api.status_code == 400
-    tab.goto("/")
+    tab.open_classify_page()
     tab.page.get_by_label("Choose photos").set_input_files(
         {"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": notes}
     )
@@ -170,7 +170,7 @@ def test_nothing_is_filed_until_wrong_is_pressed_and_a_class_chosen_and_undo_rem
     tab: Tab, web: WebServer, flowers_dev: Path
 ) -> None:
     (photo,) = _photos(flowers_dev, "roses")
-    tab.goto("/")
+    tab.open_classify_page()
     tab.page.get_by_label("Choose photos").set_input_files(photo)
     (card,) = _cards(tab, 1)
     # No token: "Wrong?" can only send the photo for review, never file it in the dataset.
@@ -178,7 +178,7 @@ def test_nothing_is_filed_until_wrong_is_pressed_and_a_class_chosen_and_undo_rem
     expect(tab.page.get_by_role("button", name="Send for review")).to_be_disabled()
     expect(tab.page.get_by_role("button", name="Add to dataset")).to_have_count(0)
     sign_in(tab)  # the token is in this tab's sessionStorage now
-    tab.goto("/")
+    tab.open_classify_page()
     tab.page.get_by_label("Choose photos").set_input_files(photo)
     (card,) = _cards(tab, 1)
     page = tab.page
@@ -223,7 +223,7 @@ def test_a_busy_server_is_asked_again_after_its_retry_after(tab: Tab, flowers_de
         else:
             route.continue_()
 
-    tab.goto("/")
+    tab.open_classify_page()
     tab.page.route("**/predict", busy_twice)
     tab.page.get_by_label("Choose photos").set_input_files(photo)
     (card,) = _cards(tab, 1)
@@ -263,7 +263,7 @@ def test_an_unreachable_server_gets_one_banner_and_a_retry_button_that_works(
 def test_clear_is_hidden_until_there_is_something_to_clear_and_gives_focus_back(
     tab: Tab, flowers_dev: Path
 ) -> None:
-    tab.goto("/")
+    tab.open_classify_page()
     clear = tab.page.get_by_role("button", name="Clear results")
     expect(clear).to_be_hidden()
     tab.page.get_by_label("Choose photos").set_input_files(_photos(flowers_dev, "daisy"))
@@ -275,10 +275,7 @@ def test_clear_is_hidden_until_there_is_something_to_clear_and_gives_focus_back(
 
 
 def test_a_refused_file_shows_a_line_not_a_broken_image(tab: Tab) -> None:
-    tab.goto("/")
-    # the picker takes files once the model is known (before, it is disabled: a file set on it
-    # then is not sent, and this test raced the page's first /model call)
-    expect(tab.page.locator("#model-line")).to_contain_text("Model version")
+    tab.open_classify_page()
     tab.page.get_by_label("Choose photos").set_input_files(
         {"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"not a photo"}
     )
@@ -309,6 +306,20 @@ def test_an_empty_store_shows_no_internals_and_takes_photos_once_a_model_serves(
                 assert internal not in body, internal
             expect(tab.page.locator("#pick")).to_be_disabled()
             expect(tab.page.locator("#drop-zone")).to_have_attribute("aria-disabled", "true")
+            # a photo dropped anyway is not sent, and the page says so rather than nothing
+            tab.page.evaluate(
+                """() => {
+                    const transfer = new DataTransfer();
+                    const photo = new File([new Uint8Array(4)], 'early.jpg', {type: 'image/jpeg'});
+                    transfer.items.add(photo);
+                    document.querySelector('#drop-zone').dispatchEvent(new DragEvent('drop',
+                      {bubbles: true, cancelable: true, dataTransfer: transfer}));
+                }"""
+            )
+            expect(tab.page.locator("#status")).to_contain_text(
+                "No model serves yet: these photos were not sent."
+            )
+            expect(tab.page.locator(".card")).to_have_count(0)
             assert axe_in_every_layout(tab) == []
             publish_tiny(store, FLOWERS, seed=3)
             expect(line).to_contain_text("Model version 1", timeout=30_000)
@@ -319,7 +330,7 @@ def test_an_empty_store_shows_no_internals_and_takes_photos_once_a_model_serves(
 
 
 def test_the_page_fits_a_phone_screen(phone: Tab, flowers_dev: Path) -> None:
-    phone.goto("/")
+    phone.open_classify_page()
     phone.page.get_by_label("Choose photos").set_input_files(_photos(flowers_dev, "tulips"))
     _cards(phone, 1)
     overflow = phone.page.evaluate(
@@ -359,8 +370,7 @@ def test_photos_over_the_limits_are_shrunk_in_the_browser_and_the_card_says_so(
         f"{web.base}/predict", files={"file": ("heavy.jpg", heavy, "image/jpeg")}, timeout=60
     )
     assert refused.status_code == 413  # what the page would get without shrinking
-    tab.goto("/")
-    expect(tab.page.locator("#model-line")).to_contain_text("Model version")
+    tab.open_classify_page()
     tab.page.get_by_label("Choose photos").set_input_files(
         [
             {"name": "heavy.jpg", "mimeType": "image/jpeg", "buffer": heavy},
