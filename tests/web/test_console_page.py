@@ -548,7 +548,7 @@ def test_a_flag_from_anyone_is_reviewed_accepted_and_trained_on(
     visitor = open_tab(browser, web, viewport={"width": 1280, "height": 900})
     with_axe(visitor)
     try:  # anyone, with no token: the photo goes to the review queue, not the dataset
-        visitor.goto("/")
+        visitor.open_classify_page()
         visitor.page.get_by_label("Choose photos").set_input_files(photo)
         card = visitor.page.locator(".card[data-state='done']")
         expect(card).to_have_count(1, timeout=60_000)
