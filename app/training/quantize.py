@@ -6,11 +6,11 @@ handle worst) are never quantized: they are a sliver of the compute. What quanti
 the backbone's features, so it is judged where the version's accuracy was measured, **on held-out
 folds**: other photos' features, computed by the IR, go through the head of the fold that held
 each photo out (a head that never saw it), with the float IR's features and with the INT8 IR's.
-Accuracy control measures the INT8 IR against the version's own float answers (the share of
-those photos given the same class) and puts the layers that cost the most back in float until
-at least :data:`MIN_AGREEMENT` agree. The IR is then kept only when that holds *and* its accuracy
-on the photos' labels dropped by at most ``--int8-max-drop``; otherwise the version keeps its float
-IR alone, and the metadata says why.
+Accuracy control puts the layers that cost the most back in float until the IR is within both
+bounds on those photos: at least :data:`MIN_AGREEMENT` of them given the class the version's own
+float IR gives, *and* their accuracy on the labels dropped by at most ``--int8-max-drop`` (one
+metric, :func:`bounds_metric`, steers by the bound nearer to being broken). The IR is kept only
+when both hold; otherwise the version keeps its float IR alone, and the metadata says why.
 
 (Judged by the published head instead, the photos would all be ones it was fitted on: their
 answers are surer than a new photo's, and the check would say little.)
@@ -131,6 +131,7 @@ def publish_int8(trained: TrainedModel, folder: Path, reporter: Reporter) -> dic
             labels[kept],
             trained.fold_heads.heads,
             trained.fold_heads.fold_of[kept],
+            max_drop=options.int8_max_drop,
         )
     except Exception as error:  # an INT8 IR is a bonus: it never fails publishing
         logger.exception("INT8 quantization failed")
@@ -207,9 +208,12 @@ def quantize(
     labels: np.ndarray,
     heads: Sequence[Head],
     folds: np.ndarray,
+    *,
+    max_drop: float,
 ) -> Checked:
     """Write the INT8 IR of ``float_xml`` to ``int8_xml`` and check it: ``images[i]`` (RGB 0..255,
-    (N, 180, 180, 3)) is judged by ``heads[folds[i]]`` on the features the IR computes."""
+    (N, 180, 180, 3)) is judged by ``heads[folds[i]]`` on the features the IR computes; accuracy
+    control aims at top-1 agreement >= :data:`MIN_AGREEMENT` and an accuracy drop <= max_drop."""
     import nncf
     import openvino
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
@@ -217,22 +221,29 @@ def quantize(
     nncf.set_log_level(logging.WARNING)  # not a line per layer in the training output
     model = with_features_output(openvino.Core().read_model(str(float_xml)))
 
-    # The float IR's classes: accuracy control's reference. Its metric is agreement with them, a
-    # steadier target than the accuracy (where gained and lost photos cancel out).
+    # The float IR's classes: accuracy control's reference (and the accuracy it must keep).
     reference = _answers(_compiled(model), images, heads, folds)
 
-    def agreement(compiled: Any, items: Iterable[Any]) -> tuple[float, list[float]]:
-        # an item is a batch of photos: its value is the share of them given the float IR's class
-        same = [
-            _judge(_features(compiled, _floats(batch)), heads, batch_folds) == batch_reference
-            for batch, batch_reference, batch_folds in items
-        ]
-        return float(np.concatenate(same).mean()), [float(s.mean()) for s in same]
+    def metric(compiled: Any, items: Iterable[Any]) -> tuple[float, list[float]]:
+        # an item is a batch of photos; the metric is over them all, and each batch's alone
+        answers, floats, truths = [], [], []
+        for batch, batch_reference, batch_folds, batch_labels in items:
+            answers.append(_judge(_features(compiled, _floats(batch)), heads, batch_folds))
+            floats.append(batch_reference)
+            truths.append(batch_labels)
+        whole = check(np.concatenate(floats), np.concatenate(answers), np.concatenate(truths))
+        each = [check(*one) for one in zip(floats, answers, truths, strict=True)]
+        return bounds_metric(whole, max_drop), [bounds_metric(one, max_drop) for one in each]
 
     # Views of the photos as given (uint8 from the trainer), made float one batch at a time: a
     # float copy of them all would hold 1,300 x 389 KB (about 500 MB) through quantization.
     items = [
-        (images[i : i + BATCH], reference[i : i + BATCH], folds[i : i + BATCH])
+        (
+            images[i : i + BATCH],
+            reference[i : i + BATCH],
+            folds[i : i + BATCH],
+            labels[i : i + BATCH],
+        )
         for i in range(0, len(labels), BATCH)
     ]
     batches = [calibration[i : i + BATCH] for i in range(0, len(calibration), BATCH)]
@@ -240,8 +251,8 @@ def quantize(
         model,
         nncf.Dataset(batches, _floats),
         nncf.Dataset(items, lambda item: _floats(item[0])),
-        agreement,
-        max_drop=1 - MIN_AGREEMENT,
+        metric,
+        max_drop=1.0,  # bounds_metric's unit: 1 is the first bound reached
         preset=nncf.QuantizationPreset.MIXED,
         subset_size=len(batches),
         ignored_scope=nncf.IgnoredScope(types=FLOAT_TYPES, validate=False),
@@ -275,6 +286,16 @@ def _convolutions(model: Any) -> dict[str, int]:
         op for op in convolutions if op.input_value(0).get_node().get_type_name() == "FakeQuantize"
     ]
     return {"int8_convolutions": len(quantized), "convolutions": len(convolutions)}
+
+
+def bounds_metric(result: Checked, max_drop: float) -> float:
+    """Accuracy control's metric: 1 minus the larger of the two bounds' shares used up (the
+    disagreement over ``1 - MIN_AGREEMENT``, the accuracy drop over ``max_drop``). The float IR
+    scores 1 (it agrees with itself; NNCF also divides by it, so not 0); an INT8 IR is within both
+    bounds exactly when it scores at least 0, so NNCF's ``max_drop`` is 1 in this unit."""
+    disagreement = (1 - result.agreement) / (1 - MIN_AGREEMENT)
+    drop = result.drop / max_drop if max_drop > 0 else (np.inf if result.drop > 0 else 0.0)
+    return 1 - float(max(disagreement, drop))
 
 
 def check(float_answers: np.ndarray, int8_answers: np.ndarray, labels: np.ndarray) -> Checked:

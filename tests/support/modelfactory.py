@@ -146,13 +146,21 @@ class ColourHead:
 
 def _quantize(folder: Path, classes: list[str]) -> dict[str, Any]:
     from app.ml.engines import INT8_XML, OPENVINO_XML
+    from app.options import TrainOptions
     from app.training import quantize
 
     calibration, _ = colour_photos(classes, 4, seed=1)
     images, labels = colour_photos(classes, 4, seed=2)
     heads, folds = [ColourHead(classes)], np.zeros(len(labels), np.int64)
     checked = quantize.quantize(
-        folder / OPENVINO_XML, folder / INT8_XML, calibration, images, labels, heads, folds
+        folder / OPENVINO_XML,
+        folder / INT8_XML,
+        calibration,
+        images,
+        labels,
+        heads,
+        folds,
+        max_drop=TrainOptions().int8_max_drop,
     )
     return {"kept": True, "held_out": checked.as_metadata()}
 

@@ -72,6 +72,8 @@ def test_auto_serves_float_without_a_kept_ir_or_without_fast_int8(
     refused = _with_record(store, store.get(1), {"kept": False, "reason": "top-1 agreement 0.98"})
     assert engines.OpenVinoEngine.for_version(refused, 8, "auto").precision != "int8"
     assert "(top-1 agreement 0.98)" in str(engines.int8_choice(refused, "auto"))
+    with pytest.raises(engines.EngineError, match="no INT8 IR that kept the accuracy"):
+        engines.OpenVinoEngine.for_version(refused, 8, "int8")  # asked for: an error, not float
     # an explicit f32 or bf16 is obeyed whatever the version has
     assert engines.int8_choice(store.get(1), "f32") is not None
 

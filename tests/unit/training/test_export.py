@@ -49,12 +49,12 @@ def test_the_version_records_the_agreement_measured_at_publish(flowers_store: Pa
     assert record["top1_agreement"] >= 0.99 and record["max_abs_diff"] <= tolerance.max_abs_diff
 
 
-def test_the_versions_int8_ir_is_kept_exactly_when_it_is_within_the_bound_on_held_out_folds(
+def test_the_versions_int8_ir_is_kept_within_both_bounds_on_held_out_folds(
     flowers_store: Path, flowers_dev: Path
 ) -> None:
     """Issue 26: calibrated on 300 dev photos, checked on the 938 others, each by the head of
-    the fold that held it out; kept only within both bounds, and then served as INT8 with the
-    float IR's answers."""
+    the fold that held it out. Accuracy control steers by both bounds, so the IR is kept (NNCF's
+    defaults alone lost 3 of the 938, 0.0032 > 0.003), and it serves with the float IR's answers."""
     pytest.importorskip("nncf")
     version = ModelStore(flowers_store).active()
     assert version is not None
@@ -63,14 +63,9 @@ def test_the_versions_int8_ir_is_kept_exactly_when_it_is_within_the_bound_on_hel
     print(f"\nINT8 at publishing: {json.dumps(record)}")
     assert (held["photos"], record["calibration_photos"]) == (938, 300)
     assert (record["max_drop"], record["min_agreement"]) == (0.003, 0.99)
-    within = held["drop"] <= record["max_drop"] and held["agreement"] >= record["min_agreement"]
-    assert record["kept"] is within, record.get("reason")
-    assert (version.path / engines.INT8_XML).is_file() is within
-    if not within:
-        assert record["reason"].startswith(("accuracy drop", "top-1 agreement"))
-        with pytest.raises(engines.EngineError, match="no INT8 IR that kept the accuracy"):
-            engines.OpenVinoEngine.for_version(version, 32, "int8")
-        return
+    assert held["drop"] <= 0.003 and held["agreement"] >= 0.99
+    assert record["kept"] is True, record.get("reason")
+    assert (version.path / engines.INT8_XML).is_file()
     photos = sorted(flowers_dev.glob("*/*.jpg"))
     images = np.stack([preprocess(p.read_bytes()) for p in photos])
     int8 = engines.OpenVinoEngine.for_version(version, 32, "int8")

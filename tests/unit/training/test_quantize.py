@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from app.ml.engines import INT8_XML, OPENVINO_XML
+from app.options import TrainOptions
 from app.training import quantize
 from tests.support.modelfactory import ColourHead, colour_kernel, colour_photos, tiny_classifier
 
@@ -48,6 +49,7 @@ def test_a_model_is_quantized_checked_and_written(tmp_path: Path) -> None:
         labels,
         heads,
         folds,
+        max_drop=TrainOptions().int8_max_drop,
     )
     assert (checked.photos, checked.float_accuracy, checked.int8_accuracy) == (18, 1.0, 1.0)
     assert checked.agreement == 1.0 and checked.drop == 0.0
@@ -82,3 +84,18 @@ def test_the_bound_is_on_both_the_drop_and_the_agreement(
 ) -> None:
     result = quantize.Checked(300, 0.95, 0.95 - drop, agreement)
     assert quantize.verdict(result, 0.003) == verdict
+
+
+@pytest.mark.parametrize("max_drop", [0.003, 0.01])
+@pytest.mark.parametrize("drop", [-0.01, 0.0, 0.002, 0.003, 0.0031, 0.02])
+@pytest.mark.parametrize("agreement", [1.0, 0.995, 0.99, 0.9899, 0.9])
+def test_accuracy_control_steers_by_the_bound_nearer_to_being_broken(
+    drop: float, agreement: float, max_drop: float
+) -> None:
+    """NNCF stops reverting layers once the metric is within 1 of the float IR's: that is
+    exactly when the IR would be kept."""
+    float_ir = quantize.bounds_metric(quantize.Checked(300, 0.95, 0.95, 1.0), max_drop)
+    result = quantize.Checked(300, 0.95, 0.95 - drop, agreement)
+    within = float_ir - quantize.bounds_metric(result, max_drop) <= 1 + 1e-9
+    assert float_ir == 1.0
+    assert within is (quantize.verdict(result, max_drop) is None)
