@@ -55,6 +55,15 @@ class Settings(BaseSettings):
         "f32), f32 (matches Keras to 1e-5), bf16 (faster where supported; same classes, "
         "probabilities within 0.05), or int8 (the version's INT8 IR; an error without one).",
     )
+    engine_streams: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="OpenVINO's streams: batches computed at once, each on its share of the "
+        "cores. 0: its throughput mode with the streams it picks for this CPU (2 on 2 cores: the "
+        "most images/s under load); 1: its latency mode, one batch at a time on every core (a "
+        "lone photo about 2 ms sooner on 2 cores, fewer images/s under load).",
+    )
     max_batch_size: int = Field(16, ge=1, le=256, description="Largest batch the batcher forms.")
     max_batch_delay_ms: float = Field(
         4.0, ge=0, le=1000, description="Longest wait after a batch's first image before it runs."

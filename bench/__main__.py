@@ -171,6 +171,7 @@ def _measure_engine(
     grpc_port = server.free_port()
     tuned["grpc_port"] = str(grpc_port)
     levels: dict[str, list[dict[str, Any]]] = {"batching": [], "no_batching": []}
+    encoded = [photo.read_bytes() for photo in chosen[:64]]  # the photos the loads send
     with contextlib.ExitStack() as stack:
         # The servers run side by side and take turns, with raw-engine measurements in between:
         # speed drifts on shared machines, and interleaving keeps each comparison fair.
@@ -193,7 +194,16 @@ def _measure_engine(
             for concurrency in args.concurrency:
                 modes = [m for m in bases if per_request == 1 or m == "batching"]
                 measured = _interleaved(
-                    args, engine, images, best, bases, modes, bodies, concurrency, per_request
+                    args,
+                    engine,
+                    images,
+                    best,
+                    bases,
+                    modes,
+                    bodies,
+                    concurrency,
+                    per_request,
+                    encoded,
                 )
                 for mode in modes:
                     levels[mode].append(measured[mode])
@@ -268,13 +278,16 @@ def _interleaved(
     bodies: list[load.Request],
     concurrency: int,
     per_request: int,
+    encoded: list[bytes],
 ) -> dict[str, dict[str, Any]]:
     segment_s = args.duration / args.rounds
     segments: dict[str, list[tuple[load.LoadResult, float, float]]] = {m: [] for m in modes}
     raw_best: list[float] = []
     raw_one: list[float] = []
+    decode: list[float] = []
     for _ in range(args.rounds):
         raw_best.append(raw.measure(engine, images, best, segment_s / 2)["images_per_s"])
+        decode.append(raw.decode_ms(encoded, segment_s / 4))
         if concurrency == 1 and per_request == 1:
             raw_one.append(raw.measure(engine, images, 1, segment_s / 2)["ms_per_batch"])
         for mode in modes:
@@ -287,12 +300,17 @@ def _interleaved(
     for mode in modes:
         level = _merge(segments[mode], concurrency, per_request)
         level["raw_best_alongside_images_per_s"] = round(statistics.median(raw_best), 2)
+        level["decode_alongside_ms"] = round(statistics.median(decode), 3)
+        level["pipeline_limit_images_per_s"] = round(
+            raw.pipeline_limit(statistics.median(raw_best), statistics.median(decode)), 2
+        )
         if raw_one:
             level["raw_batch1_alongside_ms"] = round(statistics.median(raw_one), 2)
         print(
             f"    {mode:<11} c={concurrency:<3} {per_request} img/req: "
             f"{level['images_per_s']:7.1f} img/s "
-            f"(raw alongside {level['raw_best_alongside_images_per_s']:.1f}) "
+            f"(raw alongside {level['raw_best_alongside_images_per_s']:.1f}, pipeline limit "
+            f"{level['pipeline_limit_images_per_s']:.1f}) "
             f"p50 {level['p50_ms']:7.1f} ms p99 {level['p99_ms']:7.1f} ms "
             f"batch {level['mean_batch_size']:5.1f} errors {level['errors'] or 0}",
             flush=True,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
+from app.config import load_settings
 from app.ml.devices import configure_devices
 from app.ml.engines import Engine, EngineChoice, load_engine
 from app.store.versions import ModelStore
@@ -24,25 +26,58 @@ def load(
     version = store.active()
     if version is None:
         raise SystemExit(f"no model in {store.root}: train one first (python -m app.train)")
-    choice = EngineChoice(engine_kind, max_batch_size, precision, tta)  # type: ignore[arg-type]
+    streams = load_settings().engine_streams  # FLOWERS_ENGINE_STREAMS, as the servers read it
+    choice = EngineChoice(engine_kind, max_batch_size, precision, tta, streams)  # type: ignore[arg-type]
     engine = load_engine(version, choice, configure_devices())
     engine.warm_up()
     return engine
 
 
 def measure(engine: Engine, images: np.ndarray, batch_size: int, seconds: float) -> dict[str, Any]:
-    """Median time per batch over ``seconds`` (at least 3 batches) after one warm-up call."""
+    """Throughput over ``seconds`` (at least 3 batches per caller) after one warm-up call, with
+    as many callers at once as the engine runs batches (its streams: the service's batcher
+    keeps that many in flight); ``ms_per_batch`` is the median time of one call."""
     batch = images[np.arange(batch_size) % len(images)]
-    engine.predict(batch)
-    timings: list[float] = []
+    callers = max(1, engine.parallel_batches)
+    timings: list[list[float]] = [[] for _ in range(callers)]
+
+    def call(mine: list[float], deadline: float) -> None:
+        engine.predict(batch)  # warm this caller's infer request
+        while len(mine) < 3 or time.monotonic() < deadline:
+            started = time.perf_counter()
+            engine.predict(batch)
+            mine.append(time.perf_counter() - started)
+
     deadline = time.monotonic() + seconds
-    while len(timings) < 3 or time.monotonic() < deadline:
-        started = time.perf_counter()
-        engine.predict(batch)
-        timings.append(time.perf_counter() - started)
-    median = statistics.median(timings)
+    with ThreadPoolExecutor(callers) as pool:
+        list(pool.map(call, timings, [deadline] * callers))
+    median = statistics.median(t for mine in timings for t in mine)
+    # each caller's calls back to back: images over the longest caller's busy time
+    busy = max(sum(mine) for mine in timings)
     return {
         "batch_size": batch_size,
         "ms_per_batch": round(median * 1000, 2),
-        "images_per_s": round(batch_size / median, 2),
+        "images_per_s": round(batch_size * sum(len(m) for m in timings) / busy, 2),
+        "parallel_batches": callers,
     }
+
+
+def decode_ms(photos: list[bytes], seconds: float) -> float:
+    """Median milliseconds to turn one photo's bytes into the model's input (the service's own
+    ``preprocess``, one thread), over the photos in turn for ``seconds`` (each at least once)."""
+    from app.imaging import preprocess
+
+    timings: list[float] = []
+    deadline = time.monotonic() + seconds
+    while len(timings) < len(photos) or time.monotonic() < deadline:
+        data = photos[len(timings) % len(photos)]
+        started = time.perf_counter()
+        preprocess(data)
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings) * 1000
+
+
+def pipeline_limit(raw_images_per_s: float, decode_ms_per_image: float) -> float:
+    """Images/s of the raw engine at its best batch size plus one decode per image, one after
+    the other: what a service that only decodes and batches could reach on these cores."""
+    return 1 / (1 / raw_images_per_s + decode_ms_per_image / 1000)

@@ -26,6 +26,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_PIDS: dict[str, int] = {}  # base URL -> the server process serving it
+
+
+def pid_of(base: str) -> int:
+    """The process id of the server :func:`serving` started at ``base`` (to profile it)."""
+    return _PIDS[base]
+
+
 @contextlib.contextmanager
 def serving(store: Path, settings: dict[str, str]) -> Iterator[str]:
     """Start the server with FLOWERS_* ``settings``; yield its base URL once it is ready."""
@@ -46,10 +54,12 @@ def serving(store: Path, settings: dict[str, str]) -> Iterator[str]:
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
+    _PIDS[base] = process.pid
     try:
         _wait_ready(base, process)
         yield base
     finally:
+        _PIDS.pop(base, None)
         process.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.communicate(timeout=60)

@@ -4,10 +4,12 @@ One asyncio queue of single images (a request with 5 files contributes 5 items),
 carrying its own future.  A batch closes when it holds ``max_batch_size`` images or when
 ``max_batch_delay`` has passed since its first image was queued, whichever comes first; it
 closes at once when nothing else is queued or on its way (:meth:`Batcher.images_on_the_way`).
-The model runs in one dedicated inference thread, so the event loop keeps accepting, decoding and
-queueing while a batch computes.  If a batch fails, every waiter in it gets the error and the
-batcher carries on.  On shutdown, queued items are finished (up to a drain deadline) or failed:
-never left hanging.
+The model runs in dedicated inference threads, so the event loop keeps accepting, decoding and
+queueing while a batch computes; as many batches run at once as the engine has streams
+(``parallel``, asked before each batch: an OpenVINO engine in throughput mode runs one batch
+per stream, each on its share of the cores; other engines one at a time).  If a batch fails,
+every waiter in it gets the error and the batcher carries on.  On shutdown, queued items are
+finished (up to a drain deadline) or failed: never left hanging.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import Generic, Protocol, TypeVar
 import numpy as np
 
 logger = logging.getLogger(__name__)
+
+MAX_PARALLEL = 16  # inference threads at most, whatever an engine asks for
 
 Tag = TypeVar("Tag")
 
@@ -90,16 +94,19 @@ class Batcher(Generic[Tag]):
         max_delay_s: float,
         queue_limit: int,
         observer: BatchObserver | None = None,
+        parallel: Callable[[], int] = lambda: 1,
     ) -> None:
         self._run_batch = run_batch
+        self._parallel = parallel
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
         self.queue_limit = queue_limit
         self._observer: BatchObserver = observer or Unobserved()
         self._queue: asyncio.Queue[_Item[Tag]] = asyncio.Queue()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self._executor = ThreadPoolExecutor(MAX_PARALLEL, thread_name_prefix="inference")
         self._worker: asyncio.Task[None] | None = None
-        self._in_flight: list[_Item[Tag]] = []
+        self._running: dict[asyncio.Task[None], list[_Item[Tag]]] = {}  # batches computing
+        self._slot_free = asyncio.Event()  # set when a running batch ends
         self._idle = asyncio.Event()  # set while nothing is queued or running
         self._idle.set()
         self._on_the_way = 0  # requests whose images are still uploading or decoding
@@ -161,13 +168,23 @@ class Batcher(Generic[Tag]):
 
     async def _work(self) -> None:
         while True:
+            while len(self._running) >= max(1, min(MAX_PARALLEL, self._parallel())):
+                self._slot_free.clear()
+                await self._slot_free.wait()
             batch = await self._next_batch()
-            self._in_flight = [item for item in batch if not item.future.done()]
-            if self._in_flight:
-                await self._run(self._in_flight)
-            self._in_flight = []
-            if self._queue.empty():
+            live = [item for item in batch if not item.future.done()]
+            if live:
+                task = asyncio.get_running_loop().create_task(self._run(live))
+                self._running[task] = live
+                task.add_done_callback(self._finished)
+            elif self._queue.empty() and not self._running:
                 self._idle.set()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
+        self._slot_free.set()
+        if self._queue.empty() and not self._running:
+            self._idle.set()
 
     async def _next_batch(self) -> list[_Item[Tag]]:
         first = await self._queue.get()
@@ -218,7 +235,12 @@ class Batcher(Generic[Tag]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
         stopped = ShuttingDown("the server shut down before this image ran")
-        _fail([*self._in_flight, *self._take_ready(self.depth)], stopped)
+        running = list(self._running)
+        _fail([item for task in running for item in self._running[task]], stopped)
+        _fail(self._take_ready(self.depth), stopped)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 

@@ -36,11 +36,16 @@ class DeviceEngineLoader:
 
 def engine_loader(settings: Settings) -> DeviceEngineLoader:
     """The engines ``settings`` choose (FLOWERS_ENGINE, _MAX_BATCH_SIZE, _ENGINE_PRECISION,
-    _TTA), on this process's device: the server's and ``flowers-predict``'s alike."""
+    _ENGINE_STREAMS, _TTA), on this process's device: the server's and ``flowers-predict``'s
+    alike."""
     device = configure_devices()
     logger.info("inference device: %s (%s backend)", device.name, device.backend)
     choice = EngineChoice(
-        settings.engine, settings.max_batch_size, settings.engine_precision, settings.tta
+        settings.engine,
+        settings.max_batch_size,
+        settings.engine_precision,
+        settings.tta,
+        settings.engine_streams,
     )
     return DeviceEngineLoader(device, choice)
 
@@ -58,5 +63,6 @@ def local_backend(
         max_delay_s=settings.max_batch_delay_ms / 1000,
         queue_limit=settings.queue_limit,
         observer=batch_observer,
+        parallel=models.parallel_batches,
     )
     return LocalBackend(models, StoreFollower(models), batcher, settings.poll_interval_s)

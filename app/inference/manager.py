@@ -100,6 +100,11 @@ class ModelManager:
             raise NoModel(NOT_READY)
         return current
 
+    def parallel_batches(self) -> int:
+        """Batches the serving engine computes at once (1 while none is loaded)."""
+        loaded = self._loaded
+        return loaded.engine.parallel_batches if loaded is not None else 1
+
     def run_batch(self, images: np.ndarray) -> Scored[ServingModel]:
         """Called in the inference thread: one snapshot of the model for the whole batch."""
         loaded = self._loaded

@@ -46,6 +46,10 @@ def test_the_smoke_benchmark_writes_json_table_and_plot(tmp_path: Path) -> None:
         assert [r["batch_size"] for r in engine["raw"]] == [1, 4]
         assert [lvl["concurrency"] for lvl in engine["service"]["batching"]] == [1, 4]
         assert all(lvl["requests"] > 0 for lvl in engine["service"]["no_batching"])
+        for level in engine["service"]["batching"]:  # the limit: raw plus a decode per image
+            assert level["decode_alongside_ms"] > 0
+            raw_rate = level["raw_best_alongside_images_per_s"]
+            assert 0 < level["pipeline_limit_images_per_s"] < raw_rate
         assert "p50_c1_minus_raw_batch1_ms" in engine["ratios"]
         assert engine["ratios"]["errors_within_queue_bound"] == 0
         compared = engine["protocols"]  # /predict beside the Open Inference Protocol

@@ -33,6 +33,7 @@ class FakeEngine:
     name = "fake"
     precision = "f32"
     batch_sizes = (1, 2, 4)
+    parallel_batches = 1
 
     def __init__(self, version: int, classes: list[str]) -> None:
         self.version = version

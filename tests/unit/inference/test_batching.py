@@ -145,6 +145,54 @@ def test_the_model_runs_in_the_inference_thread_not_the_event_loop() -> None:
     asyncio.run(scenario())
 
 
+class Overlaps(FakeModel):
+    """A FakeModel that records how many of its calls ran at once."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(delay_s)
+        self.now = self.most = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, images: np.ndarray) -> Scored[str]:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            return super().__call__(images)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+@pytest.mark.parametrize("parallel", [1, 2, 3])
+def test_as_many_batches_run_at_once_as_the_engine_has_streams(parallel: int) -> None:
+    async def scenario() -> None:
+        model = Overlaps(delay_s=0.05)
+        batcher = await _with_batcher(model, max_batch_size=2, max_delay_s=0)
+        batcher._parallel = lambda: parallel  # as ModelManager.parallel_batches answers
+        results = await asyncio.gather(*(batcher.predict([_image(i)], 5) for i in range(24)))
+        await batcher.stop(1)
+        assert [r[0].probabilities[0] for r in results] == list(range(24))
+        assert model.most == parallel
+        assert len(model.threads) >= parallel
+
+    asyncio.run(scenario())
+
+
+def test_stop_fails_every_batch_still_computing() -> None:
+    async def scenario() -> None:
+        model = Overlaps(delay_s=0.5)
+        batcher = await _with_batcher(model, max_batch_size=1, max_delay_s=0)
+        batcher._parallel = lambda: 2
+        waiting = [asyncio.ensure_future(batcher.predict([_image(i)], 5)) for i in range(4)]
+        await asyncio.sleep(0.1)  # two batches computing, two images queued
+        await batcher.stop(0)
+        outcomes = await asyncio.gather(*waiting, return_exceptions=True)
+        assert all(isinstance(outcome, ShuttingDown) for outcome in outcomes), outcomes
+
+    asyncio.run(scenario())
+
+
 def test_a_failed_batch_reaches_every_waiter_and_the_batcher_goes_on() -> None:
     async def scenario() -> None:
         model = FakeModel(fail=True)

@@ -86,6 +86,29 @@ def test_openvino_engine_agrees_with_keras_within_its_precision_tolerance(
     assert_within_tolerance(served, expected, openvino_engine.precision)
 
 
+def test_streams_run_batches_side_by_side_with_the_same_answers(
+    versions: tuple[ModelStore, int, int],
+) -> None:
+    """FLOWERS_ENGINE_STREAMS: 1 is OpenVINO's latency mode (one batch at a time); 0 its
+    throughput mode, as many batches at once as it has streams, each caller its own request."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store, _, with_ir = versions
+    version = store.get(with_ir)
+    latency = engines.OpenVinoEngine.for_version(version, 8, "f32", streams=1)
+    throughput = engines.OpenVinoEngine.for_version(version, 8, "f32", streams=0)
+    two = engines.OpenVinoEngine.for_version(version, 8, "f32", streams=2)
+    assert latency.parallel_batches == 1
+    assert throughput.parallel_batches >= 1 and two.parallel_batches == 2
+    assert engines.FlipAveraged(two).parallel_batches == 2
+    images = _images(7)
+    expected = latency.predict(images)
+    with ThreadPoolExecutor(4) as pool:  # callers at once, as the batcher's threads call it
+        answers = list(pool.map(lambda _: two.predict(images), range(8)))
+    for answer in answers:
+        np.testing.assert_allclose(answer, expected, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("capabilities", "requested", "chosen"),
     [
@@ -155,6 +178,7 @@ class _LeftHalf:
     """An engine that looks at a photo's left half only: its mirror gets another answer."""
 
     name, precision, version, classes, batch_sizes = "fake", "f32", 1, ["dark", "bright"], (8,)
+    parallel_batches = 1
 
     def __init__(self) -> None:
         self.calls: list[int] = []
