@@ -335,7 +335,7 @@ class EngineChoice:
     max_batch_size: int = 16
     precision: Precision = "auto"
     tta: TestTimeAugmentation = "off"
-    streams: int = 1  # OpenVINO: 1 = latency mode; 0 = throughput mode, OpenVINO's streams
+    streams: int = 1  # OpenVINO: 1 = latency mode; 0 = throughput mode, its own streams; n
 
 
 class FlipAveraged:
