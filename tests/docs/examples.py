@@ -26,10 +26,11 @@ _VARYING = (
     (re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT"), "<date>"),
     (re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(\+00:00|Z)?"), "<time>"),
     (re.compile(r"\b[0-9a-f]{12,64}\b"), "<hex>"),
+    # the arithmetic the CPU serves in (int8 with VNNI or AMX and a kept INT8 IR): before <n>
+    (re.compile(r"\b(f32|bf16|f16|int8)\b"), "<precision>"),
     (re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?"), "<n>"),
     (re.compile(rf"\b({'|'.join(CLASSES)})\b"), "<class>"),
     (re.compile(r"\b(openvino|tensorflow|jax)\b"), "<engine>"),
-    (re.compile(r"\b(f32|bf16|f16)\b"), "<precision>"),
 )
 
 
