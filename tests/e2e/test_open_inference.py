@@ -67,6 +67,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, flowers_dev: Path) -> Itera
         "FLOWERS_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
         "FLOWERS_MAX_FILES_PER_REQUEST": str(MAX_FILES),
         "FLOWERS_MAX_BATCH_SIZE": "4",
+        # two batches in flight (OpenVINO's throughput mode): the hot swaps under load below
+        # run with both protocols' batches side by side (test_server.py runs the default, 1)
+        "FLOWERS_ENGINE_STREAMS": "2",
         "FLOWERS_POLL_INTERVAL_S": "0",
         "FLOWERS_LOG_LEVEL": "warning",
     }

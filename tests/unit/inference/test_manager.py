@@ -134,3 +134,20 @@ def test_a_version_that_vanished_while_it_loaded_is_never_swapped_in(tmp_path: P
         asyncio.run(manager.switch_to(2))
     assert manager.ready_model().number == 1
     assert manager.store.holds.held() == {1}
+
+
+def test_the_batches_run_at_once_follow_the_serving_engine(tmp_path: Path) -> None:
+    """The batcher asks before each batch: a swapped-in engine's streams apply at once."""
+
+    class StreamsLoader(FakeLoader):
+        def load(self, version: Version) -> FakeEngine:
+            engine = super().load(version)
+            engine.parallel_batches = version.number  # version n: n streams
+            return engine
+
+    manager = ModelManager(_store(tmp_path), StreamsLoader())
+    assert manager.parallel_batches() == 1  # nothing loaded: one at a time
+    asyncio.run(manager.switch_to(2))
+    assert manager.parallel_batches() == 2
+    asyncio.run(manager.switch_to(1))
+    assert manager.parallel_batches() == 1
