@@ -56,12 +56,15 @@ class Tab:
         return self.page.goto(self.base + path)
 
     def open_classify_page(self) -> None:
-        """Open / and wait until it takes photos: its picker stays disabled until the page's first
-        /model answer, and a file set on a disabled picker is never sent (tests raced that)."""
+        """Open / and wait until it takes photos: the page accepts none until its first /model
+        answer names the model (the picker is disabled until then, and a file set on it is not
+        sent; tests raced that). The model line is written with the page's ready state."""
         from playwright.sync_api import expect
 
         self.goto("/")
-        expect(self.page.locator("#pick")).to_be_enabled(timeout=60_000)
+        line = self.page.locator("#model-line")
+        expect(line).to_contain_text("Model version", timeout=60_000)
+        expect(self.page.locator("#pick")).to_be_enabled()
 
 
 @pytest.fixture(scope="session")

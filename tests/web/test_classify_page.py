@@ -150,7 +150,7 @@ def test_the_file_picker_is_reachable_and_usable_by_keyboard(tab: Tab, flowers_d
     # A listener turns Playwright's file-chooser interception on before any key is pressed (it is
     # switched on asynchronously; a chooser opened meanwhile would be missed).
     tab.page.on("filechooser", lambda chooser: None)
-    tab.goto("/")
+    tab.open_classify_page()  # the picker is disabled (not focusable) until a model is known
     for _ in range(10):
         tab.page.keyboard.press("Tab")
         if tab.page.evaluate("document.activeElement.id") == "pick":
