@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,13 +38,29 @@ def _post(base: str, index: int) -> int | str:
         return type(error).__name__
 
 
+def _wait_until_predicting(base: str, deadline_s: float = 60) -> None:
+    """Return once the server has classified a photo: requests are then accepted and in flight.
+
+    A fixed sleep raced the clients on a loaded machine (CI sent the signal before any of the 64
+    clients had connected, so all 64 were refused and the test proved nothing)."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        metrics = httpx.get(f"{base}/metrics", timeout=10).text
+        found = re.search(r"^flowers_images_predicted_total (\S+)$", metrics, re.MULTILINE)
+        assert found, metrics[-2000:]
+        if float(found.group(1)) >= 1:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no photo classified within {deadline_s}s")
+
+
 def test_sigterm_finishes_accepted_requests_then_exits_zero(tmp_path: Path) -> None:
     env = _env(tmp_path, FLOWERS_MAX_BATCH_SIZE="1", FLOWERS_ENGINE="tensorflow")
     with running_server(env, capture=True, stop=False) as server:
         process, base = server.process, server.base
         with ThreadPoolExecutor(max_workers=32) as pool:
             futures = [pool.submit(_post, base, i) for i in range(64)]
-            time.sleep(0.3)
+            _wait_until_predicting(base)
             process.send_signal(signal.SIGTERM)
             outcomes = [future.result() for future in futures]
         stderr, _ = process.communicate(timeout=60)
