@@ -122,7 +122,8 @@ def _compute_views(
     results: list[dict[int, np.ndarray]] = []
     for view in views:
         empty = np.zeros((0, *view.cache.shape), view.cache.dtype)
-        batch = view.extract(images) if loaded else empty
+        # in the cache's type: a cold run hands on exactly what a warm run reads back
+        batch = view.extract(images).astype(view.cache.dtype, copy=False) if loaded else empty
         for index, vector in zip(loaded, batch, strict=True):
             view.cache.put(dataset.samples[index].digest, vector)
         results.append(dict(zip(loaded, batch, strict=True)))

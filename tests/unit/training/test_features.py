@@ -95,3 +95,18 @@ def test_progress_reaches_the_total(tiny_dataset: Path, tmp_path: Path) -> None:
     )
     assert calls[0] == (0, 16)
     assert calls[-1] == (16, 16)
+
+
+def test_a_cold_run_gives_what_a_warm_run_reads_from_a_float16_cache(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    # conv4's activations are cached in float16: a cold run used to hand the float32 maps it had
+    # just computed to fine-tuning, a warm run the float16 ones it read back, so the same run's
+    # accuracy depended on the cache's state (and the cold run held twice the memory).
+    cache = FeatureCache(tmp_path / "cache", "b1", dim=6, name="activations", dtype="float16")
+    extractor = CountingExtractor()
+    cold, kept, computed = featurize(dataset.scan(tiny_dataset), extractor, cache)
+    warm, kept_again, computed_again = featurize(dataset.scan(tiny_dataset), extractor, cache)
+    assert computed == 16 and computed_again == 0 and kept == kept_again
+    assert cold.dtype == warm.dtype == np.float16
+    assert np.array_equal(cold, warm)
