@@ -19,7 +19,7 @@ from app.store.versions import ModelStore
 from bench.server import free_port
 from tests.support import imagefactory as make
 from tests.support.modelfactory import publish_tiny
-from tests.support.servers import Server, running_server
+from tests.support.servers import Server, metric_value, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -108,10 +108,7 @@ def test_a_message_that_cannot_be_read_is_invalid_argument_and_counted(
 
 def _count(metrics: str, method: str, status: str) -> float:
     series = f'method="GRPC",route="{SERVICE}/{method}",status="{status}"'
-    for line in metrics.splitlines():
-        if line.startswith(f"flowers_http_requests_total{{{series}}}"):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return metric_value(metrics, f"flowers_http_requests_total{{{series}}}")
 
 
 def _many_inputs() -> triton_pb.ModelInferRequest:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +14,7 @@ import pytest
 from app.store.versions import ModelStore
 from tests.support import imagefactory as make
 from tests.support.modelfactory import publish_tiny
-from tests.support.servers import running_server
+from tests.support.servers import metric_value, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -46,9 +45,7 @@ def _wait_until_predicting(base: str, deadline_s: float = 60) -> None:
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         metrics = httpx.get(f"{base}/metrics", timeout=10).text
-        found = re.search(r"^flowers_images_predicted_total (\S+)$", metrics, re.MULTILINE)
-        assert found, metrics[-2000:]
-        if float(found.group(1)) >= 1:
+        if metric_value(metrics, "flowers_images_predicted_total") >= 1:
             return
         time.sleep(0.02)
     raise AssertionError(f"no photo classified within {deadline_s}s")

@@ -80,3 +80,13 @@ def wait_ready(server: Server, timeout_s: float = 180, probe: str = "/health/rea
                 return
         time.sleep(0.2)
     raise TimeoutError("the server never became ready")
+
+
+def metric_value(metrics: str, series: str) -> float:
+    """One series' value in Prometheus text (``name`` or ``name{labels}`` as the server writes
+    it); 0 when the series is absent (a labelled counter appears on its first increment)."""
+    for line in metrics.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == series:
+            return float(value)
+    return 0.0
