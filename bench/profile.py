@@ -1,10 +1,14 @@
-"""``python -m bench.profile``: where the service's time goes under load, by py-spy.
+"""``python -m bench.profile``: where the service's time goes under load, by py-spy and by the
+kernel's CPU counters.
 
 Starts the real server (``python -m app.serve``) on the store's active version, puts
 ``--concurrency`` closed-loop clients of one photo each on ``/predict``, and samples the server
 with py-spy meanwhile (``py-spy record --format raw``, every thread, idle excluded). Prints the
 throughput and the top frames: by their own time (the leaf frame: where the CPU was) and by their
-inclusive time within the app's own code; writes the collapsed stacks for a flame graph.
+inclusive time within the app's own code; writes the collapsed stacks for a flame graph. Then
+where the cores went (``bench.cpu``): the CPU each thread group of the server really ran, the
+load generator's, and the idle; and how busy the engine was (its batches' wall time). With
+``--no-sampling`` only the latter, without py-spy's own cost on the same cores.
 
 py-spy reads the server's memory (ptrace): run it as root or with CAP_SYS_PTRACE.
 """
@@ -21,7 +25,7 @@ import threading
 from pathlib import Path
 
 from app.options import HelpFormatter
-from bench import load, server
+from bench import cpu, load, server
 
 _LINE = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*)\)$")
@@ -46,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds sampled under load")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=15, help="frames listed in each table")
+    parser.add_argument(
+        "--no-sampling",
+        action="store_true",
+        help="no py-spy record: only where the cores went (py-spy's sampling takes CPU too)",
+    )
     parser.add_argument(
         "--out", type=Path, default=Path("profile.txt"), help="collapsed stacks written here"
     )
@@ -75,16 +84,40 @@ def main(argv: list[str] | None = None) -> int:
         sampler = threading.Thread(
             target=subprocess.run, args=(record,), kwargs={"capture_output": True}
         )
-        sampler.start()
+        if not args.no_sampling:
+            sampler.start()
+        engine_before, before = server.engine_counters(base), cpu.snapshot(pid)
         result = asyncio.run(load.run(base, bodies, args.concurrency, 1, args.seconds + 1))
-        sampler.join()
+        after, engine_after = cpu.snapshot(pid), server.engine_counters(base)
+        dumped = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True)
+        if not args.no_sampling:
+            sampler.join()
     print(
         f"{args.engine} at c={args.concurrency}: {result.images_per_s:.1f} img/s, p50 "
         f"{result.percentile(50):.0f} ms, errors {result.errors or 0}"
     )
-    print(report(args.out.read_text(), args.top))
-    print(f"collapsed stacks: {args.out}")
+    if not args.no_sampling:
+        print(report(args.out.read_text(), args.top))
+        print(f"collapsed stacks: {args.out}")
+    print()
+    print(cpu.split(before, after, result.seconds, result.images, cpu.thread_names(dumped.stdout)))
+    print(engine_busy(engine_before, engine_after, result.seconds))
     return 0
+
+
+def engine_busy(
+    before: tuple[float, float, float], after: tuple[float, float, float], seconds: float
+) -> str:
+    """How long the engine's batches ran (wall time, all streams together), their count and
+    mean size, from the server's counters (``server.engine_counters``)."""
+    images, calls, busy = (b - a for a, b in zip(before, after, strict=True))
+    if not calls:
+        return "the engine ran no batch"
+    return (
+        f"engine: batches ran {busy:.2f} s of {seconds:.1f} ({busy / seconds:.0%}, all streams "
+        f"together); {calls:.0f} batches of {images / calls:.2f} images, "
+        f"{1000 * busy / calls:.1f} ms each"
+    )
 
 
 def report(collapsed: str, top: int) -> str:

@@ -124,6 +124,14 @@ def batch_counters(base: str) -> tuple[float, float]:
     return (float(total.group(1)) if total else 0.0, float(count.group(1)) if count else 0.0)
 
 
+def engine_counters(base: str) -> tuple[float, float, float]:
+    """(images batched, model calls, seconds the calls ran) so far, from the server's
+    Prometheus histograms."""
+    text = _get(f"{base}/metrics")[1]
+    seconds = re.search(r"^flowers_inference_seconds_sum ([0-9.e+]+)$", text, re.M)
+    return (*batch_counters(base), float(seconds.group(1)) if seconds else 0.0)
+
+
 def cluster_batch_counters(base: str) -> tuple[float, float]:
     """(images batched, model calls) so far by the cluster's Model replicas (their reports)."""
     time.sleep(1.2)  # every replica reports once a second

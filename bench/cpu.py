@@ -1,0 +1,102 @@
+"""Where the cores go: CPU seconds by thread of a process, of the machine and of this process.
+
+py-spy's samples count a thread that waits for a core as busy; the kernel's counters do not.
+Reading ``/proc`` before and after a load shows what each thread of the server really ran
+(the engine's own threads, the decode pool, the event loop), what the load generator took from
+the same cores, and what stayed idle. Linux only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+# py-spy dump's thread lines: 'Thread 12345 (active): "decode_0"' (the native id, its name)
+_DUMPED = re.compile(r'^Thread (?P<tid>\d+) \([^)]*\): "(?P<name>[^"]*)"', re.M)
+ENGINE_THREADS = "native (the engine's own)"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    threads: dict[int, float]  # thread id -> CPU seconds so far
+    machine: dict[str, float]  # /proc/stat's first line: user, system, idle, steal... (seconds)
+    own: float  # this process's CPU seconds (the load generator's)
+
+
+def snapshot(pid: int) -> Snapshot:
+    return Snapshot(thread_seconds(pid), machine_seconds(), own_seconds())
+
+
+def thread_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each live thread of ``pid`` (a thread that ended between
+    two snapshots is missing from the later one: pools' threads live as long as the server)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # the name, in parentheses, may hold spaces
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / _TICK
+    return out
+
+
+def machine_seconds() -> dict[str, float]:
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    values = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    return {name: int(value) / _TICK for name, value in zip(names, values, strict=False)}
+
+
+def own_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def thread_names(py_spy_dump: str) -> dict[int, str]:
+    """Python thread names by native thread id, from ``py-spy dump --pid``'s output."""
+    return {int(m["tid"]): m["name"] for m in _DUMPED.finditer(py_spy_dump)}
+
+
+def group(name: str) -> str:
+    """A pool's threads as one line: ``decode_0`` and ``decode_1`` are ``decode``."""
+    return re.sub(r"_\d+$", "", name)
+
+
+def split(
+    before: Snapshot, after: Snapshot, seconds: float, images: int, names: dict[int, str]
+) -> str:
+    """A table of where the cores went between two snapshots: each thread group of the server
+    (threads py-spy does not name are the engine's own, e.g. OpenVINO's streams), the load
+    generator, and what the machine left idle; in CPU seconds, ms per image and cores."""
+    by_group: Counter[str] = Counter()
+    for tid, spent in after.threads.items():
+        by_group[group(names.get(tid, ENGINE_THREADS))] += spent - before.threads.get(tid, 0.0)
+    server = sum(by_group.values())
+    machine = {k: after.machine[k] - before.machine.get(k, 0.0) for k in after.machine}
+    rows = [(f"server: {name}", spent) for name, spent in by_group.most_common() if spent > 0]
+    busy = sum(machine.get(k, 0.0) for k in ("user", "nice", "system", "irq", "softirq"))
+    generator = after.own - before.own
+    rows += [
+        ("server, all threads", server),
+        ("load generator (this process)", generator),
+        ("anything else (py-spy, other processes)", max(busy - server - generator, 0.0)),
+        ("idle (the machine)", machine.get("idle", 0.0) + machine.get("iowait", 0.0)),
+        ("stolen by the hypervisor", machine.get("steal", 0.0)),
+    ]
+    per_image = lambda spent: f"{1000 * spent / images:.2f}" if images else "-"  # noqa: E731
+    lines = [
+        f"{images} images in {seconds:.1f} s on {os.cpu_count()} cores",
+        "",
+        "| where the cores went | CPU s | ms per image | cores |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {name} | {spent:.2f} | {per_image(spent)} | {spent / seconds:.2f} |"
+        for name, spent in rows
+    ]
+    return "\n".join(lines)
