@@ -118,18 +118,22 @@ def cluster_serving(
 
 def batch_counters(base: str) -> tuple[float, float]:
     """(images batched, model calls) so far, from the server's Prometheus histogram."""
-    text = _get(f"{base}/metrics")[1]
-    total = re.search(r"^flowers_batch_size_sum ([0-9.e+]+)$", text, re.M)
-    count = re.search(r"^flowers_batch_size_count ([0-9.e+]+)$", text, re.M)
-    return (float(total.group(1)) if total else 0.0, float(count.group(1)) if count else 0.0)
+    return engine_counters(base)[:2]
 
 
 def engine_counters(base: str) -> tuple[float, float, float]:
-    """(images batched, model calls, seconds the calls ran) so far, from the server's
-    Prometheus histograms."""
+    """(images batched, model calls, seconds the calls ran) so far, from one scrape of the
+    server's Prometheus histograms."""
     text = _get(f"{base}/metrics")[1]
-    seconds = re.search(r"^flowers_inference_seconds_sum ([0-9.e+]+)$", text, re.M)
-    return (*batch_counters(base), float(seconds.group(1)) if seconds else 0.0)
+    names = ("flowers_batch_size_sum", "flowers_batch_size_count", "flowers_inference_seconds_sum")
+    images, calls, seconds = (_series(text, name) for name in names)
+    return images, calls, seconds
+
+
+def _series(text: str, name: str) -> float:
+    """One unlabelled series' value in Prometheus text; 0 when absent."""
+    found = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
 
 
 def cluster_batch_counters(base: str) -> tuple[float, float]:
