@@ -90,48 +90,60 @@ def featurize_views(
 ) -> tuple[list[np.ndarray], list[int], int]:
     """Every view's features for every loadable sample: (one (N, dim) array per view, kept
     indices, how many samples were computed).  A sample missing from any view's cache is decoded
-    once and computed for every view; unreadable images are skipped (``dataset.skipped``)."""
-    found: list[dict[int, np.ndarray]] = [{} for _ in views]
+    once and computed for every view; unreadable images are skipped (``dataset.skipped``).
+
+    Each view's array is allocated once and filled in place: activation maps run to gigabytes,
+    and stacking them from per-image arrays would hold them twice."""
+    total = len(dataset.samples)
+    arrays = [np.empty((total, *view.cache.shape), view.cache.dtype) for view in views]
+    present = np.zeros(total, bool)
     missing: list[int] = []
     for index, sample in enumerate(dataset.samples):
         vectors = [view.cache.get(sample.digest) for view in views]
         if any(vector is None for vector in vectors):
             missing.append(index)
             continue
-        for store, vector in zip(found, vectors, strict=True):
-            store[index] = vector  # type: ignore[assignment]
-    total, done = len(dataset.samples), len(dataset.samples) - len(missing)
+        for array, vector in zip(arrays, vectors, strict=True):
+            array[index] = vector
+        present[index] = True
+    done = total - len(missing)
     if on_progress is not None:
         on_progress(done, total)
     for start in range(0, len(missing), batch_size):
         chunk = missing[start : start + batch_size]
-        for store, computed in zip(found, _compute_views(dataset, chunk, views), strict=True):
-            store.update(computed)
+        present[_compute_views(dataset, chunk, views, arrays)] = True
         done += len(chunk)
         if on_progress is not None:
             on_progress(done, total)
-    kept = sorted(found[0])
-    arrays = [_stacked(store, kept, view.cache) for store, view in zip(found, views, strict=True)]
-    return arrays, kept, sum(1 for index in missing if index in found[0])
+    kept = np.flatnonzero(present).tolist()
+    computed = int(present[missing].sum()) if missing else 0
+    return [_compacted(array, kept) for array in arrays], kept, computed
 
 
 def _compute_views(
-    dataset: Dataset, chunk: Sequence[int], views: Sequence[View]
-) -> list[dict[int, np.ndarray]]:
+    dataset: Dataset, chunk: Sequence[int], views: Sequence[View], arrays: Sequence[np.ndarray]
+) -> list[int]:
+    """Decode ``chunk`` once, compute and cache every view of it, write the rows of ``arrays``;
+    the indices that could be decoded."""
     images, loaded = load_images(dataset, chunk)
-    results: list[dict[int, np.ndarray]] = []
-    for view in views:
-        empty = np.zeros((0, *view.cache.shape), view.cache.dtype)
+    if not loaded:
+        return []
+    for view, array in zip(views, arrays, strict=True):
         # in the cache's type: a cold run hands on exactly what a warm run reads back
-        batch = view.extract(images).astype(view.cache.dtype, copy=False) if loaded else empty
+        batch = view.extract(images).astype(view.cache.dtype, copy=False)
         for index, vector in zip(loaded, batch, strict=True):
             view.cache.put(dataset.samples[index].digest, vector)
-        results.append(dict(zip(loaded, batch, strict=True)))
-    return results
+        array[loaded] = batch
+    return list(loaded)
 
 
-def _stacked(store: dict[int, np.ndarray], kept: list[int], cache: FeatureCache) -> np.ndarray:
-    return np.stack([store[i] for i in kept]) if kept else np.zeros((0, *cache.shape), cache.dtype)
+def _compacted(array: np.ndarray, kept: list[int]) -> np.ndarray:
+    """The rows of ``kept`` (ascending), moved to the front in place: no second copy."""
+    if len(kept) == len(array):
+        return array
+    for position, index in enumerate(kept):
+        array[position] = array[index]
+    return array[: len(kept)]
 
 
 def featurize(

@@ -124,12 +124,16 @@ def _fit_mlp(
     return MlpFit(model, history)
 
 
-def predict_in_batches(model: Any, inputs: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """The model called on ``inputs`` batch by batch (model.predict would build a new traced
-    function for every model, and folds make many)."""
+def predict_in_batches(
+    model: Any, inputs: np.ndarray, rows: np.ndarray | None = None, batch_size: int = 64
+) -> np.ndarray:
+    """The model called on ``inputs`` (or on the rows of them that ``rows`` lists) batch by batch:
+    model.predict would build a new traced function for every model, and folds make many; and
+    the rows are read a batch at a time, never copied all at once."""
+    chosen = np.arange(len(inputs)) if rows is None else rows
     parts = [
-        np.asarray(model(inputs[start : start + batch_size], training=False), dtype=np.float32)
-        for start in range(0, len(inputs), batch_size)
+        np.asarray(model(inputs[chosen[start : start + batch_size]], training=False), np.float32)
+        for start in range(0, len(chosen), batch_size)
     ]
     return np.concatenate(parts) if parts else np.zeros((0, model.output_shape[-1]), np.float32)
 

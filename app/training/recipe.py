@@ -43,7 +43,7 @@ class RecipeFitter:
             return head.predict(self.views[0][test])
         tuner = FineTuner(self.backbone, self.features, head.graph())
         tuner.fit(self.options, self.activations, self.labels, train)
-        predicted = tuner.predict(self.activations[0][test])
+        predicted = tuner.predict(self.activations[0], test)
         tuner.restore()
         return predicted
 

@@ -110,3 +110,19 @@ def test_a_cold_run_gives_what_a_warm_run_reads_from_a_float16_cache(
     assert computed == 16 and computed_again == 0 and kept == kept_again
     assert cold.dtype == warm.dtype == np.float16
     assert np.array_equal(cold, warm)
+
+
+def test_the_rows_match_the_kept_images_around_an_unreadable_one(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    # the arrays are filled in place and compacted over the skipped rows: row i is kept[i]'s
+    (tiny_dataset / "dogs" / "0_bad.jpg").write_bytes(b"\xff\xd8\xff garbage")  # sorts first
+    data = dataset.scan(tiny_dataset)
+    cold, kept, _ = featurize(data, CountingExtractor(), _cache(tmp_path), batch_size=3)
+    warm, kept_again, computed = featurize(
+        dataset.scan(tiny_dataset), CountingExtractor(), _cache(tmp_path)
+    )
+    assert len(kept) == 16 and kept == kept_again and computed == 0
+    images, _ = dataset.load_images(data, kept)
+    assert np.allclose(cold, CountingExtractor()(images))
+    assert np.array_equal(cold, warm)

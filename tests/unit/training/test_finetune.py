@@ -11,7 +11,12 @@ from app import imaging
 from app.ml import network as models
 from app.options import TrainOptions
 from app.training import dataset
-from app.training.finetune import FineTuneError, activation_cache, check_taps
+from app.training.finetune import (
+    ActivationBatches,
+    FineTuneError,
+    activation_cache,
+    check_taps,
+)
 from app.training.pipeline import TrainConfig, train
 from app.training.progress import Reporter
 from tests.conftest import write_class_folders
@@ -57,6 +62,43 @@ def test_feature_sets_tapping_before_conv4_cannot_be_fine_tuned_from_it() -> Non
     check_taps(models.FeatureSet((("conv4_block6_out", "gem"), ("conv5_block3_out", "avg"))))
     with pytest.raises(FineTuneError, match="conv3_block4_out"):
         check_taps(models.FeatureSet((("conv3_block4_out", "avg"), ("conv5_block3_out", "avg"))))
+
+
+def _epoch(batches: ActivationBatches) -> tuple[np.ndarray, np.ndarray]:
+    parts = [batches[index] for index in range(len(batches))]
+    return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
+
+
+def test_fine_tuning_batches_hold_every_view_of_the_training_rows_once_an_epoch() -> None:
+    random = np.random.default_rng(3)
+    views = [random.normal(size=(10, 2, 2, 3)).astype(np.float16) for _ in range(2)]
+    labels = np.arange(10) % 3
+    rows = np.zeros(10, bool)
+    rows[[0, 2, 3, 7, 9]] = True
+    batches = ActivationBatches(views, labels, rows, batch_size=4, seed=5)
+    assert len(batches) == 3  # 10 examples (5 photos, 2 views) in batches of 4
+    inputs, targets = _epoch(batches)
+    assert inputs.dtype == np.float32
+    assert [len(batches[index][0]) for index in range(3)] == [4, 4, 2]
+    expected = [views[v][r].astype(np.float32) for v in range(2) for r in np.flatnonzero(rows)]
+    seen = sorted(map(bytes, inputs))
+    assert seen == sorted(map(bytes, expected))  # each (view, photo) exactly once, nothing else
+    for x, y in zip(inputs, targets, strict=True):  # each with its photo's label
+        photo = next(r for v in range(2) for r in range(10) if np.array_equal(views[v][r], x))
+        assert y == labels[photo]
+
+
+def test_fine_tuning_batches_are_reshuffled_each_epoch_from_the_seed() -> None:
+    views = [np.arange(40, dtype=np.float16).reshape(20, 2)]
+    labels, rows = np.zeros(20, int), np.ones(20, bool)
+    first, again = (ActivationBatches(views, labels, rows, 8, seed=1) for _ in range(2))
+    order = _epoch(first)[0][:, 0]
+    assert np.array_equal(order, _epoch(again)[0][:, 0])  # the same seed, the same order
+    assert not np.array_equal(order, np.sort(order))  # shuffled
+    first.on_epoch_end()
+    assert not np.array_equal(_epoch(first)[0][:, 0], order)  # and again for the next epoch
+    other = _epoch(ActivationBatches(views, labels, rows, 8, seed=2))[0][:, 0]
+    assert not np.array_equal(other, order)
 
 
 @pytest.mark.slow
