@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,14 +55,15 @@ class Settings(BaseSettings):
         "f32), f32 (matches Keras to 1e-5), bf16 (faster where supported; same classes, "
         "probabilities within 0.05), or int8 (the version's INT8 IR; an error without one).",
     )
-    engine_streams: int = Field(
+    engine_streams: Annotated[int, Field(ge=0, le=16)] | Literal["auto"] = Field(
         1,
-        ge=0,
-        le=16,
         description="OpenVINO's streams: batches computed at once, each on its share of the "
         "cores. 1: its latency mode, one batch at a time on every core; 0: its throughput mode "
-        "with the streams it picks for this CPU (2 on 2 cores); n: n streams. On 2 cores, INT8, "
-        "0 served 8% more images/s at 16 clients and 28% fewer at 1 client (docs/benchmarks.md).",
+        "with the streams it picks for this CPU (2 on 2 cores); n: n streams; auto: both (the IR "
+        "compiled twice), a batch that runs alone on every core, batches that overlap one stream "
+        "each. On 2 cores, INT8, with FLOWERS_MAX_BATCH_SIZE=4: auto served 13-18% more images/s "
+        "than 1 at 16 clients and up to 2% fewer at 1 client, where 0 served a third fewer "
+        "(docs/benchmarks.md).",
     )
     max_batch_size: int = Field(16, ge=1, le=256, description="Largest batch the batcher forms.")
     max_batch_delay_ms: float = Field(
@@ -180,6 +181,17 @@ class Settings(BaseSettings):
     def _empty_port_is_off(cls, port: object) -> object:
         # The container image sets a port; FLOWERS_GRPC_PORT= (empty) turns gRPC off again.
         return None if isinstance(port, str) and not port.strip() else port
+
+    @field_validator("engine_streams", mode="before")
+    @classmethod
+    def _streams_are_auto_or_a_count(cls, streams: object) -> object:
+        # a union's first error would say "a valid integer" and hide auto
+        if isinstance(streams, str):
+            streams = streams.strip()
+            if streams != "auto" and not streams.isdigit():
+                raise ValueError(f"auto or a number of streams from 0 to 16, not {streams!r}")
+            return streams if streams == "auto" else int(streams)
+        return streams
 
     @field_validator("admin_token")
     @classmethod

@@ -6,8 +6,9 @@ carrying its own future.  A batch closes when it holds ``max_batch_size`` images
 closes at once when nothing else is queued or on its way (:meth:`Batcher.images_on_the_way`).
 The model runs in dedicated inference threads, so the event loop keeps accepting, decoding and
 queueing while a batch computes; as many batches run at once as the engine has streams
-(``parallel``, asked before each batch: an OpenVINO engine in throughput mode runs one batch
-per stream, each on its share of the cores; other engines one at a time).  If a batch fails,
+(``parallel``, asked before each batch: an OpenVINO engine with streams runs one batch per
+stream, each on its share of the cores, and with FLOWERS_ENGINE_STREAMS=auto a batch that runs
+alone on every core; other engines one at a time).  If a batch fails,
 every waiter in it gets the error and the batcher carries on.  On shutdown, queued items are
 finished (up to a drain deadline) or failed: never left hanging.
 """

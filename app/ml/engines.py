@@ -12,8 +12,10 @@ output, so only those shapes ever run; ``warm_up`` runs every size once at load 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
@@ -35,6 +37,10 @@ Precision = Literal["auto", "f32", "bf16", "int8"]
 # /proc/cpuinfo flags of INT8 dot-product instructions: without them INT8 is no faster.
 FAST_INT8_FLAGS: Final = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 TestTimeAugmentation = Literal["off", "flip"]
+# OpenVINO's streams: auto runs a batch alone in latency mode (every core on it) and batches that
+# overlap in throughput mode (one per stream); 1 is latency mode only, 0 throughput mode with the
+# streams OpenVINO picks for this CPU, n that many streams.
+Streams = int | Literal["auto"]
 
 
 @dataclass(frozen=True)
@@ -188,13 +194,22 @@ class OpenVinoEngine(_PaddedEngine):
         max_batch_size: int,
         precision: Precision = "auto",
         threads: int | None = None,
-        streams: int = 1,
+        streams: Streams = 1,
     ) -> None:
         super().__init__(number, classes, max_batch_size)
-        self.precision, self._compiled = compile_openvino(xml, precision, threads, streams)
-        # one infer request per calling thread (thread-local): as many as there are streams
-        self.parallel_batches = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        adaptive = streams == "auto"
+        self.precision, self._compiled = compile_openvino(
+            xml, precision, threads, 1 if adaptive else int(streams)
+        )
+        # auto: the same IR compiled a second time in throughput mode, for overlapping batches
+        self._overlapping = compile_openvino(xml, precision, threads, 0)[1] if adaptive else None
+        # one infer request per calling thread and compiled model (thread-local)
+        widest = self._overlapping or self._compiled
+        self.parallel_batches = int(widest.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self._local = threading.local()
+        self._lock = threading.Lock()
+        self._running = 0  # batches computing now
+        self.batches = {"alone": 0, "overlapping": 0}  # where auto ran them (both: latency/streams)
 
     @classmethod
     def for_version(
@@ -202,7 +217,7 @@ class OpenVinoEngine(_PaddedEngine):
         version: Version,
         max_batch_size: int,
         precision: Precision = "auto",
-        streams: int = 1,
+        streams: Streams = 1,
     ) -> OpenVinoEngine:
         """The version's IR at ``precision``: its INT8 IR for int8 (and for auto where
         :func:`int8_choice` says so), falling back to the float IR with a warning when the INT8
@@ -228,10 +243,38 @@ class OpenVinoEngine(_PaddedEngine):
         return cls(xml, *args, precision, streams=streams)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        request = getattr(self._local, "request", None)
+        with self.compiled_for_a_batch() as compiled:
+            return self._infer(compiled, batch)
+
+    @contextlib.contextmanager
+    def compiled_for_a_batch(self) -> Iterator[Any]:
+        """The compiled model for the batch about to run: with FLOWERS_ENGINE_STREAMS=auto, the
+        latency-mode one (every core on this batch) when no other batch is computing, else the
+        throughput-mode one (this batch on its stream's share of the cores, beside the other)."""
+        with self._lock:
+            alone = self._running == 0
+            self._running += 1
+            if self._overlapping is not None:
+                self.batches["alone" if alone else "overlapping"] += 1
+        try:
+            yield self._compiled if alone or self._overlapping is None else self._overlapping
+        finally:
+            with self._lock:
+                self._running -= 1
+
+    def _infer(self, compiled: Any, batch: np.ndarray) -> np.ndarray:
+        requests: dict[int, Any] = self._local.__dict__.setdefault("requests", {})
+        request = requests.get(id(compiled))
         if request is None:
-            request = self._local.request = self._compiled.create_infer_request()
+            request = requests[id(compiled)] = compiled.create_infer_request()
         return np.array(request.infer({0: batch})[0])
+
+    def warm_up(self) -> None:
+        super().warm_up()
+        if self._overlapping is not None:
+            for size in self.batch_sizes:
+                zeros = np.zeros((size, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32)
+                self._infer(self._overlapping, zeros)
 
 
 def openvino_available() -> bool:
@@ -335,7 +378,7 @@ class EngineChoice:
     max_batch_size: int = 16
     precision: Precision = "auto"
     tta: TestTimeAugmentation = "off"
-    streams: int = 1  # OpenVINO: 1 = latency mode; 0 = throughput mode, its own streams; n
+    streams: Streams = 1  # OpenVINO: see Streams
 
 
 class FlipAveraged:

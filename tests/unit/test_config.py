@@ -67,6 +67,22 @@ def test_a_bad_variable_is_one_line_that_names_it(monkeypatch: pytest.MonkeyPatc
         load_settings()
 
 
+def test_engine_streams_are_auto_or_a_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().engine_streams == 1  # the default: latency mode
+    for value, parsed in (("auto", "auto"), (" 2 ", 2), ("0", 0), ("1", 1)):
+        monkeypatch.setenv("FLOWERS_ENGINE_STREAMS", value)
+        assert load_settings().engine_streams == parsed
+    for value, error in (
+        ("fast", "auto or a number of streams from 0 to 16, not 'fast'"),
+        ("-1", "auto or a number of streams from 0 to 16, not '-1'"),
+        ("17", "Input should be less than or equal to 16"),
+    ):
+        monkeypatch.setenv("FLOWERS_ENGINE_STREAMS", value)
+        with pytest.raises(SettingsError) as raised:
+            load_settings()
+        assert str(raised.value) == f"FLOWERS_ENGINE_STREAMS: {error}"
+
+
 @pytest.mark.parametrize("command", ["app.serve", "app.train"])
 def test_the_clis_refuse_a_short_admin_token_in_one_line(command: str) -> None:
     result = subprocess.run(

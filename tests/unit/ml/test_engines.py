@@ -109,6 +109,42 @@ def test_streams_run_batches_side_by_side_with_the_same_answers(
         np.testing.assert_allclose(answer, expected, atol=1e-5)
 
 
+def test_auto_streams_run_a_lone_batch_on_every_core_and_overlapping_ones_on_streams(
+    versions: tuple[ModelStore, int, int],
+) -> None:
+    """FLOWERS_ENGINE_STREAMS=auto: the IR compiled in latency mode for a batch that runs alone,
+    and in throughput mode for batches that overlap it; the same answers from both."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store, _, with_ir = versions
+    version = store.get(with_ir)
+    auto = engines.OpenVinoEngine.for_version(version, 8, "f32", streams="auto")
+    latency = engines.OpenVinoEngine.for_version(version, 8, "f32", streams=1)
+    assert auto.parallel_batches >= 1  # throughput mode's streams (2 on 2 cores)
+    with (
+        auto.compiled_for_a_batch() as first,
+        auto.compiled_for_a_batch() as second,
+        auto.compiled_for_a_batch() as third,
+    ):
+        assert first is not second and second is third  # alone: latency; beside it: streams
+    hints = [str(compiled.get_property("PERFORMANCE_HINT")) for compiled in (first, second)]
+    assert hints == ["LATENCY", "THROUGHPUT"]
+    with auto.compiled_for_a_batch() as again:
+        assert again is first  # nothing else computing: alone again
+    assert auto.batches == {"alone": 2, "overlapping": 2}
+    images = _images(7)
+    expected = latency.predict(images)
+    np.testing.assert_allclose(auto.predict(images), expected, atol=1e-5)  # alone
+    with auto.compiled_for_a_batch():  # another batch computing: this one on a stream
+        np.testing.assert_allclose(auto.predict(images), expected, atol=1e-5)
+    assert auto.batches == {"alone": 4, "overlapping": 3}  # the holder counts as one alone
+    with ThreadPoolExecutor(4) as pool:  # as the batcher's threads call it
+        answers = list(pool.map(lambda _: auto.predict(images), range(8)))
+    for answer in answers:
+        np.testing.assert_allclose(answer, expected, atol=1e-5)
+    assert latency.batches == {"alone": 0, "overlapping": 0}  # counted only where auto chooses
+
+
 @pytest.mark.parametrize(
     ("capabilities", "requested", "chosen"),
     [
