@@ -118,10 +118,11 @@ def start(
             argv += ["--object-store-memory", str(object_store_mb * 1024 * 1024)]
             if num_cpus is not None:
                 argv += ["--num-cpus", str(num_cpus)]
-            with (root / f"node-{ip}.log").open("wb") as log:
+            log_path = root / f"node-{ip}.log"
+            with log_path.open("wb") as log:
                 node = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=environment)
             cluster.nodes.append(node)
-            _wait_listening(ip, gcs_port if index == 0 else manager_port, cluster.nodes[-1])
+            _wait_listening(ip, gcs_port if index == 0 else manager_port, node, log_path)
     except BaseException:
         cluster.stop()
         raise
@@ -150,16 +151,29 @@ def _node_options(ip: str, manager_port: int, root: Path) -> list[str]:
 
 
 def _wait_listening(
-    ip: str, port: int, process: subprocess.Popen[bytes], timeout_s: float = 120
+    ip: str, port: int, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 120
 ) -> None:
+    """Until ``ip:port`` accepts connections; a node that exits first raises with the end of its
+    log (the temp dir holding the log is removed when start-up fails)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the Ray node on {ip} exited with {process.returncode}")
+            raise RuntimeError(
+                f"the Ray node on {ip} exited with {process.returncode}; "
+                f"the end of its output:\n{_tail(log)}"
+            )
         with contextlib.suppress(OSError), socket.create_connection((ip, port), timeout=1):
             return
         time.sleep(0.2)
     raise TimeoutError(f"the Ray node on {ip} did not listen on port {port}")
+
+
+def _tail(log: Path, lines: int = 30) -> str:
+    try:
+        text = log.read_text(errors="replace")
+    except OSError as error:
+        return f"(its log {log} could not be read: {error})"
+    return "\n".join(text.splitlines()[-lines:]) or "(its log is empty)"
 
 
 def deploy_and_wait(config: Path, address: str, timeout_s: float) -> None:
