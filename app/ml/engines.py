@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
@@ -131,8 +131,12 @@ class _PaddedEngine:
         return np.asarray(self._run(batch), dtype=np.float32)[:count]
 
     def warm_up(self) -> None:
+        self._warm(self._run)
+
+    def _warm(self, run: Callable[[np.ndarray], np.ndarray]) -> None:
+        """One batch of zeros of each padded size through ``run``."""
         for size in self.batch_sizes:
-            self._run(np.zeros((size, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32))
+            run(np.zeros((size, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32))
 
 
 class KerasEngine(_PaddedEngine):
@@ -271,10 +275,9 @@ class OpenVinoEngine(_PaddedEngine):
 
     def warm_up(self) -> None:
         super().warm_up()
-        if self._overlapping is not None:
-            for size in self.batch_sizes:
-                zeros = np.zeros((size, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32)
-                self._infer(self._overlapping, zeros)
+        overlapping = self._overlapping
+        if overlapping is not None:
+            self._warm(lambda batch: self._infer(overlapping, batch))
 
 
 def openvino_available() -> bool:

@@ -145,6 +145,19 @@ def test_auto_streams_run_a_lone_batch_on_every_core_and_overlapping_ones_on_str
     assert latency.batches == {"alone": 0, "overlapping": 0}  # counted only where auto chooses
 
 
+def test_auto_streams_warm_up_runs_every_padded_size_through_both_compiled_models(
+    versions: tuple[ModelStore, int, int],
+) -> None:
+    """A first request must not pay for either compiled model's first inference."""
+    store, _, with_ir = versions
+    auto = engines.OpenVinoEngine.for_version(store.get(with_ir), 8, "f32", streams="auto")
+    auto.warm_up()
+    # each padded size once through the latency-mode model, as a batch alone...
+    assert auto.batches == {"alone": len(auto.batch_sizes), "overlapping": 0}
+    # ...and once through the throughput-mode one: this thread holds a request for each
+    assert len(auto._local.requests) == 2
+
+
 @pytest.mark.parametrize(
     ("capabilities", "requested", "chosen"),
     [
