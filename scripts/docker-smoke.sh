@@ -25,7 +25,8 @@ PHOTOS=${FLOWERS_DEV_DATA:-../shared/datasets/flower_photos_dev}
 PHOTOS_PER_CLASS=${SMOKE_PHOTOS_PER_CLASS:-60}
 # debootstrap's base image, kept between runs (a week at most): it is remade when older.
 BASE_CACHE=${FLOWERS_SMOKE_BASE_CACHE:-${HOME}/.cache/flower-classifier/docker/debian-bookworm-minbase.tar}
-FEATURE_CACHE=${FLOWERS_SMOKE_FEATURE_CACHE:-${HOME}/.cache/flower-classifier/features}
+# The feature cache the test suite fills (tests/conftest.py FEATURE_CACHE: the same variable).
+FEATURE_CACHE=${FLOWERS_TEST_FEATURE_CACHE:-${HOME}/.cache/flower-classifier/features}
 PORT=8000
 TOKEN=smoke-admin-token-$(date +%s)-0123456789
 

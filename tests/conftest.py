@@ -13,6 +13,12 @@ REPO = Path(__file__).resolve().parents[1]
 FLOWERS_DEV = Path(
     os.environ.get("FLOWERS_DEV_DATA", REPO.parent / "shared/datasets/flower_photos_dev")
 )
+# The real backbone's features of real photos, kept between runs: the Docker smoke test lends the
+# same folder to its container. Entries are keyed by the photo's bytes, the preprocessing version,
+# the backbone weights' digest and the feature layers, as in a user's store.
+FEATURE_CACHE = Path(
+    os.environ.get("FLOWERS_TEST_FEATURE_CACHE", Path.home() / ".cache/flower-classifier/features")
+)
 # pytest-timeout for a test using the real model: its setup may train it (pyproject's 600 s
 # covered the 3 minutes that took before INT8 accuracy control, not 4.5 beside a slower CPU)
 FLOWERS_STORE_TIMEOUT_S = 1200
@@ -47,8 +53,9 @@ def flowers_dev() -> Path:
 def flowers_store(flowers_dev: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store holding one real model: ImageNet ResNet-50 + head trained on the dev photos.
 
-    Trained once per session with the real CLI (features cached under the store, ~4.5 minutes
-    on 2 cores, INT8 accuracy control included); the tests that need a real flower model share it.
+    Trained once per session with the real CLI (~4 minutes on 2 cores with the features in
+    :data:`FEATURE_CACHE`, 2 more to fill it; INT8 accuracy control included); the tests that
+    need a real flower model share it.
     """
     import subprocess
     import sys
@@ -63,6 +70,8 @@ def flowers_store(flowers_dev: Path, tmp_path_factory: pytest.TempPathFactory) -
             str(flowers_dev),
             "--model-store",
             str(store),
+            "--feature-cache",
+            str(FEATURE_CACHE),
         ],
         cwd=REPO,
         capture_output=True,
