@@ -38,6 +38,7 @@ from app.store.versions import ModelStore
 
 HEAD_IP: Final = "127.0.0.2"
 STOP_GRACE_S: Final = 5.0
+START_ATTEMPTS: Final = 2  # tries per node: picked ports can be taken before the node binds them
 _SERVE = str(Path(sys.executable).with_name("serve"))
 _RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -102,31 +103,57 @@ def start(
     dashboard: bool = False,
     temp_dir: Path | None = None,
 ) -> LocalCluster:
-    """Start ``nodes`` nodes (the first is the head) and wait until each one listens."""
+    """Start ``nodes`` nodes (the first is the head) and wait until each one listens. A node
+    that exits at start is started again once on other ports (say why on stderr): the ports are
+    picked free, and another process may take one before the node binds it."""
     # Ray's socket paths must stay under ~107 characters: a short folder in /tmp.
     root = temp_dir or Path(tempfile.mkdtemp(prefix="flowers-ray-", dir="/tmp"))
-    gcs_port = free_port(HEAD_IP)
-    cluster = LocalCluster(address=f"{HEAD_IP}:{gcs_port}", temp_dir=root)
+    cluster = LocalCluster(address="", temp_dir=root)
+    extra = ["--object-store-memory", str(object_store_mb * 1024 * 1024)]
+    if num_cpus is not None:
+        extra += ["--num-cpus", str(num_cpus)]
     environment = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})}
     try:
         for index in range(nodes):
-            ip = f"127.0.0.{index + 2}"
-            head = ["--head", "--port", str(gcs_port), *_head_options(dashboard)]
-            role = head if index == 0 else ["--address", cluster.address]
-            manager_port = free_port(ip)
-            argv = [_RAY, "start", *role, *_node_options(ip, manager_port, root)]
-            argv += ["--object-store-memory", str(object_store_mb * 1024 * 1024)]
-            if num_cpus is not None:
-                argv += ["--num-cpus", str(num_cpus)]
-            log_path = root / f"node-{ip}.log"
-            with log_path.open("wb") as log:
-                node = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=environment)
-            cluster.nodes.append(node)
-            _wait_listening(ip, gcs_port if index == 0 else manager_port, node, log_path)
+            for attempt in range(1, START_ATTEMPTS + 1):
+                try:
+                    _start_node(cluster, f"127.0.0.{index + 2}", dashboard, extra, environment)
+                    break
+                except NodeExited as exited:
+                    if attempt == START_ATTEMPTS:
+                        raise
+                    print(f"{exited}\nstarting it again on other ports", file=sys.stderr)
     except BaseException:
         cluster.stop()
         raise
     return cluster
+
+
+class NodeExited(RuntimeError):
+    """A node's ``ray start`` exited before it listened."""
+
+
+def _start_node(
+    cluster: LocalCluster, ip: str, dashboard: bool, extra: list[str], env: dict[str, str]
+) -> None:
+    """One node on ``ip``, the head when the cluster has none yet, on ports picked now."""
+    manager_port = free_port(ip)
+    if cluster.nodes:
+        role, port = ["--address", cluster.address], manager_port
+    else:
+        port = free_port(HEAD_IP)
+        cluster.address = f"{HEAD_IP}:{port}"
+        role = ["--head", "--port", str(port), *_head_options(dashboard)]
+    argv = [_RAY, "start", *role, *_node_options(ip, manager_port, cluster.temp_dir), *extra]
+    log_path = cluster.temp_dir / f"node-{ip}.log"
+    with log_path.open("wb") as log:
+        node = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+    cluster.nodes.append(node)
+    try:
+        _wait_listening(ip, port, node, log_path)
+    except NodeExited:
+        cluster.nodes.remove(node)  # gone: a head that failed is started as the head again
+        raise
 
 
 def _head_options(dashboard: bool) -> list[str]:
@@ -158,7 +185,7 @@ def _wait_listening(
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(
+            raise NodeExited(
                 f"the Ray node on {ip} exited with {process.returncode}; "
                 f"the end of its output:\n{_tail(log)}"
             )
