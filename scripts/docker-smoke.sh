@@ -170,8 +170,9 @@ if [ "$PHOTOS_PER_CLASS" != 0 ]; then
     data=$work/photos
     for class in "$PHOTOS"/*/; do
         mkdir -p "$data/$(basename "$class")"
-        find "$class" -maxdepth 1 -name '*.jpg' | sort | head -n "$PHOTOS_PER_CLASS" \
-            | xargs cp -t "$data/$(basename "$class")"
+        # awk reads to the end: head would close the pipe early, and pipefail stop the script
+        find "$class" -maxdepth 1 -name '*.jpg' | sort | awk -v n="$PHOTOS_PER_CLASS" 'NR <= n' \
+            | xargs -r cp -t "$data/$(basename "$class")"
     done
     chmod -R a+rX "$data"
     unseen=$([ -e "$data/daisy/$(basename "$photo")" ] && echo "among them" || echo "not among them")
