@@ -83,7 +83,9 @@ def sized_config(port: int) -> dict[str, Any]:
     return config
 
 
-@pytest.fixture(scope="session")
+# Package scope: the cluster (a dozen Ray processes, a share of a core even idle) is stopped once
+# the cluster tests are done, not kept beside the rest of the suite until the session ends.
+@pytest.fixture(scope="package")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     root = tmp_path_factory.mktemp("cluster")
     store = ModelStore(root / "store")
