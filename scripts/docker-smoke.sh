@@ -24,7 +24,7 @@ PHOTOS=${FLOWERS_DEV_DATA:-../shared/datasets/flower_photos_dev}
 # than on all 1,238. 0: all of them.
 PHOTOS_PER_CLASS=${SMOKE_PHOTOS_PER_CLASS:-60}
 # debootstrap's base image, kept between runs (a week at most): it is remade when older.
-BASE_CACHE=${FLOWERS_SMOKE_BASE_CACHE:-${HOME}/.cache/flower-classifier/docker/debian-bookworm-minbase.tar}
+BASE_CACHE=${SMOKE_BASE_CACHE:-${HOME}/.cache/flower-classifier/docker/debian-bookworm-minbase.tar}
 # The feature cache the test suite fills (tests/conftest.py FEATURE_CACHE: the same variable).
 FEATURE_CACHE=${FLOWERS_TEST_FEATURE_CACHE:-${HOME}/.cache/flower-classifier/features}
 PORT=8000

@@ -91,7 +91,7 @@ def test_a_node_that_exits_at_start_is_started_again_on_other_ports(
         first, second = _starts(calls, ip)
         flag = "--port" if ip == local.HEAD_IP else "--node-manager-port"
         assert first[first.index(flag) + 1] != second[second.index(flag) + 1]
-        (worker,) = _starts(calls, "127.0.0.3")[-1:]
+        worker = _starts(calls, "127.0.0.3")[-1]
         assert worker[worker.index("--address") + 1] == cluster.address  # the head that runs
         said = capsys.readouterr().err
         assert f"the Ray node on {ip} exited with 1" in said and "bind failed" in said
