@@ -150,6 +150,13 @@ class TrainOptions(BaseModel):
         "(0: skip)",
         json_schema_extra=_ui("fine_tune"),
     )
+    fine_tune_in_folds: bool = Field(
+        True,
+        description="fine-tune in every fold too, so that the accuracy measured is the "
+        "fine-tuned recipe's (folds + 1 fine-tunings); off: the folds measure the head alone "
+        "(conv5 frozen, a lower bound) and only the published model is fine-tuned (1 fine-tuning)",
+        json_schema_extra=_ui("fine_tune"),
+    )
     fine_tune_learning_rate: float = Field(
         1e-4,
         gt=0,

@@ -89,32 +89,31 @@ def build_stage_backbone(weights_path: Path | None, taps: tuple[str, ...]) -> An
     return keras.Model(resnet.input, outputs, name=f"{BACKBONE_NAME}_stages")
 
 
-def build_set_extractor(backbone: Any, features: FeatureSet) -> Any:
-    """Raw RGB 0..255 -> the feature set's pooled, concatenated vector."""
+def build_set_extractor(backbone: Any, features: FeatureSet, also_tap: str | None = None) -> Any:
+    """Raw RGB 0..255 -> the feature set's pooled, concatenated vector; with ``also_tap``,
+    ``[vector, that stage's feature maps]`` from the same pass through the backbone (fine-tuning
+    caches conv4's maps beside the features: a second extractor would run conv1-4 again)."""
     inputs = keras.Input(INPUT_SHAPE, dtype="float32", name="image")
     pixels = inputs
     if features.input_size != IMAGE_SIZE:
         size = features.input_size
         pixels = keras.layers.Resizing(size, size, interpolation="bilinear", name="upscale")(pixels)
-    maps = backbone(_preprocess(pixels), training=False)
+    stages, taps = backbone, [layer for layer, _ in features.taps]
+    if also_tap is not None and also_tap not in taps:
+        outputs = backbone.outputs if isinstance(backbone.outputs, list) else [backbone.outputs]
+        stages = keras.Model(backbone.input, [*outputs, backbone.get_layer(also_tap).output])
+    maps = stages(_preprocess(pixels), training=False)
     maps = maps if isinstance(maps, list) else [maps]
+    tap_maps = zip(maps[: len(taps)], features.taps, strict=True)
     pooled = [
         pooling_layer(pooling, f"pool_{index}")(stage)
-        for index, (stage, (_, pooling)) in enumerate(zip(maps, features.taps, strict=True))
+        for index, (stage, (_, pooling)) in enumerate(tap_maps)
     ]
     vector = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="features")(pooled)
-    return keras.Model(inputs, vector, name="feature_extractor")
-
-
-def build_tap_extractor(backbone: Any, features: FeatureSet, tap: str) -> Any:
-    """Raw RGB 0..255 -> one backbone stage's feature maps (what fine-tuning starts from)."""
-    inputs = keras.Input(INPUT_SHAPE, dtype="float32", name="image")
-    pixels = inputs
-    if features.input_size != IMAGE_SIZE:
-        size = features.input_size
-        pixels = keras.layers.Resizing(size, size, interpolation="bilinear", name="upscale")(pixels)
-    stage = keras.Model(backbone.input, backbone.get_layer(tap).output, name=f"{tap}_maps")
-    return keras.Model(inputs, stage(_preprocess(pixels), training=False), name="tap_extractor")
+    if also_tap is None:
+        return keras.Model(inputs, vector, name="feature_extractor")
+    tapped = maps[taps.index(also_tap)] if also_tap in taps else maps[-1]
+    return keras.Model(inputs, [vector, tapped], name="feature_and_tap_extractor")
 
 
 def build_stage_tail(backbone: Any, start: str, end: str) -> Any:

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from app.training.dataset import Dataset, load_images
 logger = logging.getLogger(__name__)
 
 Extractor = Callable[[np.ndarray], np.ndarray]
+T = TypeVar("T")
 Progress = Callable[[int, int], None]
 
 
@@ -77,9 +79,28 @@ class View:
     cache: FeatureCache
 
 
-def mirrored(extract: Extractor) -> Extractor:
+def mirrored(extract: Callable[[np.ndarray], T]) -> Callable[[np.ndarray], T]:
     """The same features of the photos' mirror images (left and right swapped)."""
     return lambda images: extract(np.ascontiguousarray(images[:, :, ::-1, :]))
+
+
+def shared_outputs(
+    extract: Callable[[np.ndarray], Sequence[np.ndarray]], count: int
+) -> list[Extractor]:
+    """One extractor per output of ``extract``, sharing its pass: views of one decoded batch (the
+    same array, as :func:`featurize_views` hands every view) compute it once between them."""
+    # the batch last seen (held, so that no other array can take its id) and its outputs
+    last: list[Any] = [None, ()]
+
+    def output(index: int) -> Extractor:
+        def extract_output(images: np.ndarray) -> np.ndarray:
+            if last[0] is not images:
+                last[:] = [images, extract(images)]
+            return np.asarray(last[1][index])
+
+        return extract_output
+
+    return [output(index) for index in range(count)]
 
 
 def featurize_views(

@@ -26,7 +26,7 @@ from app.options import PUBLISHING, TrainOptions
 from app.store.versions import ModelStore, StoreError, Version
 from app.training.crossval import Measured, measure
 from app.training.progress import Reporter
-from app.training.recipe import RecipeFitter
+from app.training.recipe import RecipeFitter, tunes_in_folds
 
 DECIMALS = 4  # as every accuracy in the metadata
 # What a recipe is: the options that change the measured accuracy (not how a run publishes).
@@ -109,7 +109,7 @@ def active_recipe(
         return f"its features ({theirs.features} at {theirs.input_size} px) differ from this run's"
     if theirs.flips and not options.flips:
         return "it trained on mirror images, which this run did not compute"
-    if theirs.fine_tune_epochs and not options.fine_tune_epochs:
+    if tunes_in_folds(theirs) and not options.fine_tune_epochs:
         return "it fine-tuned conv5, and this run did not cache the activations to"
     return theirs
 

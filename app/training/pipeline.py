@@ -25,12 +25,12 @@ from app.options import FEATURE_SETS, TrainOptions
 from app.training import dataset as datasets
 from app.training import evaluation, pairing, weights
 from app.training.crossval import FitAndPredict, Measured, measure
-from app.training.features import FeatureCache, View, featurize_views, mirrored
-from app.training.finetune import FineTuner, activation_views
+from app.training.features import FeatureCache, View, featurize_views, mirrored, shared_outputs
+from app.training.finetune import ENTRY, FineTuner, activation_views, check_taps
 from app.training.heads import FittedHead
 from app.training.progress import Reporter
 from app.training.quantize import FoldHeads
-from app.training.recipe import RecipeFitter
+from app.training.recipe import RecipeFitter, tunes_in_folds
 
 AGREEMENT_PHOTOS = 64  # photos the exported OpenVINO model is checked against Keras on
 
@@ -151,9 +151,9 @@ def evaluate(
     prepared.fitter.options = options
     flipped: list[float] = []  # each fold's accuracy with test-time flips (FLOWERS_TTA=flip)
     fit_and_predict: FitAndPredict = prepared.fitter.fit_and_predict
-    if options.flips and not options.fine_tune_epochs:
+    if options.flips and not tunes_in_folds(options):
         fit_and_predict = _also_flip_averaged(prepared.fitter, flipped)
-    if kept_heads is not None and not options.fine_tune_epochs:
+    if kept_heads is not None and not tunes_in_folds(options):
         fit_and_predict = _keeping_heads(prepared.fitter, fit_and_predict, kept_heads)
     with timed(timings, "evaluate"):
         reporter.phase("evaluate", _evaluating(options, len(prepared.samples)))
@@ -196,7 +196,10 @@ def train(
     head_graph, history = head.graph(), {**head.history, "fold_accuracy": measured.accuracies}
     if options.fine_tune_epochs:
         with timed(timings, "fine_tune"):
-            reporter.phase("fine_tune", f"conv5 and the head, {options.fine_tune_epochs} epochs")
+            alone = "" if tunes_in_folds(options) else " (the published model only)"
+            reporter.phase(
+                "fine_tune", f"conv5 and the head, {options.fine_tune_epochs} epochs{alone}"
+            )
             tuner = FineTuner(prepared.backbone, prepared.features, head_graph)
             history |= tuner.fit(options, fitter.activations, labels, rows, reporter)
     classifier = models.chain(prepared.extractor, head_graph)
@@ -275,9 +278,12 @@ def _flip_gain(accuracies: list[float], measured: Measured) -> dict[str, Any]:
 
 
 def _evaluating(options: TrainOptions, photos: int) -> str:
+    head_alone = ""
+    if options.fine_tune_epochs and not tunes_in_folds(options):
+        head_alone = ", the head alone (conv5 is fine-tuned for the published model only)"
     if options.folds == 0:
-        return f"holdout of {options.validation_split:.0%} of {photos} photos per class"
-    return f"{options.folds}-fold cross-validation over {photos} photos"
+        return f"holdout of {options.validation_split:.0%} of {photos} photos per class{head_alone}"
+    return f"{options.folds}-fold cross-validation over {photos} photos{head_alone}"
 
 
 def _final_rows(options: TrainOptions, measured: Measured, count: int) -> np.ndarray:
@@ -300,14 +306,18 @@ def _features(
     """Every view of every readable photo, from the cache or computed from one decode: the
     features, and (to fine-tune) conv4's activations."""
     options, digest, root = config.options, info["weights_digest"], config.feature_cache
-    extract = _batch_predictor(extractor)
+    extract, extract_mirrored = _batch_predictor(extractor), mirrored(_batch_predictor(extractor))
+    tuning = []
+    if options.fine_tune_epochs:  # conv4's maps too, from the features' pass
+        check_taps(features)
+        both = _batch_outputs(models.build_set_extractor(backbone, features, also_tap=ENTRY))
+        extract, tapped = shared_outputs(both, 2)
+        extract_mirrored, tapped_mirrored = shared_outputs(mirrored(both), 2)
+        tuning = activation_views(options, features, root, digest, tapped, tapped_mirrored)
     views = [View(extract, FeatureCache(root, digest, features.dim, features.key))]
     if options.flips:
         cache = FeatureCache(root, digest, features.dim, f"{features.key}/mirrored")
-        views.append(View(mirrored(extract), cache))
-    tuning = []
-    if options.fine_tune_epochs:
-        tuning = activation_views(options, backbone, features, root, digest, _batch_predictor)
+        views.append(View(extract_mirrored, cache))
     shown = "photos and their mirror images" if options.flips else "photos"
     kinds = "features and conv4 activations" if tuning else "features"
     reporter.phase("features", f"{features.key}: {kinds} of the {shown} (cached)")
@@ -326,6 +336,14 @@ def _features(
 def _batch_predictor(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     def predict(images: np.ndarray) -> np.ndarray:
         return np.asarray(model.predict_on_batch(images.astype(np.float32)), dtype=np.float32)
+
+    return predict
+
+
+def _batch_outputs(model: Any) -> Callable[[np.ndarray], list[np.ndarray]]:
+    def predict(images: np.ndarray) -> list[np.ndarray]:
+        outputs = model.predict_on_batch(images.astype(np.float32))
+        return [np.asarray(output, dtype=np.float32) for output in outputs]
 
     return predict
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from app import imaging
 from app.ml import network as models
+from app.options import TrainOptions
 from app.store import predictions
 from app.store.versions import (
     CONFUSION_PLOT,
@@ -28,6 +29,7 @@ from app.store.versions import (
 )
 from app.training import dataset as datasets
 from app.training import evalset, evaluation, examples, pairing
+from app.training.finetune import fine_tuning_record
 from app.training.pipeline import TrainedModel
 from app.training.progress import Reporter
 
@@ -274,6 +276,7 @@ def build_metadata(
             "per_class": report["per_class"],
             "confusion_matrix": report["confusion_matrix"],
             **({"tta_flip": report["tta_flip"]} if "tta_flip" in report else {}),
+            **_fine_tuning(config.options),
         },
         "training": {
             **config.options.model_dump(mode="json"),
@@ -299,6 +302,11 @@ def build_metadata(
         "timings_s": trained.timings,
         "libraries": _library_versions(),
     }
+
+
+def _fine_tuning(options: TrainOptions) -> dict[str, Any]:
+    record = fine_tuning_record(options)
+    return {} if record is None else {"fine_tuning": record}
 
 
 def _paired(paired: pairing.Paired | str | None) -> dict[str, Any]:

@@ -167,7 +167,7 @@ def _not_made(trained: TrainedModel) -> str | None:
     if trained.config.weights == "none":
         return "the backbone is random (--weights none): it has no accuracy to keep"
     if options.fine_tune_epochs:
-        return "a fine-tuned conv5 is not quantized yet (its held-out heads saw other conv5s)"
+        return "a fine-tuned conv5 is not quantized yet (the held-out heads judged other conv5s)"
     if trained.fold_heads is None:
         return "no held-out heads were kept to judge it with"
     return None

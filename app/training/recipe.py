@@ -1,5 +1,9 @@
 """A recipe fitted on some photos and judged on others: the head alone, or the head then conv5
-fine-tuned on cached activations (whose weights are restored after each measurement)."""
+fine-tuned on cached activations (whose weights are restored after each measurement).
+
+With ``--no-fine-tune-in-folds`` a fine-tuning recipe is judged by its head alone: the folds
+measure the frozen backbone's head (a lower bound), and only the published model is fine-tuned.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,11 @@ from app.training import dataset as datasets
 from app.training.finetune import FineTuner
 from app.training.heads import FittedHead, fit_head
 from app.training.progress import Reporter
+
+
+def tunes_in_folds(options: TrainOptions) -> bool:
+    """Whether each fold fine-tunes conv5, so that what is measured is the fine-tuned recipe."""
+    return options.fine_tune_epochs > 0 and options.fine_tune_in_folds
 
 
 @dataclass
@@ -39,7 +48,7 @@ class RecipeFitter:
             self.options, self.views, self.labels, self.samples, train, self.classes, reporter
         )
         self.last_head, self.last_rows = head, train
-        if not self.options.fine_tune_epochs:
+        if not tunes_in_folds(self.options):
             return head.predict(self.views[0][test])
         tuner = FineTuner(self.backbone, self.features, head.graph())
         tuner.fit(self.options, self.activations, self.labels, train)
@@ -51,7 +60,7 @@ class RecipeFitter:
         """The head to publish, fitted on ``rows``: the last one measured when it was fitted on
         exactly these photos (a holdout's training part) and left unchanged."""
         same = self.last_rows is not None and np.array_equal(self.last_rows, rows)
-        if same and self.last_head is not None and not self.options.fine_tune_epochs:
+        if same and self.last_head is not None and not tunes_in_folds(self.options):
             return self.last_head
         return fit_head(
             self.options, self.views, self.labels, self.samples, rows, self.classes, self.reporter

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.store.versions import Version
+from app.training.finetune import MEASURED_ONCE
 from app.training.pipeline import TrainedModel
 from app.training.publishing import Activation
 
@@ -20,6 +21,16 @@ def render(trained: TrainedModel, version: Version, activation: Activation) -> s
         f"  features             {trained.feature_counts['computed']} computed, "
         f"{trained.feature_counts['cached']} from the cache",
     ]
+    epochs = trained.config.options.fine_tune_epochs
+    counted = f"{epochs} epoch{'' if epochs == 1 else 's'}"
+    if epochs and trained.config.options.fine_tune_in_folds:
+        lines.append(f"{'  fine-tuned':<23}conv5, {counted}, in every fold")
+    elif epochs:
+        lines += [
+            f"{'  fine-tuned':<23}conv5, {counted}, the published model only",
+            f"{'':<23}(the accuracy is the head's; fine-tuning added "
+            f"{MEASURED_ONCE['gain']} when measured once)",
+        ]
     if trained.data.skipped:
         lines.append(
             f"  skipped images       {len(trained.data.skipped)} unreadable (see warnings)"

@@ -423,3 +423,23 @@ def test_the_tutorials_head_trains_by_epochs_on_a_holdout(tmp_path: Path) -> Non
     metadata = json.loads((tmp_path / "store" / "1" / "metadata.json").read_text())
     assert metadata["metrics"]["evaluation"].startswith("holdout: ")
     assert metadata["metrics"]["trained_on"] == 8  # the holdout's 2 photos were kept out
+
+
+@pytest.mark.slow
+def test_a_model_fine_tuned_alone_says_what_its_accuracy_measured(tmp_path: Path) -> None:
+    data = write_class_folders(tmp_path / "data", {"cats": 5, "dogs": 5})
+    result = _train_cli(
+        "--data-dir", str(data), "--model-store", str(tmp_path / "store"), *FAST,
+        "--fine-tune-epochs", "1", "--no-fine-tune-in-folds", "--no-openvino",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "3-fold cross-validation over 10 photos, the head alone" in result.stdout
+    assert "fine_tune epoch 1/1" in result.stdout
+    assert "fine-tuned           conv5, 1 epoch, the published model only" in result.stdout
+    assert "(the accuracy is the head's; fine-tuning added 0.0099" in result.stdout
+    metadata = json.loads((tmp_path / "store" / "1" / "metadata.json").read_text())
+    fine_tuning = metadata["metrics"]["fine_tuning"]
+    assert fine_tuning["published"] is True and fine_tuning["epochs"] == 1
+    assert "the head's alone" in fine_tuning["measured"]
+    assert fine_tuning["measured_once"]["gain"] == 0.0099
+    assert metadata["training"]["fine_tune_in_folds"] is False

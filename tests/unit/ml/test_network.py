@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from app.ml import network as models
+from app.ml.devices import keras
 
 
 @pytest.mark.slow
@@ -26,6 +27,31 @@ def test_a_feature_set_classifier_survives_save_and_safe_load(tmp_path: Path) ->
     reloaded = models.load(tmp_path / "model.keras")
     assert np.asarray(extractor(images)).shape == (3, 3072)
     assert np.allclose(np.asarray(reloaded(images)), np.asarray(classifier(images)), atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "taps",
+    [
+        (("conv4_block6_out", "gem"), ("conv5_block3_out", "gem")),  # conv4 among the taps
+        (("conv5_block3_out", "avg"),),  # conv4 an output of its own
+    ],
+)
+def test_the_features_and_a_stages_maps_come_from_one_pass_as_from_two(
+    taps: tuple[tuple[str, str], ...],
+) -> None:
+    features = models.FeatureSet(taps, 200)
+    backbone = models.build_stage_backbone(None, tuple(layer for layer, _ in taps))
+    both = models.build_set_extractor(backbone, features, also_tap="conv4_block6_out")
+    images = np.random.default_rng(2).integers(0, 256, (2, 180, 180, 3)).astype(np.float32)
+    vector, maps = (np.asarray(output) for output in both(images))
+    alone = np.asarray(models.build_set_extractor(backbone, features)(images))
+    stage = keras.Model(backbone.input, backbone.get_layer("conv4_block6_out").output)
+    upscaled = keras.layers.Resizing(200, 200, interpolation="bilinear")(images)
+    expected_maps = np.asarray(stage(keras.applications.resnet50.preprocess_input(upscaled)))
+    assert vector.shape == alone.shape and maps.shape == (2, 13, 13, 1024)
+    assert np.allclose(vector, alone, rtol=1e-4, atol=1e-4)
+    assert np.allclose(maps, expected_maps, rtol=1e-4, atol=1e-4)
 
 
 def test_gem_pooling_lies_between_average_and_max() -> None:

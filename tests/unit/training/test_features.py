@@ -6,7 +6,14 @@ import numpy as np
 
 from app import imaging
 from app.training import dataset
-from app.training.features import FeatureCache, featurize
+from app.training.features import (
+    FeatureCache,
+    View,
+    featurize,
+    featurize_views,
+    mirrored,
+    shared_outputs,
+)
 from tests.support import imagefactory as make
 
 
@@ -126,3 +133,51 @@ def test_the_rows_match_the_kept_images_around_an_unreadable_one(
     images, _ = dataset.load_images(data, kept)
     assert np.allclose(cold, CountingExtractor()(images))
     assert np.array_equal(cold, warm)
+
+
+class TwoOutputs:
+    """A fake backbone pass with two outputs (the features and a stage's maps), both of the
+    images' left halves (so a mirror image's differ); counts passes."""
+
+    def __init__(self) -> None:
+        self.passes = 0
+
+    def __call__(self, images: np.ndarray) -> list[np.ndarray]:
+        self.passes += 1
+        left = images[:, :, : images.shape[2] // 2, :].reshape(len(images), -1, 3)
+        means = left.mean(axis=1).astype(np.float32)
+        return [np.tile(means, (1, 2)), means / 255]
+
+
+def test_views_of_one_pass_compute_it_once_a_batch_and_give_what_separate_passes_give(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    # fine-tuning caches conv4's maps beside the features: each decoded batch used to go through
+    # the backbone twice (the feature extractor, then the conv4 extractor), four times with the
+    # mirror images; now once for the photos and once for their mirror images
+    both = TwoOutputs()
+    extract, tapped = shared_outputs(both, 2)
+    extract_mirrored, tapped_mirrored = shared_outputs(mirrored(both), 2)
+    root = tmp_path / "cache"
+    caches = [
+        FeatureCache(root, "b1", 6, "features"),
+        FeatureCache(root, "b1", 6, "features/mirrored"),
+        FeatureCache(root, "b1", 3, "maps", "float16"),
+        FeatureCache(root, "b1", 3, "maps/mirrored", "float16"),
+    ]
+    extractors = [extract, extract_mirrored, tapped, tapped_mirrored]
+    views = [View(e, c) for e, c in zip(extractors, caches, strict=True)]
+    data = dataset.scan(tiny_dataset)
+    arrays, kept, computed = featurize_views(data, views, batch_size=5)
+    assert computed == 16 and both.passes == 2 * 4  # 4 batches of up to 5: photos, mirror images
+    images, _ = dataset.load_images(data, kept)
+    flipped = np.ascontiguousarray(images[:, :, ::-1, :])
+    separate = [*TwoOutputs()(images), *TwoOutputs()(flipped)]
+    for array, wanted in zip(
+        arrays, [separate[0], separate[2], separate[1], separate[3]], strict=True
+    ):
+        assert np.allclose(array, wanted, atol=1e-3)
+    assert not np.allclose(arrays[0], arrays[1])  # the mirror images' own
+    warm, _, computed_again = featurize_views(dataset.scan(tiny_dataset), views, batch_size=5)
+    assert computed_again == 0 and both.passes == 8
+    assert all(np.array_equal(a, b) for a, b in zip(arrays, warm, strict=True))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,10 +13,13 @@ from app.ml import network as models
 from app.options import TrainOptions
 from app.training import dataset
 from app.training.finetune import (
+    MEASURED_ONCE,
     ActivationBatches,
     FineTuneError,
+    FineTuner,
     activation_cache,
     check_taps,
+    fine_tuning_record,
 )
 from app.training.pipeline import TrainConfig, train
 from app.training.progress import Reporter
@@ -118,3 +122,57 @@ def test_a_fine_tuned_model_reloads_with_the_probabilities_it_had_in_training(
     images, _ = dataset.load_images(data, trained.reference_indices)
     again = np.asarray(reloaded(images.astype(np.float32)))
     assert np.allclose(again, trained.reference_probabilities, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_without_fine_tuning_in_folds_the_folds_measure_the_head_and_the_published_model_is_tuned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = dataset.scan(write_class_folders(tmp_path / "data", {"a": 4, "b": 4, "c": 4}))
+    fits: list[int] = []
+    fit = FineTuner.fit
+
+    def counted(self: FineTuner, *args: object, **kwargs: object) -> dict[str, list[float]]:
+        fits.append(int(np.count_nonzero(args[3])))  # the rows it is fine-tuned on
+        return fit(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(FineTuner, "fit", counted)
+
+    def run(**options: object) -> Any:
+        config = TrainConfig(
+            TrainOptions(folds=2, batch_size=8, **options),  # type: ignore[arg-type]
+            tmp_path / "store",
+            tmp_path / "cache",
+            weights="none",
+        )
+        with (tmp_path / "log").open("a") as log:
+            return train(config, data, Reporter(stream=log), {})
+
+    head = run()
+    assert fits == []
+    published_only = run(fine_tune_epochs=2, fine_tune_in_folds=False)
+    assert fits == [12]  # once, on every photo: the published model's
+    # what the folds measured is the head alone: the same as without fine-tuning
+    assert published_only.measured.accuracies == head.measured.accuracies
+    assert np.allclose(published_only.measured.probabilities, head.measured.probabilities)
+    assert published_only.fold_heads is not None  # the measured heads, as for the head alone
+    # ...and the published model is fine-tuned: its conv5 and answers are not the head's
+    assert len(published_only.history["fine_tune_loss"]) == 2
+    assert not np.allclose(
+        published_only.reference_probabilities, head.reference_probabilities, atol=1e-4
+    )
+    fits.clear()
+    run(fine_tune_epochs=1)
+    assert fits == [6, 6, 12]  # in each of the 2 folds, then the published model
+
+
+def test_the_metadata_says_whether_the_folds_measured_the_fine_tuning() -> None:
+    assert fine_tuning_record(TrainOptions()) is None
+    in_folds = fine_tuning_record(TrainOptions(fine_tune_epochs=3))
+    assert in_folds is not None and in_folds["epochs"] == 3
+    assert "fine-tuned recipe's" in in_folds["measured"] and "measured_once" not in in_folds
+    alone = fine_tuning_record(TrainOptions(fine_tune_epochs=3, fine_tune_in_folds=False))
+    assert alone is not None and "the head's alone" in alone["measured"]
+    once = alone["measured_once"]
+    assert once == MEASURED_ONCE
+    assert round(once["fine_tuned"] - once["head_alone"], 4) == once["gain"]

@@ -48,6 +48,13 @@ def test_a_recipe_that_cannot_be_re_measured_here_says_why(
     assert isinstance(answer, str) and why in answer
 
 
+def test_a_recipe_whose_folds_measured_its_head_alone_is_re_measured_without_activations() -> None:
+    training = {"fine_tune_epochs": 2, "fine_tune_in_folds": False}
+    theirs = active_recipe(_active(training), TrainOptions(), "d1", CLASSES)
+    assert isinstance(theirs, TrainOptions)
+    assert (theirs.fine_tune_epochs, theirs.fine_tune_in_folds) == (2, False)
+
+
 def test_mirror_images_this_run_lacks_prevent_a_re_measure() -> None:
     answer = active_recipe(_active({"flips": True}), TrainOptions(flips=False), "d1", CLASSES)
     assert answer == "it trained on mirror images, which this run did not compute"
