@@ -195,7 +195,7 @@ const RECIPE = {
   common: ["head", "features", "input_size", "flips", "folds", "seed"],
   linear: ["l2"],
   mlp: ["epochs", "learning_rate", "dropout", "batch_size"],
-  fineTune: ["fine_tune_epochs", "fine_tune_learning_rate"],
+  fineTune: ["fine_tune_epochs", "fine_tune_in_folds", "fine_tune_learning_rate"],
 };
 
 function recipe(training) {
@@ -217,7 +217,7 @@ function facts(version) {
       "Accuracy",
       version.val_accuracy === null
         ? "not measured"
-        : `${percent(version.val_accuracy)} (${describeEvaluation(version.evaluation)})`,
+        : `${percent(version.val_accuracy)} (${describeEvaluation(version.evaluation)})${headAlone(metadata)}`,
     ],
     ["Evaluation folder", version.eval_accuracy === null || version.eval_accuracy === undefined ? null : heldOut(version)],
     ["Activation", metadata.activation?.reason],
@@ -230,6 +230,16 @@ function facts(version) {
     { class: "facts" },
     entries.flatMap(([term, value]) => [element("dt", { text: term }), element("dd", { text: value })]),
   );
+}
+
+// A version whose folds measured its head alone, conv5 fine-tuned for the published model only
+// (--no-fine-tune-in-folds): its accuracy is a lower bound, and the metadata has what
+// fine-tuning added when it was measured once.
+function headAlone(metadata) {
+  const once = metadata.metrics?.fine_tuning?.measured_once;
+  if (!once) return "";
+  const points = (once.gain * 100).toFixed(1);
+  return `; the head alone: conv5 was then fine-tuned, which added ${points} points when measured once`;
 }
 
 // history.png holds training curves only for an mlp head; a linear head's shows its folds.

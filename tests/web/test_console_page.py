@@ -12,7 +12,9 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
+from app.options import TrainOptions
 from app.store.predictions import PhotoPrediction
+from app.training.finetune import fine_tuning_record
 from tests.support.modelfactory import publish_tiny
 from tests.web.conftest import (
     FLOWERS,
@@ -330,6 +332,29 @@ def test_a_linear_heads_details_name_its_own_recipe_and_plot(tab: Tab, web: WebS
     )
     image.evaluate("img => img.decode()")
     assert image.evaluate("img => img.naturalWidth") == 500  # the folds alone, no empty axes
+
+
+def test_a_version_fine_tuned_after_its_folds_says_its_accuracy_is_the_heads(
+    tab: Tab, web: WebServer
+) -> None:
+    training = {"head": "linear", "fine_tune_epochs": 4, "fine_tune_in_folds": False}
+    record = fine_tuning_record(TrainOptions(fine_tune_epochs=4, fine_tune_in_folds=False))
+    number = publish_tiny(
+        web.store,
+        FLOWERS,
+        seed=9,
+        val_accuracy=0.9248,
+        activate=False,
+        training=training,
+        metrics={"fine_tuning": record},
+    ).number
+    sign_in(tab)
+    tab.page.get_by_role("button", name=f"Details of version {number}", exact=True).click()
+    facts = tab.page.locator("#detail dl.facts")
+    expect(facts).to_contain_text(
+        "the head alone: conv5 was then fine-tuned, which added 1.0 points when measured once"
+    )
+    expect(facts).to_contain_text("fine tune epochs 4, fine tune in folds false")
 
 
 def test_a_server_that_cannot_be_reached_is_one_banner_not_an_error_per_section(
