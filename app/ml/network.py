@@ -100,8 +100,9 @@ def build_set_extractor(backbone: Any, features: FeatureSet, also_tap: str | Non
         pixels = keras.layers.Resizing(size, size, interpolation="bilinear", name="upscale")(pixels)
     stages, taps = backbone, [layer for layer, _ in features.taps]
     if also_tap is not None and also_tap not in taps:
-        outputs = backbone.outputs if isinstance(backbone.outputs, list) else [backbone.outputs]
-        stages = keras.Model(backbone.input, [*outputs, backbone.get_layer(also_tap).output])
+        stages = keras.Model(
+            backbone.input, [*backbone.outputs, backbone.get_layer(also_tap).output]
+        )
     maps = stages(_preprocess(pixels), training=False)
     maps = maps if isinstance(maps, list) else [maps]
     tap_maps = zip(maps[: len(taps)], features.taps, strict=True)

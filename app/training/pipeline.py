@@ -26,7 +26,7 @@ from app.training import dataset as datasets
 from app.training import evaluation, pairing, weights
 from app.training.crossval import FitAndPredict, Measured, measure
 from app.training.features import FeatureCache, View, featurize_views, mirrored, shared_outputs
-from app.training.finetune import ENTRY, FineTuner, activation_views, check_taps
+from app.training.finetune import ENTRY, FineTuner, activation_views
 from app.training.heads import FittedHead
 from app.training.progress import Reporter
 from app.training.quantize import FoldHeads
@@ -306,10 +306,10 @@ def _features(
     """Every view of every readable photo, from the cache or computed from one decode: the
     features, and (to fine-tune) conv4's activations."""
     options, digest, root = config.options, info["weights_digest"], config.feature_cache
-    extract, extract_mirrored = _batch_predictor(extractor), mirrored(_batch_predictor(extractor))
+    extract = _batch_predictor(extractor)
+    extract_mirrored = mirrored(extract)
     tuning = []
     if options.fine_tune_epochs:  # conv4's maps too, from the features' pass
-        check_taps(features)
         both = _batch_outputs(models.build_set_extractor(backbone, features, also_tap=ENTRY))
         extract, tapped = shared_outputs(both, 2)
         extract_mirrored, tapped_mirrored = shared_outputs(mirrored(both), 2)

@@ -8,6 +8,7 @@ import hashlib
 import re
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx2 as httpx
 import pytest
@@ -27,6 +28,9 @@ from tests.web.conftest import (
     sign_in,
     with_axe,
 )
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator
 
 expect = pytest.importorskip("playwright.sync_api").expect
 
@@ -301,6 +305,13 @@ def test_the_console_fits_a_phone_screen(phone: Tab) -> None:
     expect(phone.page.locator("#versions tbody td[data-label='Accuracy']").first).to_be_visible()
 
 
+def _details_facts(tab: Tab, number: int) -> Locator:
+    """Signed in, version ``number``'s details opened: their list of facts."""
+    sign_in(tab)
+    tab.page.get_by_role("button", name=f"Details of version {number}", exact=True).click()
+    return tab.page.locator("#detail dl.facts")
+
+
 def test_a_linear_heads_details_name_its_own_recipe_and_plot(tab: Tab, web: WebServer) -> None:
     training = {
         "head": "linear",
@@ -318,9 +329,7 @@ def test_a_linear_heads_details_name_its_own_recipe_and_plot(tab: Tab, web: WebS
     number = publish_tiny(
         web.store, FLOWERS, seed=8, activate=False, plots=True, training=training
     ).number
-    sign_in(tab)
-    tab.page.get_by_role("button", name=f"Details of version {number}", exact=True).click()
-    facts = tab.page.locator("#detail dl.facts")
+    facts = _details_facts(tab, number)
     expect(facts).to_contain_text(
         "head linear, features conv4-conv5-gem, input size 224, flips true, folds 5, seed 123, "
         "l2 0.03"
@@ -348,9 +357,7 @@ def test_a_version_fine_tuned_after_its_folds_says_its_accuracy_is_the_heads(
         training=training,
         metrics={"fine_tuning": record},
     ).number
-    sign_in(tab)
-    tab.page.get_by_role("button", name=f"Details of version {number}", exact=True).click()
-    facts = tab.page.locator("#detail dl.facts")
+    facts = _details_facts(tab, number)
     expect(facts).to_contain_text(
         "the head alone: conv5 was then fine-tuned, which added 1.0 points when measured once"
     )
