@@ -154,7 +154,8 @@ class TrainOptions(BaseModel):
         True,
         description="fine-tune in every fold too, so that the accuracy measured is the "
         "fine-tuned recipe's (folds + 1 fine-tunings); off: the folds measure the head alone "
-        "(conv5 frozen, a lower bound) and only the published model is fine-tuned (1 fine-tuning)",
+        "(conv5 frozen, a lower bound) and only the published model is fine-tuned (1 fine-tuning), "
+        "the last fold kept out of it to judge it and its INT8 IR",
         json_schema_extra=_ui("fine_tune"),
     )
     fine_tune_learning_rate: float = Field(

@@ -14,6 +14,7 @@ the same one graph taking raw RGB, with nothing new for the service.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -43,9 +44,34 @@ MEASURED_ONCE: Final = {
 }
 
 
-def fine_tuning_record(options: TrainOptions) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class HeldOut:
+    """The published fine-tuned model, and the head it started from, on the photos its
+    fine-tuning kept out (``--no-fine-tune-in-folds``: the last fold's)."""
+
+    photos: int
+    head_alone: float
+    fine_tuned: float
+
+    @property
+    def gain(self) -> float:
+        return self.fine_tuned - self.head_alone
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {
+            "photos": self.photos,
+            "head_alone": round(self.head_alone, 4),
+            "fine_tuned": round(self.fine_tuned, 4),
+            "gain": round(self.gain, 4),
+        }
+
+
+def fine_tuning_record(
+    options: TrainOptions, held_out: HeldOut | None = None
+) -> dict[str, Any] | None:
     """What a version's metadata says of its fine-tuning: whether the accuracy measured is the
-    fine-tuned recipe's, and, where it is not, what fine-tuning added when it was measured."""
+    fine-tuned recipe's, and, where it is not, what fine-tuning added on the fold the published
+    model's fine-tuning kept out, and when it was measured once by cross-validation."""
     if not options.fine_tune_epochs:
         return None
     record: dict[str, Any] = {"published": True, "epochs": options.fine_tune_epochs}
@@ -55,9 +81,21 @@ def fine_tuning_record(options: TrainOptions) -> dict[str, Any] | None:
         **record,
         "measured": "not in the folds (--no-fine-tune-in-folds): the accuracy is the head's "
         "alone on the frozen backbone, a lower bound; conv5 was fine-tuned for the published "
-        "model only",
+        "model only, on every photo but the last fold's, which judge it (held_out)",
+        **({"held_out": held_out.as_metadata()} if held_out is not None else {}),
         "measured_once": MEASURED_ONCE,
     }
+
+
+@dataclass(frozen=True)
+class TunedHead:
+    """The fine-tuned head, read on the features (the INT8 check's judge of the photos that the
+    fine-tuning kept out)."""
+
+    graph: Any
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return predict_in_batches(self.graph, features)
 
 
 class FineTuneError(ValueError):

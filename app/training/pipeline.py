@@ -26,7 +26,7 @@ from app.training import dataset as datasets
 from app.training import evaluation, pairing, weights
 from app.training.crossval import FitAndPredict, Measured, measure
 from app.training.features import FeatureCache, View, featurize_views, mirrored, shared_outputs
-from app.training.finetune import ENTRY, FineTuner, activation_views
+from app.training.finetune import ENTRY, FineTuner, HeldOut, TunedHead, activation_views
 from app.training.heads import FittedHead
 from app.training.progress import Reporter
 from app.training.quantize import FoldHeads
@@ -68,8 +68,10 @@ class TrainedModel:
     timings: dict[str, float] = field(default_factory=dict)
     # if_better: this run's recipe and the active version's on the same folds, or why not
     paired: pairing.Paired | str | None = None
-    # the heads the accuracy was measured with, each with the photos it held out (INT8's check)
+    # the heads that judge held-out photos, each with the photos it held out (INT8's check): the
+    # measured ones, or the fine-tuned published head with the photos its fine-tuning kept out
     fold_heads: FoldHeads | None = None
+    held_out: HeldOut | None = None  # the fine-tuned published model on the photos kept out
 
 
 @contextmanager
@@ -190,18 +192,29 @@ def train(
                 fitter, options, measured, config.model_store, digest, data.class_names, reporter
             )
     rows = _final_rows(options, measured, len(samples))
+    # Fine-tuning the published model only: the last fold stays out of it, to judge it
+    kept_out = _kept_out(options, kept_heads, len(samples))
+    if kept_out is not None:
+        rows &= ~kept_out
     with timed(timings, "train_head"):
         reporter.phase("train_head", f"the published head, on {int(rows.sum())} photos")
         head = fitter.published_head(rows)
     head_graph, history = head.graph(), {**head.history, "fold_accuracy": measured.accuracies}
+    held_out, fold_heads = None, _fold_heads(kept_heads, len(samples))
     if options.fine_tune_epochs:
         with timed(timings, "fine_tune"):
-            alone = "" if tunes_in_folds(options) else " (the published model only)"
+            alone = "" if kept_out is None else ", the published model only"
             reporter.phase(
-                "fine_tune", f"conv5 and the head, {options.fine_tune_epochs} epochs{alone}"
+                "fine_tune",
+                f"conv5 and the head, {options.fine_tune_epochs} epochs, on "
+                f"{int(rows.sum())} photos{alone}",
             )
             tuner = FineTuner(prepared.backbone, prepared.features, head_graph)
             history |= tuner.fit(options, fitter.activations, labels, rows, reporter)
+            if kept_out is not None:
+                held_out = _judge_kept_out(tuner, head, fitter, kept_out, reporter)
+                # the INT8 check judges those photos by the published head: it never saw them
+                fold_heads = FoldHeads([TunedHead(head_graph)], np.where(kept_out, 0, -1))
     classifier = models.chain(prepared.extractor, head_graph)
     kept = prepared.kept
     reference = [kept[i] for i in range(min(AGREEMENT_PHOTOS, len(samples)))]
@@ -220,8 +233,42 @@ def train(
         int(rows.sum()),
         timings,
         paired,
-        _fold_heads(kept_heads, len(samples)),
+        fold_heads,
+        held_out,
     )
+
+
+def _kept_out(
+    options: TrainOptions, kept_heads: list[tuple[np.ndarray, FittedHead]], count: int
+) -> np.ndarray | None:
+    """The photos the published model's fine-tuning keeps out when the folds measured the head
+    alone: the last fold's (whose measured head is then the published model's first head)."""
+    if not options.fine_tune_epochs or tunes_in_folds(options) or not kept_heads:
+        return None
+    kept_out = np.zeros(count, bool)
+    kept_out[kept_heads[-1][0]] = True
+    return kept_out
+
+
+def _judge_kept_out(
+    tuner: FineTuner,
+    head: FittedHead,
+    fitter: RecipeFitter,
+    kept_out: np.ndarray,
+    reporter: Reporter,
+) -> HeldOut:
+    """The fine-tuned model and the head it started from on the photos kept out of both."""
+    truth = fitter.labels[kept_out]
+    tuned = tuner.predict(fitter.activations[0], kept_out).argmax(axis=1)
+    alone = head.predict(fitter.views[0][kept_out]).argmax(axis=1)
+    held_out = HeldOut(
+        int(kept_out.sum()), float((alone == truth).mean()), float((tuned == truth).mean())
+    )
+    reporter.line(
+        f"  on the {held_out.photos} photos kept out: {held_out.fine_tuned:.4f} fine-tuned, "
+        f"{held_out.head_alone:.4f} the head alone ({held_out.gain:+.4f})"
+    )
+    return held_out
 
 
 def _reference_probabilities(classifier: Any, data: datasets.Dataset, reference: list[int]) -> Any:

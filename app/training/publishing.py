@@ -29,7 +29,7 @@ from app.store.versions import (
 )
 from app.training import dataset as datasets
 from app.training import evalset, evaluation, examples, pairing
-from app.training.finetune import fine_tuning_record
+from app.training.finetune import HeldOut, fine_tuning_record
 from app.training.pipeline import TrainedModel
 from app.training.progress import Reporter
 
@@ -276,7 +276,7 @@ def build_metadata(
             "per_class": report["per_class"],
             "confusion_matrix": report["confusion_matrix"],
             **({"tta_flip": report["tta_flip"]} if "tta_flip" in report else {}),
-            **_fine_tuning(config.options),
+            **_fine_tuning(config.options, trained.held_out),
         },
         "training": {
             **config.options.model_dump(mode="json"),
@@ -304,8 +304,8 @@ def build_metadata(
     }
 
 
-def _fine_tuning(options: TrainOptions) -> dict[str, Any]:
-    record = fine_tuning_record(options)
+def _fine_tuning(options: TrainOptions, held_out: HeldOut | None) -> dict[str, Any]:
+    record = fine_tuning_record(options, held_out)
     return {} if record is None else {"fine_tuning": record}
 
 

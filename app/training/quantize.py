@@ -32,6 +32,7 @@ import numpy as np
 
 from app.ml.engines import INT8_XML, OPENVINO_XML
 from app.training import dataset as datasets
+from app.training.recipe import tunes_in_folds
 
 if TYPE_CHECKING:
     from app.training.pipeline import TrainedModel
@@ -166,8 +167,11 @@ def _not_made(trained: TrainedModel) -> str | None:
         return "int8 is off (--no-int8)"
     if trained.config.weights == "none":
         return "the backbone is random (--weights none): it has no accuracy to keep"
-    if options.fine_tune_epochs:
-        return "a fine-tuned conv5 is not quantized yet (the held-out heads judged other conv5s)"
+    if tunes_in_folds(options):
+        return (
+            "a conv5 fine-tuned in every fold is not quantized (the held-out heads judged other "
+            "conv5s; --no-fine-tune-in-folds keeps a fold out to judge it)"
+        )
     if trained.fold_heads is None:
         return "no held-out heads were kept to judge it with"
     return None
@@ -186,13 +190,16 @@ def split_photos(
     labels: np.ndarray, seed: int, fold_of: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows of the calibration photos and of the (disjoint) photos the IR is checked on: a seeded
-    shuffle, each class in proportion; only photos a held-out head judged can be checked on."""
+    shuffle, each class in proportion; only photos a held-out head judged can be checked on, so
+    the others calibrate first."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(labels))
     # interleave the classes so that any prefix holds each in proportion
     by_class = [order[labels[order] == label] for label in np.unique(labels)]
     ranks = np.concatenate([np.arange(len(rows)) / len(rows) for rows in by_class])
     mixed = np.concatenate(by_class)[np.argsort(ranks, kind="stable")]
+    if fold_of is not None:  # calibrate on photos no head judged first, to check on the others
+        mixed = np.concatenate([mixed[fold_of[mixed] < 0], mixed[fold_of[mixed] >= 0]])
     calibrate = mixed[: min(CALIBRATION_PHOTOS, max(1, len(mixed) // 2))]
     rest = mixed[len(calibrate) :]
     if fold_of is not None:

@@ -31,6 +31,12 @@ def render(trained: TrainedModel, version: Version, activation: Activation) -> s
             f"{'':<23}(the accuracy is the head's; fine-tuning added "
             f"{MEASURED_ONCE['gain']} when measured once)",
         ]
+        held_out = trained.held_out
+        if held_out is not None:
+            lines.append(
+                f"{'':<23}on the {held_out.photos} photos it kept out: {held_out.fine_tuned:.4f} "
+                f"against the head's {held_out.head_alone:.4f} ({held_out.gain:+.4f})"
+            )
     if trained.data.skipped:
         lines.append(
             f"  skipped images       {len(trained.data.skipped)} unreadable (see warnings)"

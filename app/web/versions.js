@@ -234,12 +234,17 @@ function facts(version) {
 
 // A version whose folds measured its head alone, conv5 fine-tuned for the published model only
 // (--no-fine-tune-in-folds): its accuracy is a lower bound, and the metadata has what
-// fine-tuning added when it was measured once.
+// fine-tuning added when it was measured once, and on the fold its fine-tuning kept out.
 function headAlone(metadata) {
-  const once = metadata.metrics?.fine_tuning?.measured_once;
+  const tuning = metadata.metrics?.fine_tuning;
+  const once = tuning?.measured_once;
   if (!once) return "";
   const points = (once.gain * 100).toFixed(1);
-  return `; the head alone: conv5 was then fine-tuned, which added ${points} points when measured once`;
+  const kept = tuning.held_out;
+  const judged = kept
+    ? `; fine-tuned, ${percent(kept.fine_tuned)} on the ${kept.photos} photos kept out of it (the head alone ${percent(kept.head_alone)})`
+    : "";
+  return `; the head alone: conv5 was then fine-tuned, which added ${points} points when measured once${judged}`;
 }
 
 // history.png holds training curves only for an mlp head; a linear head's shows its folds.

@@ -442,4 +442,10 @@ def test_a_model_fine_tuned_alone_says_what_its_accuracy_measured(tmp_path: Path
     assert fine_tuning["published"] is True and fine_tuning["epochs"] == 1
     assert "the head's alone" in fine_tuning["measured"]
     assert fine_tuning["measured_once"]["gain"] == 0.0099
+    # the last of the 3 folds was kept out of the published model's fine-tuning, to judge it
+    held_out = fine_tuning["held_out"]
+    assert held_out["photos"] + metadata["metrics"]["trained_on"] == 10
+    assert held_out["head_alone"] == metadata["metrics"]["fold_accuracies"][-1]
+    kept_out = f"on the {held_out['photos']} photos it kept out: {held_out['fine_tuned']:.4f}"
+    assert kept_out in result.stdout
     assert metadata["training"]["fine_tune_in_folds"] is False

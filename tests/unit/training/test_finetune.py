@@ -17,6 +17,7 @@ from app.training.finetune import (
     ActivationBatches,
     FineTuneError,
     FineTuner,
+    HeldOut,
     activation_cache,
     check_taps,
     fine_tuning_record,
@@ -151,11 +152,28 @@ def test_without_fine_tuning_in_folds_the_folds_measure_the_head_and_the_publish
     head = run()
     assert fits == []
     published_only = run(fine_tune_epochs=2, fine_tune_in_folds=False)
-    assert fits == [12]  # once, on every photo: the published model's
+    assert fits == [6]  # once, the published model's, on every photo but the last fold's
+    assert (head.trained_on, published_only.trained_on) == (12, 6)
     # what the folds measured is the head alone: the same as without fine-tuning
     assert published_only.measured.accuracies == head.measured.accuracies
     assert np.allclose(published_only.measured.probabilities, head.measured.probabilities)
-    assert published_only.fold_heads is not None  # the measured heads, as for the head alone
+    # the last fold judges the published model and the head it started from (the fold's own)
+    held_out = published_only.held_out
+    assert held_out is not None and held_out.photos == 6
+    assert held_out.head_alone == published_only.measured.accuracies[-1]
+    # ...and the INT8 check judges those photos by the published head, on the published features
+    checked = published_only.fold_heads
+    assert checked is not None and len(checked.heads) == 1
+    last_fold = published_only.measured.judged[-6:]
+    assert sorted(np.flatnonzero(checked.fold_of == 0)) == sorted(last_fold)
+    assert (np.delete(checked.fold_of, last_fold) == -1).all()
+    images, _ = dataset.load_images(data, published_only.reference_indices)
+    classifier = published_only.classifier
+    published = np.asarray(classifier(images.astype(np.float32)))
+    extractor = classifier.layers[1]  # chain(extractor, head): the features the head reads
+    features = np.asarray(extractor(images.astype(np.float32)))
+    assert np.allclose(checked.heads[0].predict(features), published, atol=1e-5)
+    assert np.allclose(published, published_only.reference_probabilities, atol=1e-5)
     # ...and the published model is fine-tuned: its conv5 and answers are not the head's
     assert len(published_only.history["fine_tune_loss"]) == 2
     assert not np.allclose(
@@ -173,6 +191,14 @@ def test_the_metadata_says_whether_the_folds_measured_the_fine_tuning() -> None:
     assert "fine-tuned recipe's" in in_folds["measured"] and "measured_once" not in in_folds
     alone = fine_tuning_record(TrainOptions(fine_tune_epochs=3, fine_tune_in_folds=False))
     assert alone is not None and "the head's alone" in alone["measured"]
+    assert "held_out" not in alone  # only what was measured
+    judged = fine_tuning_record(
+        TrainOptions(fine_tune_epochs=3, fine_tune_in_folds=False), HeldOut(614, 0.92, 0.93)
+    )
+    assert judged is not None
+    assert judged["held_out"] == {
+        "photos": 614, "head_alone": 0.92, "fine_tuned": 0.93, "gain": 0.01
+    }  # fmt: skip
     once = alone["measured_once"]
     assert once == MEASURED_ONCE
     assert round(once["fine_tuned"] - once["head_alone"], 4) == once["gain"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +13,7 @@ import pytest
 from app.ml.engines import INT8_XML, OPENVINO_XML
 from app.options import TrainOptions
 from app.training import quantize
+from tests.conftest import FLOWERS_STORE_TIMEOUT_S, REPO
 from tests.support.modelfactory import ColourHead, colour_kernel, colour_photos, tiny_classifier
 
 CLASSES = ["blue", "green", "red"]
@@ -99,3 +103,54 @@ def test_accuracy_control_steers_by_the_bound_nearer_to_being_broken(
     within = float_ir - quantize.bounds_metric(result, max_drop) <= 1 + 1e-9
     assert float_ir == 1.0
     assert within is (quantize.verdict(result, max_drop) is None)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(FLOWERS_STORE_TIMEOUT_S)
+def test_a_conv5_fine_tuned_for_the_published_model_is_quantized_and_checked_on_its_kept_out_fold(
+    tmp_path: Path, flowers_dev: Path
+) -> None:
+    """With --no-fine-tune-in-folds the published model's fine-tuning keeps the last fold out, so
+    the INT8 IR of a fine-tuned conv5 is judged on photos neither conv5 nor the head saw: 12 dev
+    photos of each of 3 classes, 3 folds, real ImageNet weights."""
+    pytest.importorskip("nncf")
+    data = tmp_path / "data"
+    for folder in sorted(path for path in flowers_dev.iterdir() if path.is_dir())[:3]:
+        (data / folder.name).mkdir(parents=True)
+        for photo in sorted(folder.glob("*.jpg"))[:12]:
+            (data / folder.name / photo.name).symlink_to(photo)
+    store = tmp_path / "store"
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "app.train", "--data-dir", str(data), "--model-store",
+            str(store), "--feature-cache", str(tmp_path / "cache"), "--folds", "3",
+            "--fine-tune-epochs", "1", "--no-fine-tune-in-folds",
+        ],
+        cwd=REPO, capture_output=True, text=True, timeout=FLOWERS_STORE_TIMEOUT_S,
+    )  # fmt: skip
+    if "could not obtain the ImageNet ResNet-50 weights" in result.stderr:
+        pytest.skip(f"no ImageNet weights here: {result.stderr.strip()}")
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    metadata = json.loads((store / "1" / "metadata.json").read_text())
+    held_out = metadata["metrics"]["fine_tuning"]["held_out"]
+    assert held_out["photos"] == 12 and metadata["metrics"]["trained_on"] == 24
+    record = metadata["engines"]["openvino"]["int8"]
+    print(f"\nkept out: {json.dumps(held_out)}\nINT8: {json.dumps(record)}")
+    assert "held_out" in record, record  # made and checked, whatever the verdict
+    # every kept-out photo, none used to calibrate (the 24 others calibrate: half of 36, wanted)
+    assert (record["held_out"]["photos"], record["calibration_photos"]) == (12, 18)
+    # the float IR judged by the published head on them is the fine-tuned model measured above
+    assert abs(record["held_out"]["float_accuracy"] - held_out["fine_tuned"]) <= 1 / 12 + 1e-9
+    assert record["kept"] is (
+        quantize.verdict(_checked(record["held_out"]), record["max_drop"]) is None
+    )
+    assert (store / "1" / INT8_XML).is_file() is record["kept"]
+
+
+def _checked(held_out: dict[str, float]) -> quantize.Checked:
+    return quantize.Checked(
+        int(held_out["photos"]),
+        held_out["float_accuracy"],
+        held_out["int8_accuracy"],
+        held_out["agreement"],
+    )
