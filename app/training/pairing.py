@@ -12,6 +12,11 @@ compared fold by fold (paired), so what differs is the recipe and nothing else:
 - anything else (other features, weights or classes, a recipe this run lacks the views for): no
   paired figure, and :func:`app.training.publishing.decide_activation` compares the recorded
   figures, saying why.
+
+A fine-tuning done after the folds (``--no-fine-tune-in-folds``) is one thing the folds cannot
+see: they measure the heads alone. When the two recipes do not fine-tune alike, what each such
+fine-tuning added on the fold it kept out (:func:`added_after_folds`) is added to its side of
+the difference; an active version that recorded no such figure is kept.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from pydantic import ValidationError
 from app.options import PUBLISHING, TrainOptions
 from app.store.versions import ModelStore, StoreError, Version
 from app.training.crossval import Measured, measure
+from app.training.finetune import HeldOut
 from app.training.progress import Reporter
-from app.training.recipe import RecipeFitter, tunes_in_folds
+from app.training.recipe import RecipeFitter, fine_tuning, tunes_after_folds, tunes_in_folds
 
 DECIMALS = 4  # as every accuracy in the metadata
 # What a recipe is: the options that change the measured accuracy (not how a run publishes).
@@ -43,6 +49,8 @@ class Paired:
     active_accuracies: list[float]  # the active version's recipe, per fold
     photos: int
     method: str
+    # the recipes differ only in a fine-tuning after the folds, which measure the heads alone
+    same_heads: bool = False
 
     @property
     def differences(self) -> list[float]:
@@ -57,11 +65,15 @@ class Paired:
 
     def describe(self) -> str:
         new, old = float(np.mean(self.accuracies)), float(np.mean(self.active_accuracies))
-        recipe = (
-            "the same recipe as active version {v}'s"
-            if self.same_recipe
-            else "active version {v}'s recipe re-measured"
-        ).format(v=self.version)
+        if self.same_recipe:
+            recipe = f"the same recipe as active version {self.version}'s"
+        elif self.same_heads:
+            recipe = (
+                f"the same heads as active version {self.version}'s: the recipes differ only in "
+                "a fine-tuning after the folds"
+            )
+        else:
+            recipe = f"active version {self.version}'s recipe re-measured"
         folds = ", ".join(f"{d:+.3f}" for d in self.differences)
         return (
             f"paired on the same {self.method} of {self.photos} photos: {new:.4f} against "
@@ -72,6 +84,7 @@ class Paired:
         return {
             "compared_with": self.version,
             "same_recipe": self.same_recipe,
+            **({"same_heads": True} if self.same_heads else {}),
             "method": self.method,
             "photos": self.photos,
             "accuracy": round(float(np.mean(self.accuracies)), DECIMALS),
@@ -85,6 +98,13 @@ def recipe(options: TrainOptions) -> dict[str, Any]:
     return {k: v for k, v in options.model_dump().items() if k not in NOT_RECIPE}
 
 
+def head_recipe(options: TrainOptions) -> dict[str, Any] | None:
+    """What the folds measure of a recipe that fine-tunes after them (or none): its head's."""
+    if tunes_in_folds(options):
+        return None
+    return {k: v for k, v in recipe(options).items() if not k.startswith("fine_tune_")}
+
+
 def active_recipe(
     active: Version, options: TrainOptions, digest: str | None, classes: list[str]
 ) -> TrainOptions | str:
@@ -93,14 +113,9 @@ def active_recipe(
         return "its backbone weights differ from this run's"
     if active.classes != classes:
         return "its classes differ from this run's"
-    training = active.metadata.as_dict().get("training")
-    if not isinstance(training, dict):
-        return "it recorded no recipe"
-    known = {k: v for k, v in training.items() if k in TrainOptions.model_fields}
-    try:
-        theirs = TrainOptions.model_validate(known)
-    except ValidationError:
-        return "its recipe is not one this trainer knows"
+    theirs = recorded_recipe(active)
+    if isinstance(theirs, str):
+        return theirs
     same_partition = {"folds": options.folds, "seed": options.seed}
     theirs = theirs.model_copy(
         update={**same_partition, "validation_split": options.validation_split}
@@ -112,6 +127,66 @@ def active_recipe(
     if tunes_in_folds(theirs) and not options.fine_tune_epochs:
         return "it fine-tuned conv5, and this run did not cache the activations to"
     return theirs
+
+
+def recorded_recipe(version: Version) -> TrainOptions | str:
+    """The options a version was trained with, or why they cannot be read."""
+    training = version.metadata.as_dict().get("training")
+    if not isinstance(training, dict):
+        return "it recorded no recipe"
+    known = {k: v for k, v in training.items() if k in TrainOptions.model_fields}
+    try:
+        return TrainOptions.model_validate(known)
+    except ValidationError:
+        return "its recipe is not one this trainer knows"
+
+
+@dataclass(frozen=True)
+class AddedAfterFolds:
+    """What a fine-tuning after the folds added on the photos it kept out, which the folds (the
+    heads alone) cannot see: added to this run's side of the comparison, or the active's."""
+
+    whose: str  # "this run's" or "active version 2's"
+    gain: float
+    photos: int
+    of_this_run: bool
+
+    @property
+    def signed(self) -> float:
+        return self.gain if self.of_this_run else -self.gain
+
+    def describe(self) -> str:
+        return (
+            f"{self.whose} conv5 fine-tuned after the folds added {self.gain:+.4f} on the "
+            f"{self.photos} photos it kept out"
+        )
+
+
+def added_after_folds(
+    active: Version, options: TrainOptions, held_out: HeldOut | None
+) -> list[AddedAfterFolds] | str:
+    """The fine-tunings after the folds that a comparison of the heads misses, each with what it
+    added on the fold it kept out (none when both recipes fine-tune alike), or why the versions
+    cannot be compared: the active version's was not measured."""
+    theirs = recorded_recipe(active)
+    if isinstance(theirs, str) or fine_tuning(theirs) == fine_tuning(options):
+        return []
+    added = []
+    if held_out is not None:
+        added.append(AddedAfterFolds("this run's", held_out.gain, held_out.photos, True))
+    if tunes_after_folds(theirs):
+        kept_out = active.metadata.as_dict().get("metrics", {}).get("fine_tuning", {})
+        recorded = kept_out.get("held_out")
+        if not isinstance(recorded, dict) or not {"gain", "photos"} <= recorded.keys():
+            return (
+                f"active version {active.number}'s conv5 was fine-tuned after its folds, which "
+                "no fold measured and it recorded no figure of, and this run fine-tunes "
+                "otherwise: it is kept (an evaluation folder, FLOWERS_EVAL_DIR, compares the "
+                "published models themselves; or activate=always)"
+            )
+        whose = f"active version {active.number}'s"
+        added.append(AddedAfterFolds(whose, recorded["gain"], recorded["photos"], False))
+    return added
 
 
 def compare_with_active(
@@ -134,9 +209,14 @@ def compare_with_active(
     if isinstance(theirs, str):
         return f"active version {active.number}: {theirs}"
     photos = len(fitter.labels)
-    if recipe(theirs) == recipe(options):
+    heads = head_recipe(theirs)
+    same_heads = heads is not None and heads == head_recipe(options)
+    if recipe(theirs) == recipe(options) or same_heads:
         accuracies = list(measured.accuracies)
-        return Paired(active.number, True, accuracies, accuracies, photos, measured.method)
+        same = recipe(theirs) == recipe(options)
+        return Paired(
+            active.number, same, accuracies, accuracies, photos, measured.method, not same
+        )
     reporter.line(f"  active version {active.number}'s recipe, on the same folds:")
     views = fitter.views if theirs.flips else fitter.views[:1]
     again = RecipeFitter(

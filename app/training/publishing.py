@@ -233,23 +233,40 @@ def decide_activation(
             f"{old_score:.4f} ({on_folder.active_source})"
         )
         return Activation(better, reason, active.number, old_score, seen=seen)
+    added = pairing.added_after_folds(active, trained.config.options, trained.held_out)
+    if isinstance(added, str):
+        return Activation(False, added, active.number, old, seen=seen)
     paired = trained.paired
     if isinstance(paired, pairing.Paired) and paired.version == active.number:
-        better = paired.difference >= 0
-        reason = f"{paired.describe()}: {'at least as good' if better else 'worse'}"
+        difference = _with_added(paired.difference, added)
+        better = difference >= 0
+        reason = f"{paired.describe()}{_describe_added(added, difference)}: "
+        reason += "at least as good" if better else "worse"
         return Activation(better, reason, active.number, old, seen=seen)
     # Compared as recorded: metadata keeps 4 decimals, so a retrain measured exactly as well as
     # the active version (0.89818 then, 0.8982 on record) is "at least as good", as documented.
     new = round(trained.measured.accuracy, ACCURACY_DECIMALS)
-    verdict = ">=" if new >= old else "<"
+    difference = _with_added(round(new - old, ACCURACY_DECIMALS), added)
+    verdict = ">=" if difference >= 0 else "<"
     how = active.metadata.metrics.evaluation or "its validation split"
     reason = (
         f"{trained.measured.method} accuracy {new:.4f} {verdict} active version "
-        f"{active.number}'s {old:.4f} ({how})"
+        f"{active.number}'s {old:.4f} ({how}){_describe_added(added, difference)}"
     )
     if isinstance(paired, str):
         reason += f"; not paired: {paired}"
-    return Activation(new >= old, reason, active.number, old, seen=seen)
+    return Activation(difference >= 0, reason, active.number, old, seen=seen)
+
+
+def _with_added(difference: float, added: list[pairing.AddedAfterFolds]) -> float:
+    return round(difference + sum(term.signed for term in added), ACCURACY_DECIMALS)
+
+
+def _describe_added(added: list[pairing.AddedAfterFolds], difference: float) -> str:
+    """What the fine-tunings after the folds added, which the heads' comparison missed."""
+    if not added:
+        return ""
+    return "".join(f"; {term.describe()}" for term in added) + f": {difference:+.4f} in all"
 
 
 def build_metadata(

@@ -25,6 +25,18 @@ def tunes_in_folds(options: TrainOptions) -> bool:
     return options.fine_tune_epochs > 0 and options.fine_tune_in_folds
 
 
+def tunes_after_folds(options: TrainOptions) -> bool:
+    """Whether only the published model is fine-tuned, so that the folds measure the head alone."""
+    return options.fine_tune_epochs > 0 and not options.fine_tune_in_folds
+
+
+def fine_tuning(options: TrainOptions) -> tuple[int, bool, float] | None:
+    """How a recipe fine-tunes conv5 (epochs, in the folds or not, learning rate), or None."""
+    if not options.fine_tune_epochs:
+        return None
+    return options.fine_tune_epochs, options.fine_tune_in_folds, options.fine_tune_learning_rate
+
+
 @dataclass
 class RecipeFitter:
     """The recipe fitted on some photos and judged on others: the head alone, or the head then

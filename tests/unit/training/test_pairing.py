@@ -10,7 +10,7 @@ import pytest
 from app.options import TrainOptions
 from app.store.metadata import VersionMetadata
 from app.store.versions import Version
-from app.training.pairing import Paired, active_recipe, recipe
+from app.training.pairing import Paired, active_recipe, head_recipe, recipe
 
 CLASSES = ["cats", "dogs"]
 
@@ -75,3 +75,19 @@ def test_the_paired_figures_and_their_description() -> None:
         "version 3's recipe re-measured), difference +0.0050 (folds -0.010, +0.020)"
     )
     assert paired.as_metadata()["active_recipe_accuracy"] == 0.905
+
+
+def test_recipes_that_differ_only_in_a_fine_tuning_after_the_folds_have_the_same_heads() -> None:
+    plain, after = TrainOptions(), TrainOptions(fine_tune_epochs=4, fine_tune_in_folds=False)
+    assert recipe(plain) != recipe(after) and head_recipe(plain) == head_recipe(after)
+    other = TrainOptions(l2=1.0, fine_tune_epochs=4, fine_tune_in_folds=False)
+    assert head_recipe(other) != head_recipe(after)
+    assert head_recipe(TrainOptions(fine_tune_epochs=4)) is None  # its folds measure the tuning
+    paired = Paired(2, False, [0.9, 0.9], [0.9, 0.9], 40, "2-fold cross-validation", True)
+    assert paired.describe() == (
+        "paired on the same 2-fold cross-validation of 40 photos: 0.9000 against 0.9000 (the same "
+        "heads as active version 2's: the recipes differ only in a fine-tuning after the folds), "
+        "difference +0.0000 (folds +0.000, +0.000)"
+    )
+    assert paired.as_metadata()["same_heads"] is True
+    assert "same_heads" not in Paired(2, False, [0.9], [0.8], 40, "x").as_metadata()
