@@ -13,7 +13,10 @@ metric, :func:`bounds_metric`, steers by the bound nearer to being broken). The 
 when both hold; otherwise the version keeps its float IR alone, and the metadata says why.
 
 (Judged by the published head instead, the photos would all be ones it was fitted on: their
-answers are surer than a new photo's, and the check would say little.)
+answers are surer than a new photo's, and the check would say little.) A conv5 fine-tuned after
+the folds (``--no-fine-tune-in-folds``) differs from the one the folds' heads read, so its IR is
+judged on the last fold, which its fine-tuning kept out, by the published head: it never saw
+those photos either (:class:`FoldHeads` with that one head).
 
 NNCF is optional (the ``openvino`` extra); without it a version simply has no INT8 IR.
 """
