@@ -211,9 +211,9 @@ def compare_with_active(
     photos = len(fitter.labels)
     heads = head_recipe(theirs)
     same_heads = heads is not None and heads == head_recipe(options)
-    if recipe(theirs) == recipe(options) or same_heads:
+    same = recipe(theirs) == recipe(options)
+    if same or same_heads:
         accuracies = list(measured.accuracies)
-        same = recipe(theirs) == recipe(options)
         return Paired(
             active.number, same, accuracies, accuracies, photos, measured.method, not same
         )

@@ -30,7 +30,7 @@ from app.training.finetune import ENTRY, FineTuner, HeldOut, TunedHead, activati
 from app.training.heads import FittedHead
 from app.training.progress import Reporter
 from app.training.quantize import FoldHeads
-from app.training.recipe import RecipeFitter, tunes_in_folds
+from app.training.recipe import RecipeFitter, tunes_after_folds, tunes_in_folds
 
 AGREEMENT_PHOTOS = 64  # photos the exported OpenVINO model is checked against Keras on
 
@@ -243,7 +243,7 @@ def _kept_out(
 ) -> np.ndarray | None:
     """The photos the published model's fine-tuning keeps out when the folds measured the head
     alone: the last fold's (whose measured head is then the published model's first head)."""
-    if not options.fine_tune_epochs or tunes_in_folds(options) or not kept_heads:
+    if not tunes_after_folds(options) or not kept_heads:
         return None
     kept_out = np.zeros(count, bool)
     kept_out[kept_heads[-1][0]] = True
