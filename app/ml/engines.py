@@ -56,12 +56,14 @@ class Tolerance:
         return 2 * self.max_abs_diff
 
 
-# bf16 keeps 8 bits of mantissa: through ResNet-50 the probabilities move by up to ~0.04 (measured
-# on the dev photos), so it keeps the class of every clear-cut photo, not the digits.
+# bf16 keeps 8 bits of mantissa: through ResNet-50 the probabilities move by up to ~0.04 with the
+# ImageNet conv5 and 0.066 with a fine-tuned one (the default's; one dev photo of 1,238, whose
+# class held, margin 0.21; 99% of them under 0.015), so it keeps the class of every clear-cut
+# photo, not the digits.
 TOLERANCES: Final[dict[str, Tolerance]] = {
     "f32": Tolerance(max_abs_diff=1e-5),
     "f16": Tolerance(max_abs_diff=1e-2),
-    "bf16": Tolerance(max_abs_diff=0.05),
+    "bf16": Tolerance(max_abs_diff=0.08),
 }
 # INT8 has no such bound on the probabilities: its IR is checked at publishing on photos instead
 # (accuracy drop and top-1 agreement, in the version's metadata; app.training.quantize).
