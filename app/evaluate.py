@@ -72,6 +72,7 @@ def _run(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> in
     data = load_dataset(args, train_options, reporter, timings)
     from app.training import pipeline  # TensorFlow, once the photos are known to be usable
 
+    train_options = _measurable(train_options, reporter)
     config = train_config(args, settings, train_options, data)
     prepared = pipeline.prepare(config, data, reporter, timings)
     results: list[Result] = []
@@ -83,6 +84,22 @@ def _run(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> in
         results.append((seed, measured, report, time.monotonic() - started))
     reporter.line(_summary(train_options, results, timings))
     return 0
+
+
+def _measurable(train_options: TrainOptions, reporter: Reporter) -> TrainOptions:
+    """The recipe the folds can measure.  A fine-tuning after the folds (the default) happens
+    to a published model only, and nothing is published here: the folds measure the head
+    alone, so neither conv4's activations nor the fine-tuning's time are spent on it."""
+    from app.training.recipe import tunes_after_folds
+
+    if not tunes_after_folds(train_options):
+        return train_options
+    reporter.line(
+        f"conv5's fine-tuning ({train_options.fine_tune_epochs} epochs) happens after the folds, "
+        "to a published model only: the folds measure the head alone (--fine-tune-in-folds "
+        "measures the fine-tuned recipe in every fold; app.train judges it on its kept-out fold)"
+    )
+    return train_options.model_copy(update={"fine_tune_epochs": 0})
 
 
 def _summary(train_options: TrainOptions, results: list[Result], timings: dict[str, float]) -> str:

@@ -143,7 +143,7 @@ class TrainOptions(BaseModel):
         json_schema_extra=_ui("run"),
     )
     fine_tune_epochs: int = Field(
-        0,
+        4,
         ge=0,
         le=50,
         description="epochs of fine-tuning conv5 on cached conv4 activations after the head "
@@ -151,7 +151,7 @@ class TrainOptions(BaseModel):
         json_schema_extra=_ui("fine_tune"),
     )
     fine_tune_in_folds: bool = Field(
-        True,
+        False,
         description="fine-tune in every fold too, so that the accuracy measured is the "
         "fine-tuned recipe's (folds + 1 fine-tunings); off: the folds measure the head alone "
         "(conv5 frozen, a lower bound) and only the published model is fine-tuned (1 fine-tuning), "

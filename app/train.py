@@ -1,7 +1,10 @@
 """``flowers-train`` (``python -m app.train``): adapt an ImageNet ResNet-50 to flower photos (or
 any folder of class sub-folders) by transfer learning, and publish the result as a new version in
-the model store.  By default a classifier learns on the frozen backbone's features;
-``--fine-tune-epochs N`` also fine-tunes its last stage.
+the model store.  By default a linear classifier is cross-validated on the frozen backbone's
+features, then the published model's last stage (conv5) is fine-tuned with it
+(``--fine-tune-epochs``) and judged on the fold that fine-tuning kept out;
+``--fine-tune-epochs 0`` skips the fine-tuning (the fast path), ``--fine-tune-in-folds``
+fine-tunes in every fold too.
 """
 
 from __future__ import annotations

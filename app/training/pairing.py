@@ -22,7 +22,7 @@ the difference; an active version that recorded no such figure is kept.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 from pydantic import ValidationError
@@ -129,12 +129,19 @@ def active_recipe(
     return theirs
 
 
+# A version that recorded no value for an option trained as it then behaved, not as today's
+# default says: before --no-fine-tune-in-folds its fine-tuning was in every fold, and before
+# fine-tuning became the default it was off.
+_BEFORE_THE_OPTION: Final = {"fine_tune_epochs": 0, "fine_tune_in_folds": True}
+
+
 def recorded_recipe(version: Version) -> TrainOptions | str:
     """The options a version was trained with, or why they cannot be read."""
     training = version.metadata.as_dict().get("training")
     if not isinstance(training, dict):
         return "it recorded no recipe"
     known = {k: v for k, v in training.items() if k in TrainOptions.model_fields}
+    known = {**_BEFORE_THE_OPTION, **known}
     try:
         return TrainOptions.model_validate(known)
     except ValidationError:

@@ -27,6 +27,10 @@ def test_a_recipe_is_measured_on_several_partitions_and_nothing_is_published(
     assert "seed 0    3-fold cross-validation (seed 0): " in result.stdout
     assert "seed 1    3-fold cross-validation (seed 1): " in result.stdout
     assert "over 2 partitions: " in result.stdout
+    # The default fine-tunes the published model only: nothing is published, so the folds
+    # measure the head alone, say so, and spend nothing on conv4's activations
+    assert "the folds measure the head alone" in result.stdout
+    assert "'fine_tune_epochs': 0" in result.stdout and "conv4 activations" not in result.stdout
     store = tmp_path / "store"
     assert list(store.glob("[0-9]*")) == [] and not (store / "active").exists()
     assert list((store / ".cache" / "features").rglob("*.npy"))  # the features were cached

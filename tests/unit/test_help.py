@@ -54,7 +54,9 @@ def test_evaluate_lists_no_publishing_option() -> None:
 def test_train_says_what_it_does_by_default() -> None:
     text = " ".join(PARSERS["train"]().format_help().split())
     assert "fine-tune an ImageNet" not in text
-    assert "By default a classifier learns on the frozen backbone's features" in text
+    assert "By default a linear classifier is cross-validated on the frozen backbone's" in text
+    assert "(conv5) is fine-tuned with it (--fine-tune-epochs)" in text
+    assert "--fine-tune-epochs 0 skips the fine-tuning (the fast path)" in text
 
 
 def test_the_script_name_is_the_one_called(monkeypatch: pytest.MonkeyPatch) -> None:

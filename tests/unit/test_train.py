@@ -15,6 +15,7 @@ from PIL import Image
 
 from app import imaging
 from app.ml import network
+from app.options import TrainOptions
 from app.store import predictions
 from app.store.versions import ModelStore
 from tests.conftest import REPO, write_class_folders
@@ -100,7 +101,11 @@ def test_metadata_describes_the_run(trained_store: tuple[Path, Path, str]) -> No
     assert 0.0 <= metrics["val_accuracy"] <= 1.0 and len(metrics["fold_accuracies"]) == 3
     assert metrics["val_accuracy"] == round(float(np.mean(metrics["fold_accuracies"])), 4)
     assert metrics["evaluation"].startswith("3-fold cross-validation (seed 123): ")
-    assert metrics["trained_on"] == 16  # the published model saw every readable photo
+    # the default fine-tunes the published model's conv5, keeping the last fold out to judge it
+    fine_tuning = metrics["fine_tuning"]
+    assert fine_tuning["published"] is True
+    assert fine_tuning["epochs"] == TrainOptions().fine_tune_epochs > 0
+    assert metrics["trained_on"] == 16 - fine_tuning["held_out"]["photos"] < 16
     assert set(metrics["per_class"]["owls"]) == {"precision", "recall", "f1", "support"}
     assert np.asarray(metrics["confusion_matrix"]).sum() == 16  # every photo judged once
     assert metadata["dataset"]["evaluated_counts"] == {"cats": 6, "dogs": 5, "owls": 5}
@@ -297,7 +302,9 @@ def test_progress_events_are_machine_readable(trained_store: tuple[Path, Path, s
     assert {"phase", "progress"} <= set(kinds)
     assert events[-1]["version"] == 1
     phases = [e["phase"] for e in events if e["event"] == "phase"]
-    assert phases == ["scan", "weights", "features", "evaluate", "train_head", "publish"]
+    assert phases == [
+        "scan", "weights", "features", "evaluate", "train_head", "fine_tune", "publish"
+    ]  # fmt: skip
 
 
 def test_second_run_reuses_the_feature_cache(trained_store: tuple[Path, Path, str]) -> None:
@@ -414,7 +421,7 @@ def test_the_tutorials_head_trains_by_epochs_on_a_holdout(tmp_path: Path) -> Non
     events = tmp_path / "events.jsonl"
     result = _train_cli(
         "--data-dir", str(data), "--model-store", str(tmp_path / "store"), *MLP,
-        "--progress-file", str(events), "--no-openvino",
+        "--progress-file", str(events), "--no-openvino", "--fine-tune-epochs", "0",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "head epoch 1/2" in result.stdout and "head epoch 2/2" in result.stdout
@@ -423,6 +430,23 @@ def test_the_tutorials_head_trains_by_epochs_on_a_holdout(tmp_path: Path) -> Non
     metadata = json.loads((tmp_path / "store" / "1" / "metadata.json").read_text())
     assert metadata["metrics"]["evaluation"].startswith("holdout: ")
     assert metadata["metrics"]["trained_on"] == 8  # the holdout's 2 photos were kept out
+
+
+def test_the_fast_path_fits_the_published_head_on_every_photo_and_fine_tunes_nothing(
+    tmp_path: Path,
+) -> None:
+    data = write_class_folders(tmp_path / "data", {"cats": 5, "dogs": 5})
+    events = tmp_path / "events.jsonl"
+    result = _train_cli(
+        "--data-dir", str(data), "--model-store", str(tmp_path / "store"), *FAST,
+        "--fine-tune-epochs", "0", "--no-openvino", "--progress-file", str(events),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    events_seen = [json.loads(line) for line in events.read_text().splitlines()]
+    phases = [e["phase"] for e in events_seen if e["event"] == "phase"]
+    assert "fine_tune" not in phases and "conv4 activations" not in result.stdout
+    metrics = json.loads((tmp_path / "store" / "1" / "metadata.json").read_text())["metrics"]
+    assert metrics["trained_on"] == 10 and "fine_tuning" not in metrics
 
 
 @pytest.mark.slow

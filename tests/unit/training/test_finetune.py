@@ -149,7 +149,7 @@ def test_without_fine_tuning_in_folds_the_folds_measure_the_head_and_the_publish
         with (tmp_path / "log").open("a") as log:
             return train(config, data, Reporter(stream=log), {})
 
-    head = run()
+    head = run(fine_tune_epochs=0)
     assert fits == []
     published_only = run(fine_tune_epochs=2, fine_tune_in_folds=False)
     assert fits == [6]  # once, the published model's, on every photo but the last fold's
@@ -180,17 +180,18 @@ def test_without_fine_tuning_in_folds_the_folds_measure_the_head_and_the_publish
         published_only.reference_probabilities, head.reference_probabilities, atol=1e-4
     )
     fits.clear()
-    run(fine_tune_epochs=1)
+    run(fine_tune_epochs=1, fine_tune_in_folds=True)
     assert fits == [6, 6, 12]  # in each of the 2 folds, then the published model
 
 
 def test_the_metadata_says_whether_the_folds_measured_the_fine_tuning() -> None:
-    assert fine_tuning_record(TrainOptions()) is None
-    in_folds = fine_tuning_record(TrainOptions(fine_tune_epochs=3))
+    assert fine_tuning_record(TrainOptions(fine_tune_epochs=0)) is None
+    in_folds = fine_tuning_record(TrainOptions(fine_tune_epochs=3, fine_tune_in_folds=True))
     assert in_folds is not None and in_folds["epochs"] == 3
     assert "fine-tuned recipe's" in in_folds["measured"] and "measured_once" not in in_folds
     alone = fine_tuning_record(TrainOptions(fine_tune_epochs=3, fine_tune_in_folds=False))
     assert alone is not None and "the head's alone" in alone["measured"]
+    assert fine_tuning_record(TrainOptions()) == {**alone, "epochs": 4}  # the default
     assert "held_out" not in alone  # only what was measured
     judged = fine_tuning_record(
         TrainOptions(fine_tune_epochs=3, fine_tune_in_folds=False), HeldOut(614, 0.92, 0.93)

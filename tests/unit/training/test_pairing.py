@@ -10,7 +10,7 @@ import pytest
 from app.options import TrainOptions
 from app.store.metadata import VersionMetadata
 from app.store.versions import Version
-from app.training.pairing import Paired, active_recipe, head_recipe, recipe
+from app.training.pairing import Paired, active_recipe, head_recipe, recipe, recorded_recipe
 
 CLASSES = ["cats", "dogs"]
 
@@ -44,7 +44,8 @@ def test_the_active_recipe_is_set_to_this_runs_folds() -> None:
 def test_a_recipe_that_cannot_be_re_measured_here_says_why(
     training: dict[str, Any] | None, digest: str, classes: Any, why: str
 ) -> None:
-    answer = active_recipe(_active(training, digest, classes), TrainOptions(), "d1", CLASSES)
+    mine = TrainOptions(fine_tune_epochs=0)  # no conv4 activations at hand
+    answer = active_recipe(_active(training, digest, classes), mine, "d1", CLASSES)
     assert isinstance(answer, str) and why in answer
 
 
@@ -53,6 +54,16 @@ def test_a_recipe_whose_folds_measured_its_head_alone_is_re_measured_without_act
     theirs = active_recipe(_active(training), TrainOptions(), "d1", CLASSES)
     assert isinstance(theirs, TrainOptions)
     assert (theirs.fine_tune_epochs, theirs.fine_tune_in_folds) == (2, False)
+
+
+def test_a_version_older_than_an_option_is_read_as_it_trained_not_as_todays_default() -> None:
+    """Fine-tuning is now on by default and after the folds; a version that recorded neither
+    option did not fine-tune, and one that recorded epochs alone fine-tuned in every fold."""
+    untuned = recorded_recipe(_active({}))
+    assert isinstance(untuned, TrainOptions) and untuned.fine_tune_epochs == 0
+    in_folds = recorded_recipe(_active({"fine_tune_epochs": 2}))
+    assert isinstance(in_folds, TrainOptions) and in_folds.fine_tune_in_folds is True
+    assert TrainOptions().fine_tune_epochs > 0 and TrainOptions().fine_tune_in_folds is False
 
 
 def test_mirror_images_this_run_lacks_prevent_a_re_measure() -> None:
@@ -78,11 +89,13 @@ def test_the_paired_figures_and_their_description() -> None:
 
 
 def test_recipes_that_differ_only_in_a_fine_tuning_after_the_folds_have_the_same_heads() -> None:
-    plain, after = TrainOptions(), TrainOptions(fine_tune_epochs=4, fine_tune_in_folds=False)
+    plain = TrainOptions(fine_tune_epochs=0)
+    after = TrainOptions(fine_tune_epochs=4, fine_tune_in_folds=False)
     assert recipe(plain) != recipe(after) and head_recipe(plain) == head_recipe(after)
     other = TrainOptions(l2=1.0, fine_tune_epochs=4, fine_tune_in_folds=False)
     assert head_recipe(other) != head_recipe(after)
-    assert head_recipe(TrainOptions(fine_tune_epochs=4)) is None  # its folds measure the tuning
+    in_folds = TrainOptions(fine_tune_epochs=4, fine_tune_in_folds=True)
+    assert head_recipe(in_folds) is None  # its folds measure the tuning
     paired = Paired(2, False, [0.9, 0.9], [0.9, 0.9], 40, "2-fold cross-validation", True)
     assert paired.describe() == (
         "paired on the same 2-fold cross-validation of 40 photos: 0.9000 against 0.9000 (the same "

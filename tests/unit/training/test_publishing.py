@@ -26,7 +26,9 @@ def _trained(
     **options: Any,
 ) -> Any:
     measured = SimpleNamespace(accuracy=accuracy, method="5-fold cross-validation")
-    config = SimpleNamespace(options=TrainOptions(activate="if_better", **options))
+    # a run that fine-tunes nothing, unless the test says how it fine-tunes
+    recipe = {"fine_tune_epochs": 0, **options}
+    config = SimpleNamespace(options=TrainOptions(activate="if_better", **recipe))
     trained = SimpleNamespace(measured=measured, config=config, paired=paired, held_out=held_out)
     return cast(Any, trained)
 
@@ -102,7 +104,8 @@ def _fine_tuned_after_its_folds(store: ModelStore, held_out: dict[str, Any] | No
     ("mine", "held_out", "activated", "total"),
     [
         ({}, None, False, -0.0144),  # heads +0.01, the active's fine-tuning +0.0244
-        ({"fine_tune_epochs": 4}, None, False, -0.0144),  # this run's folds measured its own
+        # this run's folds measured its own fine-tuning
+        ({"fine_tune_epochs": 4, "fine_tune_in_folds": True}, None, False, -0.0144),
         ({"fine_tune_epochs": 2, "fine_tune_in_folds": False}, 0.0150, True, 0.0006),
         (AFTER_FOLDS, 0.0, True, None),  # alike: the heads' comparison is fair as it is
     ],
