@@ -25,6 +25,9 @@ CLASSES = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
 _VARYING = (
     (re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT"), "<date>"),
     (re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(\+00:00|Z)?"), "<time>"),
+    # a decimal fraction, in either notation, before <hex> takes its long digit runs (or, in
+    # "3.697634383570403e-06", the digits and the exponent's "e")
+    (re.compile(r"-?\d+\.\d+(?:[eE][-+]?\d+)?"), "<n>"),
     (re.compile(r"\b[0-9a-f]{12,64}\b"), "<hex>"),
     # the arithmetic the CPU serves in (int8 with VNNI or AMX and a kept INT8 IR): before <n>
     (re.compile(r"\b(f32|bf16|f16|int8)\b"), "<precision>"),

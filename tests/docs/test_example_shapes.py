@@ -54,6 +54,14 @@ def test_values_may_differ_but_not_keys_kinds_or_lines() -> None:
     assert not matches(documented, documented + "\nanother line")
 
 
+def test_a_probability_is_a_number_in_either_notation() -> None:
+    documented = "rose.jpg roses {'roses': 0.9963776469230652, 'tulips': 0.002639350015670061}"
+    actual = "rose.jpg roses {'roses': 0.9999951124191284, 'tulips': 3.697634383570403e-06}"
+    assert matches(documented, actual)
+    assert matches("rose.jpg,1,roses,0.99,tulips,0.01", "rose.jpg,1,roses,1.0,tulips,9e-05")
+    assert not matches("p 0.5", "p 0.5 0.5") and not matches("p 0.5", "p roses")
+
+
 def test_text_lines_keep_their_words_and_lose_their_numbers_ids_and_dates() -> None:
     assert matches(
         "date: Sun, 29 Nov 2026 04:08:14 GMT\nx-request-id: 1bbb1cba20f341f8844d82197ef3d18f",
