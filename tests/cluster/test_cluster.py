@@ -140,7 +140,9 @@ def test_a_retrain_on_the_cluster_publishes_a_version_every_replica_serves(
     version = job["result"]["version"]
     assert version == 3 and job["result"]["activated"] is True
     assert job["result"]["serving_error"] is None
-    assert any("fold 3/3  accuracy" in line for line in job["log_tail"])
+    # the summary, at the log's end: 3 folds measured, and the default's fine-tuning ran
+    assert any("accuracy             3-fold cross-validation" in line for line in job["log_tail"])
+    assert any("fine-tuned           conv5, 4 epochs" in line for line in job["log_tail"])
     assert deployed.store.active_number() == 3
     assert {r["version"] for r in replicas} == {"3"} and len(replicas) == 2
 

@@ -72,10 +72,13 @@ def test_a_better_model_is_activated_and_served_without_restart(tmp_path: Path) 
     assert ">=" in job["result"]["reason"] and "active version 1" in job["result"]["reason"]
     assert job["progress"]["phase"] == "done" and job["progress"]["fraction"] == 1.0
     assert job["progress"]["overall"] == 1.0
-    assert list(job["plan"]) == ["scan", "weights", "features", "evaluate", "train_head", "publish"]
+    assert list(job["plan"]) == [
+        "scan", "weights", "features", "evaluate", "train_head", "fine_tune", "publish"
+    ]  # fmt: skip
     assert set(job["phase_seconds"]) == set(job["plan"])  # each phase's real time, publish too
     assert job["started_at"] and job["finished_at"] and job["log_tail"]
-    assert any("fold 3/3  accuracy" in line for line in job["log_tail"])
+    assert any("fold 3/3  accuracy" in line for line in whole)
+    assert any("fine_tune epoch 4/4" in line for line in whole)
     assert served["model_version"] == "2"
     assert store.active_number() == 2
     assert [j["id"] for j in listed] == [job_id]
