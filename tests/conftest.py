@@ -53,9 +53,10 @@ def flowers_dev() -> Path:
 def flowers_store(flowers_dev: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store holding one real model: ImageNet ResNet-50 + head trained on the dev photos.
 
-    Trained once per session with the real CLI (~4 minutes on 2 cores with the features in
-    :data:`FEATURE_CACHE`, 2 more to fill it; INT8 accuracy control included); the tests that
-    need a real flower model share it.
+    Trained once per session with the real CLI and the default recipe (~4.5 minutes on 2 cores
+    with the features and conv4 activations in :data:`FEATURE_CACHE`, about 6 to fill it; conv5's
+    fine-tuning and INT8 accuracy control included); the tests that need a real flower model
+    share it.
     """
     import subprocess
     import sys
