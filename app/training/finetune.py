@@ -33,8 +33,8 @@ _STRIDE: Final = 16  # conv4's maps are the input's side / 16
 # What fine-tuning adds, measured once (docs/training.md's lever table): recorded in a version's
 # metadata when its folds measured the head alone (--no-fine-tune-in-folds).
 MEASURED_ONCE: Final = {
-    "recipe": "the default (conv4-conv5-gem at 224 px, linear head, mirror images), "
-    "conv5 fine-tuned 4 epochs",
+    "recipe": "the default's features and head (conv4-conv5-gem at 224 px, linear head, "
+    "mirror images), conv5 fine-tuned 4 epochs in every fold",
     "photos": "3,070 of flower_photos",
     "method": "5-fold cross-validation, fold seeds 1 and 2",
     "head_alone": 0.9230,
