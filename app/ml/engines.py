@@ -24,6 +24,7 @@ import numpy as np
 
 from app.imaging import IMAGE_SIZE
 from app.ml.devices import DeviceInfo, device_scope
+from app.ml.ir_passes import gather_channel_selections
 from app.store.versions import Version
 
 logger = logging.getLogger(__name__)
@@ -360,7 +361,11 @@ def compile_openvino(
             config["NUM_STREAMS"] = streams
     elif threads:
         config["INFERENCE_NUM_THREADS"] = threads
-    compiled = openvino.Core().compile_model(str(xml), "CPU", config)
+    core = openvino.Core()
+    model = core.read_model(str(xml))
+    # IRs exported before the rewrite was made at export (and any other) gain it here too
+    gather_channel_selections(model)
+    compiled = core.compile_model(model, "CPU", config)
     return ("int8" if precision == "int8" else chosen), compiled
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from app.imaging import IMAGE_SIZE
 from app.ml.engines import OPENVINO_XML, OpenVinoEngine, openvino_available
+from app.ml.ir_passes import gather_channel_selections
 from app.training import dataset as datasets
 
 if TYPE_CHECKING:
@@ -47,7 +48,8 @@ def export_openvino(trained: TrainedModel, folder: Path, reporter: Reporter) -> 
 
 
 def write_openvino_ir(model: Any, xml: Path) -> None:
-    """Convert a Keras model to an fp32 OpenVINO IR with a dynamic batch dimension.
+    """Convert a Keras model to an fp32 OpenVINO IR with a dynamic batch dimension, its channel
+    reordering as one Gather (:mod:`app.ml.ir_passes`).
 
     On TensorFlow, a traced inference function goes straight to ``openvino.convert_model``
     (about half the time of ``model.export(format="openvino")``, which builds an export archive
@@ -64,7 +66,9 @@ def write_openvino_ir(model: Any, xml: Path) -> None:
 
     spec = tf.TensorSpec((None, IMAGE_SIZE, IMAGE_SIZE, 3), tf.float32, name="image")
     traced = tf.function(lambda batch: model(batch, training=False)).get_concrete_function(spec)
-    openvino.save_model(openvino.convert_model(traced), str(xml), compress_to_fp16=False)
+    converted = openvino.convert_model(traced)
+    gather_channel_selections(converted)  # RGB -> BGR as one Gather, not reference-kernel slices
+    openvino.save_model(converted, str(xml), compress_to_fp16=False)
 
 
 def measure_agreement(trained: TrainedModel, xml: Path) -> dict[str, Any]:
