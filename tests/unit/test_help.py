@@ -13,6 +13,7 @@ from app import evaluate, predict, serve, train
 from app.cluster import local
 from app.config import Settings
 from bench import __main__ as bench
+from bench import passes
 
 SETTINGS = Settings()
 PARSERS = {
@@ -21,6 +22,7 @@ PARSERS = {
     "serve": serve.build_parser,
     "predict": lambda: predict.build_parser(SETTINGS),
     "bench": bench.build_parser,
+    "bench.passes": passes.build_parser,
     "cluster.local": local.build_parser,
 }
 

@@ -1,0 +1,96 @@
+"""``python -m bench.passes``: what the IR rewrite at load buys (``app.ml.ir_passes``).
+
+Compiles the store's active version's IRs (the float IR at bf16 where the CPU has it and at
+f32, and the INT8 IR where publishing kept one) twice each: as written on disk and rewritten as
+the engine compiles them; then times one batch size on every compiled model in turn, round
+after round, so each ratio compares numbers taken seconds apart on the same cores.  An IR
+exported since the rewrite was made at export has nothing left to rewrite: both columns are then
+the same graph.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.imaging import IMAGE_SIZE
+from app.ml.engines import INT8_XML, OPENVINO_XML, choose_precision, cpu_capabilities
+from app.ml.ir_passes import gather_channel_selections
+from app.options import HelpFormatter
+from app.store.versions import ModelStore
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.passes",
+        description=(__doc__ or "").replace("``", ""),
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--store", type=Path, required=True, help="model store to measure")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per call")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds, every model in each")
+    parser.add_argument("--seconds", type=float, default=2.0, help="seconds per model per round")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    version = ModelStore(args.store).active()
+    if version is None:
+        raise SystemExit(f"no model in {args.store}: train one first (python -m app.train)")
+    floats = sorted({choose_precision("auto", cpu_capabilities()), "f32"})
+    irs = [(version.path / OPENVINO_XML, precision) for precision in floats]
+    if (version.path / INT8_XML).exists():
+        irs.append((version.path / INT8_XML, choose_precision("auto", cpu_capabilities())))
+    batch = (
+        np.random.default_rng(0)
+        .integers(0, 256, (args.batch_size, IMAGE_SIZE, IMAGE_SIZE, 3))
+        .astype(np.float32)
+    )
+    models: dict[tuple[str, str], Any] = {}
+    for xml, precision in irs:
+        name = f"{xml.name} at {precision}"
+        models[(name, "as written")] = _compiled(xml, precision, rewrite=False)
+        models[(name, "rewritten")] = _compiled(xml, precision, rewrite=True)
+    rates: dict[tuple[str, str], list[float]] = {key: [] for key in models}
+    for _ in range(args.rounds):
+        for key, request in models.items():
+            rates[key].append(_images_per_s(request, batch, args.seconds))
+    print(
+        f"version {version.number}, batch {args.batch_size}, {args.rounds} rounds of "
+        f"{args.seconds:g} s per model, taking turns (median img/s)\n"
+    )
+    print("| IR | as written | rewritten (the engine) | ratio |\n|---|---:|---:|---:|")
+    for name in dict.fromkeys(name for name, _ in models):
+        before = statistics.median(rates[(name, "as written")])
+        after = statistics.median(rates[(name, "rewritten")])
+        print(f"| {name} | {before:.1f} | {after:.1f} | {after / before:.2f} |")
+
+
+def _compiled(xml: Path, precision: str, rewrite: bool) -> Any:
+    import openvino
+
+    core = openvino.Core()
+    model = core.read_model(str(xml))
+    if rewrite:
+        gather_channel_selections(model)
+    config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+    return core.compile_model(model, "CPU", config).create_infer_request()
+
+
+def _images_per_s(request: Any, batch: np.ndarray, seconds: float) -> float:
+    request.infer({0: batch})  # warm
+    calls, started = 0, time.perf_counter()
+    while calls < 3 or time.perf_counter() - started < seconds:
+        request.infer({0: batch})
+        calls += 1
+    return len(batch) * calls / (time.perf_counter() - started)
+
+
+if __name__ == "__main__":
+    main()
