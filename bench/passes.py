@@ -3,7 +3,8 @@
 Compiles the store's active version's IRs (the float IR at bf16 where the CPU has it and at
 f32, and the INT8 IR where publishing kept one) twice each: as written on disk and rewritten as
 the engine compiles them; then times one batch size on every compiled model in turn, round
-after round, so each ratio compares numbers taken seconds apart on the same cores.  An IR
+after round, so each ratio compares numbers taken seconds apart on the same cores; with
+``--layers``, where each one's time goes by OpenVINO's per-layer counters.  An IR
 exported since the rewrite was made at export has nothing left to rewrite: both columns are then
 the same graph.
 """
@@ -11,6 +12,7 @@ the same graph.
 from __future__ import annotations
 
 import argparse
+import collections
 import statistics
 import time
 from pathlib import Path
@@ -19,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from app.imaging import IMAGE_SIZE
+from app.ml import ir_passes
 from app.ml.engines import INT8_XML, OPENVINO_XML, choose_precision, cpu_capabilities
-from app.ml.ir_passes import gather_channel_selections
 from app.options import HelpFormatter
 from app.store.versions import ModelStore
 
@@ -35,6 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=8, help="images per call")
     parser.add_argument("--rounds", type=int, default=5, help="rounds, every model in each")
     parser.add_argument("--seconds", type=float, default=2.0, help="seconds per model per round")
+    parser.add_argument(
+        "--layers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also each model's N costliest kernels by OpenVINO's per-layer counters (PERF_COUNT)",
+    )
     return parser
 
 
@@ -70,17 +79,48 @@ def main(argv: list[str] | None = None) -> None:
         before = statistics.median(rates[(name, "as written")])
         after = statistics.median(rates[(name, "rewritten")])
         print(f"| {name} | {before:.1f} | {after:.1f} | {after / before:.2f} |")
+    if args.layers:
+        for (name, how), (xml, precision) in zip(models, _twice(irs), strict=True):
+            _print_layers(f"{name}, {how}", xml, precision, how == "rewritten", batch, args.layers)
 
 
-def _compiled(xml: Path, precision: str, rewrite: bool) -> Any:
+def _twice(irs: list[tuple[Path, str]]) -> list[tuple[Path, str]]:
+    return [ir for ir in irs for _ in range(2)]
+
+
+def _compiled(xml: Path, precision: str, rewrite: bool, counters: bool = False) -> Any:
     import openvino
 
     core = openvino.Core()
     model = core.read_model(str(xml))
     if rewrite:
-        gather_channel_selections(model)
-    config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+        ir_passes.rewrite(model)
+    config = {
+        "INFERENCE_PRECISION_HINT": precision,
+        "PERFORMANCE_HINT": "LATENCY",
+        "PERF_COUNT": counters,
+    }
     return core.compile_model(model, "CPU", config).create_infer_request()
+
+
+def _print_layers(
+    title: str, xml: Path, precision: str, rewrite: bool, batch: np.ndarray, top: int
+) -> None:
+    """The kernels (layer type, implementation) that took the most time, over 10 batches; the
+    counters slow the run down, so their sum exceeds the timings above."""
+    request = _compiled(xml, precision, rewrite, counters=True)
+    request.infer({0: batch})
+    spent: collections.Counter[tuple[str, str]] = collections.Counter()
+    calls = 10
+    for _ in range(calls):
+        request.infer({0: batch})
+        for layer in request.profiling_info:
+            spent[(layer.node_type, layer.exec_type)] += layer.real_time.total_seconds() * 1000
+    total = sum(spent.values())
+    print(f"\n{title}: {total / calls:.1f} ms per batch in the counters")
+    print("| layer | kernel | ms per batch | share |\n|---|---|---:|---:|")
+    for (layer, kernel), ms in spent.most_common(top):
+        print(f"| {layer} | {kernel} | {ms / calls:.2f} | {ms / total:.1%} |")
 
 
 def _images_per_s(request: Any, batch: np.ndarray, seconds: float) -> float:

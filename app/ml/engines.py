@@ -23,8 +23,8 @@ from typing import Any, Final, Literal, Protocol
 import numpy as np
 
 from app.imaging import IMAGE_SIZE
+from app.ml import ir_passes
 from app.ml.devices import DeviceInfo, device_scope
-from app.ml.ir_passes import gather_channel_selections
 from app.store.versions import Version
 
 logger = logging.getLogger(__name__)
@@ -364,7 +364,7 @@ def compile_openvino(
     core = openvino.Core()
     model = core.read_model(str(xml))
     # IRs exported before the rewrite was made at export (and any other) gain it here too
-    gather_channel_selections(model)
+    ir_passes.rewrite(model)
     compiled = core.compile_model(model, "CPU", config)
     return ("int8" if precision == "int8" else chosen), compiled
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from app.imaging import IMAGE_SIZE
+from app.ml import ir_passes
 from app.ml.engines import OPENVINO_XML, OpenVinoEngine, openvino_available
-from app.ml.ir_passes import gather_channel_selections
 from app.training import dataset as datasets
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def write_openvino_ir(model: Any, xml: Path) -> None:
     spec = tf.TensorSpec((None, IMAGE_SIZE, IMAGE_SIZE, 3), tf.float32, name="image")
     traced = tf.function(lambda batch: model(batch, training=False)).get_concrete_function(spec)
     converted = openvino.convert_model(traced)
-    gather_channel_selections(converted)  # RGB -> BGR as one Gather, not reference-kernel slices
+    ir_passes.rewrite(converted)  # the same answers without reference kernels
     openvino.save_model(converted, str(xml), compress_to_fp16=False)
 
 
