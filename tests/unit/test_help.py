@@ -13,7 +13,7 @@ from app import evaluate, predict, serve, train
 from app.cluster import local
 from app.config import Settings
 from bench import __main__ as bench
-from bench import passes
+from bench import contention, passes
 
 SETTINGS = Settings()
 PARSERS = {
@@ -23,6 +23,7 @@ PARSERS = {
     "predict": lambda: predict.build_parser(SETTINGS),
     "bench": bench.build_parser,
     "bench.passes": passes.build_parser,
+    "bench.contention": contention.build_parser,
     "cluster.local": local.build_parser,
 }
 
