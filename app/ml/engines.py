@@ -362,11 +362,20 @@ def compile_openvino(
     elif threads:
         config["INFERENCE_NUM_THREADS"] = threads
     core = openvino.Core()
-    model = core.read_model(str(xml))
-    # IRs exported before the rewrite was made at export (and any other) gain it here too
-    ir_passes.rewrite(model)
-    compiled = core.compile_model(model, "CPU", config)
+    compiled = core.compile_model(_rewritten(core, xml), "CPU", config)
     return ("int8" if precision == "int8" else chosen), compiled
+
+
+def _rewritten(core: Any, xml: Path) -> Any:
+    """The IR with :mod:`app.ml.ir_passes`' rewrites (versions exported before they were made at
+    export gain them here); as written, with a warning, should a rewrite fail on it."""
+    model = core.read_model(str(xml))
+    try:
+        ir_passes.rewrite(model)
+    except Exception as error:  # a faster graph is not worth a version that does not load
+        logger.warning("%s: serving the IR as written; its rewrite failed: %s", xml, error)
+        return core.read_model(str(xml))
+    return model
 
 
 def choose_kind(kind: EngineKind, version: Version, device: DeviceInfo) -> str:

@@ -127,3 +127,25 @@ def test_the_engine_rewrites_an_ir_exported_before_the_rewrite_existed(tmp_path:
     assert "StridedSlice" in kernels(plain)
     assert "StridedSlice" not in kernels(served) and "Gather" in kernels(served)
     np.testing.assert_array_equal(np.asarray(served(image)[0]), np.asarray(plain(image)[0]))
+
+
+def test_an_ir_the_rewrite_fails_on_is_served_as_written_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import openvino
+
+    from app.ml import engines, ir_passes
+
+    xml = tmp_path / "model.xml"
+    openvino.save_model(_selection([2, 1, 0]), str(xml))
+
+    def half_done(model: Any) -> int:
+        model.get_results()[0].input(0).replace_source_output(model.get_parameters()[0].output(0))
+        raise RuntimeError("an unexpected graph")
+
+    monkeypatch.setattr(ir_passes, "rewrite", half_done)
+    image = np.random.default_rng(3).normal(size=(1, 5, 6, 3)).astype(np.float32)
+    _, served = engines.compile_openvino(xml, "f32")
+    expected = _run(openvino.Core().read_model(str(xml)), image)
+    np.testing.assert_array_equal(np.asarray(served(image)[0]), expected)  # not the half-done graph
+    assert "serving the IR as written; its rewrite failed: an unexpected graph" in caplog.text
