@@ -48,8 +48,8 @@ def export_openvino(trained: TrainedModel, folder: Path, reporter: Reporter) -> 
 
 
 def write_openvino_ir(model: Any, xml: Path) -> None:
-    """Convert a Keras model to an fp32 OpenVINO IR with a dynamic batch dimension, its channel
-    reordering as one Gather (:mod:`app.ml.ir_passes`).
+    """Convert a Keras model to an fp32 OpenVINO IR with a dynamic batch dimension and one output,
+    the probabilities, its channel reordering as one Gather (:mod:`app.ml.ir_passes`).
 
     On TensorFlow, a traced inference function goes straight to ``openvino.convert_model``
     (about half the time of ``model.export(format="openvino")``, which builds an export archive
@@ -67,6 +67,10 @@ def write_openvino_ir(model: Any, xml: Path) -> None:
     spec = tf.TensorSpec((None, IMAGE_SIZE, IMAGE_SIZE, 3), tf.float32, name="image")
     traced = tf.function(lambda batch: model(batch, training=False)).get_concrete_function(spec)
     converted = openvino.convert_model(traced)
+    for stray in converted.get_results()[1:]:
+        # the Resizing layer's shape slices, which the conversion keeps as outputs of their own:
+        # the IR's one output is the probabilities (what OpenVINO Model Server or Triton list)
+        converted.remove_result(stray)
     ir_passes.rewrite(converted)  # the same answers without reference kernels
     openvino.save_model(converted, str(xml), compress_to_fp16=False)
 

@@ -83,8 +83,8 @@ def test_anything_else_is_left_as_it_is(model: Any) -> None:
 def test_the_exported_ir_of_a_caffe_preprocessed_model_gathers_and_agrees_with_keras(
     tmp_path: Path,
 ) -> None:
-    """Through the exporter, on the ResNet preprocessing the classifier uses: no slice is left on
-    the image's path, and the IR's probabilities are Keras's."""
+    """Through the exporter, on the upscale and the ResNet preprocessing the classifier uses: one
+    output, no slice left on the image's path, and the IR's probabilities are Keras's."""
     import openvino
 
     from app.ml import network
@@ -92,8 +92,9 @@ def test_the_exported_ir_of_a_caffe_preprocessed_model_gathers_and_agrees_with_k
     from app.training.export import write_openvino_ir
 
     inputs = keras.Input((180, 180, 3), dtype="float32", name="image")
+    upscaled = keras.layers.Resizing(200, 200, interpolation="bilinear", name="upscale")(inputs)
     conv = keras.layers.Conv2D(4, 3, strides=4, name="conv")  # sees the channels' order
-    pooled = keras.layers.GlobalAveragePooling2D()(conv(network._preprocess(inputs)))
+    pooled = keras.layers.GlobalAveragePooling2D()(conv(network._preprocess(upscaled)))
     outputs = keras.layers.Dense(3, activation="softmax", dtype="float32")(pooled)
     model = keras.Model(inputs, outputs)
     rng = np.random.default_rng(1)
@@ -102,6 +103,7 @@ def test_the_exported_ir_of_a_caffe_preprocessed_model_gathers_and_agrees_with_k
     write_openvino_ir(model, xml)
     ir = openvino.Core().read_model(str(xml))
     assert "StridedSlice" not in _types(ir) and "Gather" in _types(ir)
+    assert len(ir.outputs) == 1  # not the upscale's shape slices beside the probabilities
     images = rng.integers(0, 256, (4, 180, 180, 3)).astype(np.float32)
     expected = np.asarray(model(images, training=False))
     np.testing.assert_allclose(_run(ir, images), expected, atol=1e-5)
