@@ -96,7 +96,9 @@ def main(argv: list[str] | None = None) -> None:
             threads = [threading.Thread(target=target, daemon=True) for target in work]
             for thread in threads:
                 thread.start()
-            timings[name].append(_ms_per_batch(engine.predict, batch, args.seconds))
+            engine.predict(batch)  # let the neighbours start
+            seconds = raw.seconds_per_call(lambda: engine.predict(batch), args.seconds)
+            timings[name].append(seconds * 1000)
             stop.set()
             for thread in threads:
                 thread.join()
@@ -109,18 +111,6 @@ def main(argv: list[str] | None = None) -> None:
     for name, measured in timings.items():
         ms = statistics.median(measured)
         print(f"| {name} | {ms:.1f} | {ms / alone:.2f}x |")
-
-
-def _ms_per_batch(
-    predict: Callable[[np.ndarray], object], batch: np.ndarray, seconds: float
-) -> float:
-    for _ in range(2):
-        predict(batch)  # warm, and let the neighbours start
-    calls, started = 0, time.perf_counter()
-    while calls < 3 or time.perf_counter() - started < seconds:
-        predict(batch)
-        calls += 1
-    return (time.perf_counter() - started) / calls * 1000
 
 
 if __name__ == "__main__":

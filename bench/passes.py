@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import collections
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from app.ml import ir_passes
 from app.ml.engines import INT8_XML, OPENVINO_XML, choose_precision, cpu_capabilities
 from app.options import HelpFormatter
 from app.store.versions import ModelStore
+from bench import raw
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,40 +52,39 @@ def main(argv: list[str] | None = None) -> None:
     version = ModelStore(args.store).active()
     if version is None:
         raise SystemExit(f"no model in {args.store}: train one first (python -m app.train)")
-    floats = sorted({choose_precision("auto", cpu_capabilities()), "f32"})
-    irs = [(version.path / OPENVINO_XML, precision) for precision in floats]
+    auto = choose_precision("auto", cpu_capabilities())
+    irs = [(version.path / OPENVINO_XML, precision) for precision in sorted({auto, "f32"})]
     if (version.path / INT8_XML).exists():
-        irs.append((version.path / INT8_XML, choose_precision("auto", cpu_capabilities())))
+        irs.append((version.path / INT8_XML, auto))
     batch = (
         np.random.default_rng(0)
         .integers(0, 256, (args.batch_size, IMAGE_SIZE, IMAGE_SIZE, 3))
         .astype(np.float32)
     )
-    models: dict[tuple[str, str], Any] = {}
-    for xml, precision in irs:
-        name = f"{xml.name} at {precision}"
-        models[(name, "as written")] = _compiled(xml, precision, rewrite=False)
-        models[(name, "rewritten")] = _compiled(xml, precision, rewrite=True)
-    rates: dict[tuple[str, str], list[float]] = {key: [] for key in models}
+    models = {
+        (xml, precision, rewrite): _compiled(xml, precision, rewrite)
+        for xml, precision in irs
+        for rewrite in (False, True)
+    }
+    rates: dict[tuple[Path, str, bool], list[float]] = {key: [] for key in models}
     for _ in range(args.rounds):
         for key, request in models.items():
-            rates[key].append(_images_per_s(request, batch, args.seconds))
+            call = lambda request=request: request.infer({0: batch})  # noqa: E731
+            rates[key].append(len(batch) / raw.seconds_per_call(call, args.seconds))
     print(
         f"version {version.number}, batch {args.batch_size}, {args.rounds} rounds of "
         f"{args.seconds:g} s per model, taking turns (median img/s)\n"
     )
     print("| IR | as written | rewritten (the engine) | ratio |\n|---|---:|---:|---:|")
-    for name in dict.fromkeys(name for name, _ in models):
-        before = statistics.median(rates[(name, "as written")])
-        after = statistics.median(rates[(name, "rewritten")])
-        print(f"| {name} | {before:.1f} | {after:.1f} | {after / before:.2f} |")
+    for xml, precision in irs:
+        before = statistics.median(rates[(xml, precision, False)])
+        after = statistics.median(rates[(xml, precision, True)])
+        print(f"| {xml.name} at {precision} | {before:.1f} | {after:.1f} | {after / before:.2f} |")
     if args.layers:
-        for (name, how), (xml, precision) in zip(models, _twice(irs), strict=True):
-            _print_layers(f"{name}, {how}", xml, precision, how == "rewritten", batch, args.layers)
-
-
-def _twice(irs: list[tuple[Path, str]]) -> list[tuple[Path, str]]:
-    return [ir for ir in irs for _ in range(2)]
+        for xml, precision, rewrite in models:
+            how = "rewritten" if rewrite else "as written"
+            title = f"{xml.name} at {precision}, {how}"
+            _print_layers(title, xml, precision, rewrite, batch, args.layers)
 
 
 def _compiled(xml: Path, precision: str, rewrite: bool, counters: bool = False) -> Any:
@@ -121,15 +120,6 @@ def _print_layers(
     print("| layer | kernel | ms per batch | share |\n|---|---|---:|---:|")
     for (layer, kernel), ms in spent.most_common(top):
         print(f"| {layer} | {kernel} | {ms / calls:.2f} | {ms / total:.1%} |")
-
-
-def _images_per_s(request: Any, batch: np.ndarray, seconds: float) -> float:
-    request.infer({0: batch})  # warm
-    calls, started = 0, time.perf_counter()
-    while calls < 3 or time.perf_counter() - started < seconds:
-        request.infer({0: batch})
-        calls += 1
-    return len(batch) * calls / (time.perf_counter() - started)
 
 
 if __name__ == "__main__":

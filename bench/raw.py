@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -60,6 +61,17 @@ def measure(engine: Engine, images: np.ndarray, batch_size: int, seconds: float)
         "images_per_s": round(batch_size * sum(len(m) for m in timings) / busy, 2),
         "parallel_batches": callers,
     }
+
+
+def seconds_per_call(call: Callable[[], object], seconds: float) -> float:
+    """Mean seconds of ``call`` run back to back for ``seconds`` (at least 3 calls), after one
+    warm-up call."""
+    call()
+    calls, started = 0, time.perf_counter()
+    while calls < 3 or time.perf_counter() - started < seconds:
+        call()
+        calls += 1
+    return (time.perf_counter() - started) / calls
 
 
 def decode_ms(photos: list[bytes], seconds: float) -> float:
