@@ -15,6 +15,7 @@ CLI and the server's settings, not here: the admin API must never accept a path.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import typing
@@ -258,6 +259,54 @@ def program_name(module: str) -> str:
 
 # What is done with the trained model (not part of its recipe).
 PUBLISHING: Final = frozenset({"openvino", "int8", "int8_max_drop", "activate"})
+
+
+Number = TypeVar("Number", int, float)
+
+
+def positive(kind: typing.Callable[[str], Number]) -> typing.Callable[[str], Number]:
+    """An argparse ``type``: a finite number of ``kind`` above 0, else a usage error that says
+    so (exit status 2), never a traceback from deep in the command."""
+    return _checked(kind, lambda value: 0 < value < math.inf, "give a number above 0")
+
+
+def in_range(
+    kind: typing.Callable[[str], Number], low: Number, high: float = math.inf
+) -> typing.Callable[[str], Number]:
+    """An argparse ``type``: a number of ``kind`` from ``low`` to ``high``, both included."""
+    hint = f"give a number from {low} to {high}" if high < math.inf else f"give {low} or more"
+    return _checked(kind, lambda value: low <= value <= high, hint)
+
+
+def comma_list(item: typing.Callable[[str], Number]) -> typing.Callable[[str], list[Number]]:
+    """An argparse ``type``: comma-separated values, each parsed and checked by ``item``."""
+
+    def parse(text: str) -> list[Number]:
+        return [item(part) for part in text.split(",")]
+
+    parse.__name__ = f"list of {item.__name__}"
+    return parse
+
+
+def _checked(
+    kind: typing.Callable[[str], Number], allowed: typing.Callable[[Number], bool], hint: str
+) -> typing.Callable[[str], Number]:
+    def parse(text: str) -> Number:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: not {_article(kind)}") from None
+        if not allowed(value):
+            raise argparse.ArgumentTypeError(f"{text}: {hint}")
+        return value
+
+    parse.__name__ = getattr(kind, "__name__", "number")
+    return parse
+
+
+def _article(kind: typing.Callable[[str], object]) -> str:
+    name = getattr(kind, "__name__", "number")
+    return {"int": "a whole number", "float": "a number"}.get(name, name)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

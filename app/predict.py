@@ -14,15 +14,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Final, TextIO
 
 from app.config import Settings, SettingsError, load_settings
+from app.options import positive
 from app.scoring import report
 from app.scoring.inputs import NoInputs, collect
 from app.scoring.results import Result, Scored, Scorer, ScoringError, Unreadable
@@ -66,7 +66,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     )
     source.add_argument(
         "--timeout",
-        type=_positive(float),
+        type=positive(float),
         default=60.0,
         metavar="SECONDS",
         help="with --url: each call must be answered within this time (default: 60)",
@@ -80,7 +80,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     )
     source.add_argument(
         "--version",
-        type=_positive(int),
+        type=positive(int),
         dest="number",
         metavar="N",
         help="without --url: this version instead of the active one",
@@ -88,7 +88,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     output = parser.add_argument_group("output")
     output.add_argument(
         "--top-k",
-        type=_positive(int),
+        type=positive(int),
         default=3,
         metavar="K",
         help="classes shown per file, most probable first (default: 3)",
@@ -110,7 +110,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     )
     output.add_argument(
         "--batch-size",
-        type=_positive(int),
+        type=positive(int),
         default=settings.max_batch_size,
         help="files per model call, or per request with --url (default: "
         f"{settings.max_batch_size}, env FLOWERS_MAX_BATCH_SIZE)",
@@ -217,17 +217,6 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--protocol and --model need --url")
     if args.url is not None and args.number is not None:
         parser.error("--version reads the local store: it cannot be used with --url")
-
-
-def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        value = kind(text)  # a ValueError: argparse says "invalid <kind> value"
-        if not 0 < value < math.inf:
-            raise argparse.ArgumentTypeError(f"{text}: give a number above 0")
-        return value
-
-    parse.__name__ = getattr(kind, "__name__", "number")
-    return parse
 
 
 if __name__ == "__main__":

@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=options.RawHelpFormatter,
     )
     parser.add_argument("--host", default="0.0.0.0", help="interface to listen on")  # noqa: S104
-    parser.add_argument("--port", type=int, default=8000, help="HTTP port to listen on")
+    parser.add_argument(
+        "--port", type=options.in_range(int, 1, 65535), default=8000, help="HTTP port to listen on"
+    )
     parser.add_argument(
         "--train-if-empty",
         action="store_true",

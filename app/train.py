@@ -68,7 +68,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     )
     output.add_argument(
         "--keep-versions",
-        type=int,
+        type=options.in_range(int, 0),
         default=settings.keep_versions,
         help="after publishing, keep the newest N versions plus the active one and delete the "
         "rest (env FLOWERS_KEEP_VERSIONS); 0: keep every version",
@@ -82,7 +82,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     process = parser.add_argument_group("process (used by the server's retrain jobs)")
     process.add_argument(
         "--nice",
-        type=int,
+        type=options.in_range(int, 0, 19),
         default=0,
         help="lower this process's CPU priority by N (serving keeps precedence)",
     )

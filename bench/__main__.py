@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from app.options import HelpFormatter
+from app.options import HelpFormatter, comma_list, in_range, positive
 from bench import load, protocols, raw, report, server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(__doc__ or "").replace("``", ""),
         formatter_class=HelpFormatter,
     )
-    ints = lambda text: [int(x) for x in text.split(",")]  # noqa: E731
+    counts = comma_list(positive(int))
     parser.add_argument(
         "--store",
         type=Path,
@@ -59,30 +59,39 @@ def build_parser() -> argparse.ArgumentParser:
         "(FLOWERS_ENGINE_PRECISION) and test-time flips (FLOWERS_TTA), e.g. "
         "openvino:int8,openvino:bf16,openvino:f32,openvino:auto:flip",
     )
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds per load level")
     parser.add_argument(
-        "--concurrency", type=ints, default=[1, 4, 16, 64], help="clients at each load level"
+        "--duration", type=positive(float), default=8.0, help="seconds per load level"
     )
     parser.add_argument(
-        "--images-per-request", type=ints, default=[1, 8], help="images in each client request"
+        "--concurrency", type=counts, default=[1, 4, 16, 64], help="clients at each load level"
     )
     parser.add_argument(
-        "--batch-sizes", type=ints, default=[1, 4, 8, 16, 32], help="raw engine batch sizes"
+        "--images-per-request", type=counts, default=[1, 8], help="images in each client request"
     )
     parser.add_argument(
-        "--max-batch-size", type=int, default=None, help="server setting; unset: its own"
+        "--batch-sizes", type=counts, default=[1, 4, 8, 16, 32], help="raw engine batch sizes"
     )
     parser.add_argument(
-        "--max-batch-delay-ms", type=float, default=None, help="server setting; unset: its own"
+        "--max-batch-size", type=positive(int), default=None, help="server setting; unset: its own"
+    )
+    parser.add_argument(
+        "--max-batch-delay-ms",
+        type=in_range(float, 0),
+        default=None,
+        help="server setting; unset: its own",
     )
     parser.add_argument(
         "--protocol-concurrency",
-        type=int,
+        type=positive(int),
         default=16,
         help="clients for /predict vs the Open Inference Protocol (V2 REST, gRPC)",
     )
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per load level")
-    parser.add_argument("--raw-seconds", type=float, default=3.0, help="seconds per raw batch size")
+    parser.add_argument(
+        "--rounds", type=positive(int), default=2, help="interleaved rounds per load level"
+    )
+    parser.add_argument(
+        "--raw-seconds", type=positive(float), default=3.0, help="seconds per raw batch size"
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -100,10 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(needs the ray extra)",
     )
     parser.add_argument(
-        "--cluster-ingress", type=int, default=1, help="Ingress (HTTP, decoding) replicas"
+        "--cluster-ingress", type=positive(int), default=1, help="Ingress (HTTP, decoding) replicas"
     )
     parser.add_argument(
-        "--cluster-gpus", type=float, default=0, help="GPUs of the one Model replica (e.g. 1)"
+        "--cluster-gpus",
+        type=in_range(float, 0),
+        default=0,
+        help="GPUs of the one Model replica (e.g. 1)",
     )
     return parser
 

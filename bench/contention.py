@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.options import HelpFormatter
+from app.options import HelpFormatter, positive
 from app.store.versions import ModelStore
 from bench import raw, server
 
@@ -44,9 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--engine", default="openvino", help="engine[:precision], as bench --engines"
     )
-    parser.add_argument("--batch-size", type=int, default=8, help="images per call")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds, every neighbour in each")
-    parser.add_argument("--seconds", type=float, default=4.0, help="seconds per neighbour")
+    parser.add_argument("--batch-size", type=positive(int), default=8, help="images per call")
+    parser.add_argument(
+        "--rounds", type=positive(int), default=2, help="rounds, every neighbour in each"
+    )
+    parser.add_argument(
+        "--seconds", type=positive(float), default=4.0, help="seconds per neighbour"
+    )
     return parser
 
 

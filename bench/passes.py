@@ -22,7 +22,7 @@ import numpy as np
 from app.imaging import IMAGE_SIZE
 from app.ml import ir_passes
 from app.ml.engines import INT8_XML, OPENVINO_XML, choose_precision, cpu_capabilities
-from app.options import HelpFormatter
+from app.options import HelpFormatter, in_range, positive
 from app.store.versions import ModelStore
 from bench import raw
 
@@ -34,12 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--store", type=Path, required=True, help="model store to measure")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per call")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds, every model in each")
-    parser.add_argument("--seconds", type=float, default=2.0, help="seconds per model per round")
+    parser.add_argument("--batch-size", type=positive(int), default=8, help="images per call")
+    parser.add_argument(
+        "--rounds", type=positive(int), default=5, help="rounds, every model in each"
+    )
+    parser.add_argument(
+        "--seconds", type=positive(float), default=2.0, help="seconds per model per round"
+    )
     parser.add_argument(
         "--layers",
-        type=int,
+        type=in_range(int, 0),
         default=0,
         metavar="N",
         help="also each model's N costliest kernels by OpenVINO's per-layer counters (PERF_COUNT)",

@@ -24,7 +24,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from app.options import HelpFormatter
+from app.options import HelpFormatter, positive
 from bench import cpu, load, server
 
 _LINE = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
@@ -39,17 +39,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--store", type=Path, required=True, help="model store to serve")
     parser.add_argument(
-        "--photos", type=Path, default=server.REPO.parent / "shared/datasets/flower_photos_dev"
+        "--photos",
+        type=Path,
+        default=server.REPO.parent / "shared/datasets/flower_photos_dev",
+        help="folder of class folders of photos; the clients send its first 64",
     )
     parser.add_argument(
         "--engine",
         default="openvino",
         help="engine[:precision], as bench --engines (e.g. openvino:int8)",
     )
-    parser.add_argument("--concurrency", type=int, default=16, help="clients, one photo each")
-    parser.add_argument("--seconds", type=float, default=20.0, help="seconds sampled under load")
-    parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
-    parser.add_argument("--top", type=int, default=15, help="frames listed in each table")
+    parser.add_argument(
+        "--concurrency", type=positive(int), default=16, help="clients, one photo each"
+    )
+    parser.add_argument(
+        "--seconds", type=positive(float), default=20.0, help="seconds sampled under load"
+    )
+    parser.add_argument("--rate", type=positive(int), default=200, help="py-spy samples per second")
+    parser.add_argument("--top", type=positive(int), default=15, help="frames listed in each table")
     parser.add_argument(
         "--no-sampling",
         action="store_true",

@@ -33,7 +33,7 @@ from typing import Any, Final
 import psutil
 
 from app.config import Settings
-from app.options import HelpFormatter
+from app.options import HelpFormatter, positive
 from app.store.versions import ModelStore
 
 HEAD_IP: Final = "127.0.0.2"
@@ -322,7 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     up.add_argument("config", type=Path, help="a Ray Serve config (deploy/ray/serve.yaml)")
-    up.add_argument("--nodes", type=int, default=2, help="Ray nodes, each on its own address")
+    up.add_argument(
+        "--nodes", type=positive(int), default=2, help="Ray nodes, each on its own address"
+    )
     up.add_argument("--dashboard", action="store_true", help="also start Ray's dashboard")
     deploy = commands.add_parser(
         "deploy",
@@ -332,7 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("config", type=Path, help="a Ray Serve config (deploy/ray/serve.yaml)")
     deploy.add_argument("--address", required=True, help="the head's GCS address, host:port")
     deploy.add_argument(
-        "--timeout", type=float, default=600, help="seconds to wait for every replica to serve"
+        "--timeout",
+        type=positive(float),
+        default=600,
+        help="seconds to wait for every replica to serve",
     )
     return parser
 
