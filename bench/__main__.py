@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     record: dict[str, Any] = {
         "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {_cpu_model()}",
+        "machine": _machine(),
         "duration_s": args.duration,
         "rounds": args.rounds,
         "queue_limit": QUEUE_LIMIT,
@@ -357,6 +357,30 @@ def _merge(
         "retry_after_on_503": all(r.retry_after_on_503 for r, _, _ in segments),
         "requests": requests,
     }
+
+
+# The flags that decide what the CPU engines run in (AVX2, AVX-512, VNNI, bf16, AMX)
+_ENGINE_FLAGS = (
+    "avx2",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_bf16",
+    "amx_int8",
+)
+
+
+def _machine() -> str:
+    """The CPU, its engine-relevant flags, and a cap on what oneDNN may use (ONEDNN_MAX_CPU_ISA,
+    e.g. AVX512_CORE_BF16 to run as a CPU without AMX), since each changes the figures."""
+    from app.ml.engines import cpu_flags
+
+    flags = [flag for flag in _ENGINE_FLAGS if flag in cpu_flags()]
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {_cpu_model()}, flags "
+    machine += " ".join(flags) or "none of " + " ".join(_ENGINE_FLAGS)
+    capped = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return machine + (f", oneDNN capped at {capped} (ONEDNN_MAX_CPU_ISA)" if capped else "")
 
 
 def _cpu_model() -> str:

@@ -41,6 +41,7 @@ def test_the_smoke_benchmark_writes_json_table_and_plot(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((tmp_path / "out" / "latest.json").read_text())
+    assert ", flags " in record["machine"]  # what decides the engines' speed, named
     assert [e["name"] for e in record["engines"]] == ["openvino+flip (f32)", "tensorflow"]
     for engine in record["engines"]:
         assert [r["batch_size"] for r in engine["raw"]] == [1, 4]
