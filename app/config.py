@@ -53,7 +53,8 @@ class Settings(BaseSettings):
         description="OpenVINO's arithmetic: auto (int8 where the version has an INT8 IR that "
         "kept the accuracy and the CPU has VNNI or AMX, else bf16 where the CPU has it, else "
         "f32), f32 (matches Keras to 1e-5), bf16 (faster where supported; same classes, "
-        "probabilities within 0.08), or int8 (the version's INT8 IR; an error without one).",
+        "probabilities within 0.08), or int8 (the version's INT8 IR; an error without one; its "
+        "layers kept in float run in bf16 only where publishing checked them in bf16, else f32).",
     )
     engine_streams: Annotated[int, Field(ge=0, le=16)] | Literal["auto"] = Field(
         1,

@@ -21,7 +21,13 @@ import numpy as np
 
 from app.imaging import IMAGE_SIZE
 from app.ml import ir_passes
-from app.ml.engines import INT8_XML, OPENVINO_XML, choose_precision, cpu_capabilities
+from app.ml.engines import (
+    INT8_XML,
+    OPENVINO_XML,
+    choose_precision,
+    cpu_capabilities,
+    int8_float_precision,
+)
 from app.options import HelpFormatter, in_range, positive
 from app.store.versions import ModelStore
 from bench import raw
@@ -56,10 +62,11 @@ def main(argv: list[str] | None = None) -> None:
     version = ModelStore(args.store).active()
     if version is None:
         raise SystemExit(f"no model in {args.store}: train one first (python -m app.train)")
-    auto = choose_precision("auto", cpu_capabilities())
+    capabilities = cpu_capabilities()
+    auto = choose_precision("auto", capabilities)
     irs = [(version.path / OPENVINO_XML, precision) for precision in sorted({auto, "f32"})]
-    if (version.path / INT8_XML).exists():
-        irs.append((version.path / INT8_XML, auto))
+    if (version.path / INT8_XML).exists():  # its float layers in the arithmetic they serve in
+        irs.append((version.path / INT8_XML, int8_float_precision(version, capabilities)))
     batch = (
         np.random.default_rng(0)
         .integers(0, 256, (args.batch_size, IMAGE_SIZE, IMAGE_SIZE, 3))

@@ -101,7 +101,9 @@ class ModelResponse(BaseModel):
     loaded_at: str
     engine: str
     precision: str = Field(
-        description="The engine's arithmetic: f32, or bf16/f16 (see FLOWERS_ENGINE_PRECISION)"
+        description="The engine's arithmetic: f32, bf16/f16, or int8 (a version's INT8 IR, its "
+        "layers kept in float in bf16 where publishing checked them in bf16, else f32; see "
+        "FLOWERS_ENGINE_PRECISION)"
     )
     device: str
     batching: BatchingInfo

@@ -71,11 +71,19 @@ class EvaluationSet(_Open):
     content_hash: str | None = None
 
 
+class Int8Served(_Open):
+    """The INT8 IR checked again with both IRs compiled in bf16 (``int8.served``)."""
+
+    compiled_in: str = "bf16"
+    within_bounds: bool = False  # its layers kept in float may then be served in bf16
+
+
 class Int8Record(_Open):
     """The version's INT8 IR as publishing checked it (``engines.openvino.int8``)."""
 
     kept: bool = False
     reason: str | None = None  # why it was not kept (or not made)
+    served: Int8Served | None = None  # where the publishing CPU had bf16
 
 
 class OpenVinoRecord(_Open):

@@ -12,6 +12,12 @@ float IR gives, *and* their accuracy on the labels dropped by at most ``--int8-m
 metric, :func:`bounds_metric`, steers by the bound nearer to being broken). The IR is kept only
 when both hold; otherwise the version keeps its float IR alone, and the metadata says why.
 
+Accuracy control compares in f32, the quantization alone, and the IR is kept on that check. Where
+this CPU has bf16 (what ``auto`` compiles the float IR in), the same photos are checked again with
+both IRs compiled in bf16, INT8 against float: the INT8 IR's layers kept in float are served in
+bf16 only where that check holds both bounds too, else in f32, the arithmetic checked
+(:func:`app.ml.engines.int8_float_precision`).
+
 (Judged by the published head instead, the photos would all be ones it was fitted on: their
 answers are surer than a new photo's, and the check would say little.) A conv5 fine-tuned after
 the folds (``--no-fine-tune-in-folds``) differs from the one the folds' heads read, so its IR is
@@ -33,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import numpy as np
 
-from app.ml.engines import INT8_XML, OPENVINO_XML
+from app.ml.engines import INT8_XML, OPENVINO_XML, choose_precision, cpu_capabilities
 from app.training import dataset as datasets
 from app.training.recipe import tunes_in_folds
 
@@ -83,10 +89,17 @@ class Checked:
     agreement: float  # share of photos where both give the same class
     int8_convolutions: int = 0  # convolutions whose input is quantized...
     convolutions: int = 0  # ...of all (accuracy control puts the costliest back in float)
+    # The same photos with both IRs compiled in bf16, where this CPU has it
+    served: Served | None = None
 
     @property
     def drop(self) -> float:
         return self.float_accuracy - self.int8_accuracy
+
+    def as_record(self) -> dict[str, Any]:
+        """The check's part of ``engines.openvino.int8`` in the metadata."""
+        served = {"served": self.served.as_metadata()} if self.served else {}
+        return {"held_out": self.as_metadata(), "compiled_in": "f32", **served}
 
     def as_metadata(self) -> dict[str, Any]:
         return {
@@ -97,6 +110,21 @@ class Checked:
             "agreement": round(self.agreement, DECIMALS),
             "int8_convolutions": f"{self.int8_convolutions} of {self.convolutions}",
         }
+
+
+@dataclass(frozen=True)
+class Served:
+    """The check again with both IRs compiled in bf16, the float arithmetic ``auto`` serves in
+    where the CPU has it; ``within_bounds``: its layers kept in float may be served in bf16."""
+
+    precision: str
+    checked: Checked
+    within_bounds: bool
+
+    def as_metadata(self) -> dict[str, Any]:
+        held_out = self.checked.as_metadata()
+        del held_out["int8_convolutions"]  # the same IR
+        return {"compiled_in": self.precision, "within_bounds": self.within_bounds, **held_out}
 
 
 def nncf_available() -> bool:
@@ -145,8 +173,7 @@ def publish_int8(trained: TrainedModel, folder: Path, reporter: Reporter) -> dic
     seconds = time.monotonic() - started
     record: dict[str, Any] = {
         "calibration_photos": len(calibration),
-        "held_out": result.as_metadata(),
-        "compiled_in": "f32",
+        **result.as_record(),
         "max_drop": options.int8_max_drop,
         "min_agreement": MIN_AGREEMENT,
         "seconds": round(seconds, 1),
@@ -155,6 +182,14 @@ def publish_int8(trained: TrainedModel, folder: Path, reporter: Reporter) -> dic
         f"held-out accuracy {result.float_accuracy:.4f} -> {result.int8_accuracy:.4f}, top-1 "
         f"agreement {result.agreement:.4f} on {result.photos} photos not used to calibrate"
     )
+    if result.served:
+        served = result.served.checked
+        where = result.served.precision if result.served.within_bounds else "f32"
+        summary += (
+            f"; in {result.served.precision}: {served.float_accuracy:.4f} -> "
+            f"{served.int8_accuracy:.4f}, agreement {served.agreement:.4f} (its float layers "
+            f"serve in {where})"
+        )
     failed = verdict(result, options.int8_max_drop)
     if failed:
         _remove(int8_xml)
@@ -181,7 +216,7 @@ def _not_made(trained: TrainedModel) -> str | None:
 
 
 def verdict(result: Checked, max_drop: float) -> str | None:
-    """Why the INT8 IR is not kept, or None."""
+    """Why the INT8 IR is not kept, or None (the check in f32: the quantization alone)."""
     if result.drop > max_drop + 1e-9:
         return f"accuracy drop {result.drop:.4f} > {max_drop}"
     if result.agreement < MIN_AGREEMENT:
@@ -233,6 +268,10 @@ def quantize(
 
     # The float IR's classes: accuracy control's reference (and the accuracy it must keep).
     reference = _answers(_compiled(model), images, heads, folds)
+    served_in = choose_precision("auto", cpu_capabilities())  # bf16 where this CPU has it
+    served_reference = (
+        _answers(_compiled(model, served_in), images, heads, folds) if served_in != "f32" else None
+    )
 
     def metric(compiled: Any, items: Iterable[Any]) -> tuple[float, list[float]]:
         # an item is a batch of photos; the metric is over them all, and each batch's alone
@@ -271,7 +310,15 @@ def quantize(
         ),
     )
     checked = check(reference, _answers(_compiled(quantized), images, heads, folds), labels)
-    checked = dataclasses.replace(checked, **_convolutions(quantized))
+    quantized_convolutions, convolutions = _convolutions(quantized)
+    checked = dataclasses.replace(
+        checked, int8_convolutions=quantized_convolutions, convolutions=convolutions
+    )
+    if served_reference is not None:
+        served = _answers(_compiled(quantized, served_in), images, heads, folds)
+        in_bf16 = check(served_reference, served, labels)
+        as_served = Served(served_in, in_bf16, verdict(in_bf16, max_drop) is None)
+        checked = dataclasses.replace(checked, served=as_served)
     for extra in quantized.get_results()[1:]:  # served: the probabilities alone, as the float IR
         quantized.remove_result(extra)
     int8_xml.parent.mkdir(parents=True, exist_ok=True)
@@ -290,12 +337,13 @@ def with_features_output(model: Any) -> Any:
     return model
 
 
-def _convolutions(model: Any) -> dict[str, int]:
+def _convolutions(model: Any) -> tuple[int, int]:
+    """How many convolutions have a quantized input, of how many."""
     convolutions = [op for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"]
     quantized = [
         op for op in convolutions if op.input_value(0).get_node().get_type_name() == "FakeQuantize"
     ]
-    return {"int8_convolutions": len(quantized), "convolutions": len(convolutions)}
+    return len(quantized), len(convolutions)
 
 
 def bounds_metric(result: Checked, max_drop: float) -> float:
@@ -320,13 +368,15 @@ def check(float_answers: np.ndarray, int8_answers: np.ndarray, labels: np.ndarra
     )
 
 
-def _compiled(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+def _compiled(model: Any, precision: str = "f32") -> Callable[[np.ndarray], np.ndarray]:
     """The model compiled in f32 (the float IR, and the INT8 IR's layers kept in float), as
     accuracy control compiles it: the comparison is of the quantization alone, and the figures
-    it steers by are the figures recorded. Returns the features the head reads."""
+    it steers by are the figures recorded; or in the ``precision`` this CPU serves in. Returns
+    the features the head reads."""
     import openvino
 
-    compiled = openvino.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    hint = {"INFERENCE_PRECISION_HINT": precision}
+    compiled = openvino.Core().compile_model(model, "CPU", hint)
     return lambda batch: _features(compiled, batch)
 
 

@@ -162,7 +162,7 @@ def _quantize(folder: Path, classes: list[str]) -> dict[str, Any]:
         folds,
         max_drop=TrainOptions().int8_max_drop,
     )
-    return {"kept": True, "held_out": checked.as_metadata()}
+    return {"kept": True, **checked.as_record()}
 
 
 def _examples(folder: Path, examples: list[tuple[str, bytes, str]]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.ml.engines import INT8_XML, OPENVINO_XML
+from app.ml.engines import INT8_XML, OPENVINO_XML, choose_precision, cpu_capabilities
 from app.options import TrainOptions
 from app.training import quantize
 from tests.conftest import FLOWERS_STORE_TIMEOUT_S, REPO
@@ -57,6 +57,17 @@ def test_a_model_is_quantized_checked_and_written(tmp_path: Path) -> None:
     )
     assert (checked.photos, checked.float_accuracy, checked.int8_accuracy) == (18, 1.0, 1.0)
     assert checked.agreement == 1.0 and checked.drop == 0.0
+    # checked again with both IRs in bf16 where this CPU has it (else f32 is all it serves in)
+    served_in = choose_precision("auto", cpu_capabilities())
+    record = checked.as_record()
+    assert record["compiled_in"] == "f32" and record["held_out"]["photos"] == 18
+    if served_in == "f32":
+        assert checked.served is None and "served" not in record
+    else:
+        assert checked.served is not None and checked.served.precision == "bf16"
+        assert (checked.served.checked.photos, checked.served.checked.agreement) == (18, 1.0)
+        assert record["served"]["within_bounds"] is True
+        assert "int8_convolutions" not in record["served"]
     ir = openvino.Core().read_model(str(tmp_path / INT8_XML))
     kinds = [op.get_type_name() for op in ir.get_ordered_ops()]
     assert "FakeQuantize" in kinds  # the convolution's input and weights: INT8
@@ -88,6 +99,10 @@ def test_the_bound_is_on_both_the_drop_and_the_agreement(
 ) -> None:
     result = quantize.Checked(300, 0.95, 0.95 - drop, agreement)
     assert quantize.verdict(result, 0.003) == verdict
+    # the check in bf16 decides how the IR serves, not whether it is kept
+    in_bf16 = quantize.Served("bf16", result, verdict is None)
+    in_f32 = quantize.Checked(300, 0.95, 0.95, 1.0, served=in_bf16)
+    assert quantize.verdict(in_f32, 0.003) is None
 
 
 @pytest.mark.parametrize("max_drop", [0.003, 0.01])
@@ -144,6 +159,11 @@ def test_a_conv5_fine_tuned_for_the_published_model_is_quantized_and_checked_on_
     assert record["kept"] is (
         quantize.verdict(_checked(record["held_out"]), record["max_drop"]) is None
     )
+    if "served" in record:  # checked again in bf16, where this CPU has it
+        served = record["served"]
+        assert served["photos"] == 12 and served["compiled_in"] == "bf16"
+        verdict = quantize.verdict(_checked(served), record["max_drop"])
+        assert served["within_bounds"] is (verdict is None)
     assert (store / "1" / INT8_XML).is_file() is record["kept"]
 
 
