@@ -206,13 +206,15 @@ assert set(prediction["probabilities"]) == {"daisy", "dandelion", "roses", "sunf
 PY
 
 # The first version's INT8 IR, made in the container at publishing (NNCF is in the image), and
-# the arithmetic that serves: int8 where this CPU has VNNI or AMX and the IR was kept.
+# the arithmetic that serves: int8 where this CPU has VNNI or AMX and the IR was kept (its float
+# layers in bf16 where the check in bf16 held, else f32).
 curl -fsS "http://127.0.0.1:$PORT/model" >"$work/model.json"
 "$PYTHON" - "$work/model.json" <<'PY'
 import json, sys
 model = json.load(open(sys.argv[1]))
 int8 = model["metadata"]["engines"]["openvino"]["int8"]
 print(f"INT8 IR: kept {int8['kept']} {int8.get('reason', '')} held out {int8.get('held_out')}; "
+      f"in bf16 {int8.get('served', 'not checked (no bf16 here)')}; "
       f"serving: {model['engine']} in {model['precision']}")
 assert "held_out" in int8, int8
 PY
