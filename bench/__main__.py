@@ -376,7 +376,8 @@ def _machine() -> str:
     e.g. AVX512_CORE_BF16 to run as a CPU without AMX), since each changes the figures."""
     from app.ml.engines import cpu_flags
 
-    flags = [flag for flag in _ENGINE_FLAGS if flag in cpu_flags()]
+    present = cpu_flags()  # /proc/cpuinfo, read once
+    flags = [flag for flag in _ENGINE_FLAGS if flag in present]
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {_cpu_model()}, flags "
     machine += " ".join(flags) or "none of " + " ".join(_ENGINE_FLAGS)
     capped = os.environ.get("ONEDNN_MAX_CPU_ISA")
