@@ -48,6 +48,7 @@ async def model_info(
         loaded_at=model.loaded_at,
         engine=model.engine,
         precision=model.precision,
+        float_precision=model.float_precision,
         device=model.device,
         batching=BatchingInfo(
             max_batch_size=settings.max_batch_size,

@@ -105,6 +105,11 @@ class ModelResponse(BaseModel):
         "layers kept in float in bf16 where publishing checked them in bf16, else f32; see "
         "FLOWERS_ENGINE_PRECISION)"
     )
+    float_precision: str = Field(
+        description="What the layers kept in float compute in: for int8, f32 or bf16 as above; "
+        "for a float engine, its precision",
+        examples=["f32"],
+    )
     device: str
     batching: BatchingInfo
     limits: UploadLimitsInfo | None = Field(

@@ -53,6 +53,7 @@ class ServingModel:
     loaded_at: str
     engine: str
     precision: str
+    float_precision: str  # what an INT8 IR's layers kept in float compute in (else = precision)
     device: str
     batch_sizes: tuple[int, ...]
 
@@ -66,7 +67,9 @@ class EngineLoader(Protocol):
 
 
 class ModelObserver(Protocol):
-    def model_loaded(self, version: int, engine: str, device: str, precision: str) -> None: ...
+    def model_loaded(
+        self, version: int, engine: str, device: str, precision: str, float_precision: str
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,9 @@ class ModelManager:
                 "now serving version %d (%s engine, %s)", number, model.engine, model.device
             )
             if self._observer is not None:
-                self._observer.model_loaded(number, model.engine, model.device, model.precision)
+                self._observer.model_loaded(
+                    number, model.engine, model.device, model.precision, model.float_precision
+                )
             return model
 
     def renew_hold(self) -> None:
@@ -167,6 +172,7 @@ def _describe(version: Version, engine: Engine, device: str) -> ServingModel:
         loaded_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         engine=engine.name,
         precision=engine.precision,
+        float_precision=engine.float_precision,
         device=device,
         batch_sizes=tuple(engine.batch_sizes),
     )

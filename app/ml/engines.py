@@ -78,7 +78,8 @@ class EngineError(RuntimeError):
 
 class Engine(Protocol):
     name: str
-    precision: str  # f32, f16 or bf16: what the model computes in
+    precision: str  # f32, f16, bf16 or int8: what the model computes in
+    float_precision: str  # what its layers kept in float compute in: an INT8 IR's f32 or bf16
     version: int
     classes: list[str]
     batch_sizes: tuple[int, ...]
@@ -107,6 +108,7 @@ class _PaddedEngine:
 
     name = "abstract"
     precision = "f32"
+    float_precision = "f32"
     parallel_batches = 1
 
     def __init__(self, number: int, classes: list[str], max_batch_size: int) -> None:
@@ -157,7 +159,7 @@ class KerasEngine(_PaddedEngine):
         with device_scope(device):
             self.model = models.load(version.model_path)
         self.name = "tensorflow" if device.backend == "tensorflow" else device.backend
-        self.precision = _short_dtype(self.model.dtype_policy.compute_dtype)
+        self.precision = self.float_precision = _short_dtype(self.model.dtype_policy.compute_dtype)
         self._compiled = _compile(self.model, device)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
@@ -440,6 +442,7 @@ class FlipAveraged:
         self.engine = engine
         self.name = f"{engine.name}+flip"
         self.precision = engine.precision
+        self.float_precision = engine.float_precision
         self.version = engine.version
         self.classes = engine.classes
         self.batch_sizes = engine.batch_sizes

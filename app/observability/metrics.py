@@ -46,7 +46,7 @@ class Metrics:
         self.model = Gauge(
             "flowers_model_info",
             "The loaded model: 1 for the version that serves",
-            ["version", "engine", "device", "precision"],
+            ["version", "engine", "device", "precision", "float_precision"],
             registry=r,
         )
 
@@ -67,12 +67,15 @@ class Metrics:
         self.inference.observe(seconds)
         self.images.inc(size)
 
-    def model_loaded(self, version: int, engine: str, device: str, precision: str) -> None:
+    def model_loaded(
+        self, version: int, engine: str, device: str, precision: str, float_precision: str
+    ) -> None:
         labels = {
             "version": str(version),
             "engine": engine,
             "device": device,
             "precision": precision,
+            "float_precision": float_precision,
         }
         self.model.clear()
         self.model.labels(**labels).set(1)

@@ -40,8 +40,14 @@ async function describeModel() {
   setReady(true);
   showExamples(model.examples || [], (file) => classifyAll([file]));
   line.textContent =
-    `Model version ${model.version} (${model.engine} in ${model.precision} on ${model.device}) knows ` +
+    `Model version ${model.version} (${model.engine} in ${arithmetic(model)} on ${model.device}) knows ` +
     `${model.classes.length} classes: ${model.classes.join(", ")}.`;
+}
+
+// "int8, its float layers in f32,": an INT8 IR's layers kept in float are f32 or bf16
+function arithmetic(model) {
+  if (model.precision !== "int8" || !model.float_precision) return model.precision;
+  return `int8, its float layers in ${model.float_precision},`;
 }
 
 function setReady(value) {

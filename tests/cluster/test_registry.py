@@ -18,7 +18,9 @@ from app.store.metadata import VersionMetadata
 
 def _model(number: int, loaded_at: str = "2026-01-01T00:00:00+00:00") -> ServingModel:
     metadata = VersionMetadata(version=number, classes=["a", "b"])
-    return ServingModel(number, ["a", "b"], metadata, loaded_at, "tensorflow", "f32", "CPU", (1,))
+    return ServingModel(
+        number, ["a", "b"], metadata, loaded_at, "tensorflow", "f32", "f32", "CPU", (1,)
+    )
 
 
 def _replica(name: str, model: ServingModel | None, deployment: str = MODEL) -> ReplicaStatus:

@@ -73,13 +73,32 @@ def test_openvino_engine_serves_within_its_precision_tolerance(
         info = client.get("/model").json()
         assert info["engine"] == "openvino" and info["version"] == str(version.number)
         assert info["precision"] in (("bf16", "f32") if precision == "auto" else (precision,))
+        assert info["float_precision"] == info["precision"]  # a float IR: all of it
         data = make.jpeg(seed=12)
         body = client.post("/predict", files=_files(data)).json()
         metrics = client.get("/metrics").text
-    assert f'precision="{info["precision"]}"' in metrics
+    assert f'float_precision="{info["precision"]}",precision="{info["precision"]}"' in metrics
     served = np.array(list(body["predictions"][0]["probabilities"].values()))
     expected = _direct(store, data, version.number)
     assert_within_tolerance(served[None], expected[None], info["precision"])
+
+
+def test_an_int8_ir_is_named_with_the_arithmetic_of_its_float_layers(tmp_path: Path) -> None:
+    """INT8 serves with its float layers in f32 or bf16 (as publishing checked them): /model
+    and the metrics say which, beside ``int8``."""
+    pytest.importorskip("nncf")
+    from app.ml import engines
+    from tests.support.modelfactory import colour_kernel, publish_tiny
+
+    store, colours = ModelStore(tmp_path / "store"), ["blue", "green", "red"]
+    version = publish_tiny(store, colours, weights=colour_kernel(colours), int8=True)
+    expected = engines.int8_float_precision(version, engines.cpu_capabilities())
+    settings = make_settings(store.root, engine="auto", engine_precision="int8")
+    with running(settings) as client:
+        info = client.get("/model").json()
+        metrics = client.get("/metrics").text
+    assert (info["precision"], info["float_precision"]) == ("int8", expected)
+    assert f'float_precision="{expected}",precision="int8"' in metrics
 
 
 def test_top_k_returns_the_most_probable_classes_in_order(client: TestClient) -> None:
@@ -170,7 +189,10 @@ def test_metrics_expose_requests_batches_and_the_model(client: TestClient) -> No
     assert "flowers_batch_size_count" in text
     assert "flowers_inference_seconds_count" in text
     assert "flowers_batch_queue_depth 0.0" in text
-    model_info = 'flowers_model_info{device="CPU",engine="tensorflow",precision="f32",version="1"}'
+    model_info = (
+        'flowers_model_info{device="CPU",engine="tensorflow",float_precision="f32",'
+        'precision="f32",version="1"}'
+    )
     assert f"{model_info} 1.0" in text
     assert 'flowers_requests_rejected_total{reason="corrupt_image"} 1.0' in text
 

@@ -32,6 +32,7 @@ class FakeEngine:
 
     name = "fake"
     precision = "f32"
+    float_precision = "f32"
     batch_sizes = (1, 2, 4)
     parallel_batches = 1
 
@@ -72,6 +73,7 @@ def serving_model(number: int = 1, classes: list[str] | None = None) -> ServingM
         loaded_at="2026-12-04T00:00:00+00:00",
         engine="fake",
         precision="f32",
+        float_precision="f32",
         device="CPU (fake)",
         batch_sizes=(1, 2, 4),
     )

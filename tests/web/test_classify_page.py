@@ -75,9 +75,9 @@ def test_one_real_photo_shows_its_class_bars_and_version(
 ) -> None:
     (photo,) = _photos(flowers_dev, "roses")
     tab.goto("/")
-    # the engine and the arithmetic it serves in (f32, bf16 or int8)
+    # the engine and the arithmetic it serves in (f32, bf16 or int8 with its float layers')
     expect(tab.page.locator("#model-line")).to_contain_text(
-        re.compile(r"Model version \d+ \(\w+ in (f32|bf16|int8) on ")
+        re.compile(r"Model version \d+ \(\w+ in (f32|bf16|int8, its float layers in \w+,) on ")
     )
     expect(tab.page.locator("#examples")).to_be_hidden()  # this version ships none
     tab.page.get_by_label("Choose photos").set_input_files(photo)
@@ -324,6 +324,30 @@ def test_an_empty_store_shows_no_internals_and_takes_photos_once_a_model_serves(
             publish_tiny(store, FLOWERS, seed=3)
             expect(line).to_contain_text("Model version 1", timeout=30_000)
             expect(tab.page.locator("#pick")).to_be_enabled()
+            assert tab.problems == []
+        finally:
+            tab.page.context.close()
+
+
+def test_an_int8_model_is_shown_with_the_arithmetic_of_its_float_layers(
+    browser: Any, tmp_path: Path
+) -> None:
+    pytest.importorskip("nncf")
+    from app.ml import engines
+    from tests.support.modelfactory import colour_kernel
+
+    store, colours = ModelStore(tmp_path / "store"), ["blue", "green", "red"]
+    version = publish_tiny(store, colours, weights=colour_kernel(colours), int8=True)
+    float_layers = engines.int8_float_precision(version, engines.cpu_capabilities())
+    env = {"FLOWERS_MODEL_STORE": str(store.root), "FLOWERS_ENGINE_PRECISION": "int8"}
+    with running_server(env) as server:
+        tab = open_tab(browser, WebServer(server.base, store, tmp_path, tmp_path / "log"))
+        try:
+            tab.goto("/")
+            expect(tab.page.locator("#model-line")).to_have_text(
+                f"Model version 1 (openvino in int8, its float layers in {float_layers}, on CPU) "
+                "knows 3 classes: blue, green, red."
+            )
             assert tab.problems == []
         finally:
             tab.page.context.close()

@@ -18,10 +18,12 @@ CLASSES = ["cats", "dogs", "owls"]
 
 class Observer:
     def __init__(self) -> None:
-        self.loaded: list[tuple[int, str, str, str]] = []
+        self.loaded: list[tuple[int, str, str, str, str]] = []
 
-    def model_loaded(self, version: int, engine: str, device: str, precision: str) -> None:
-        self.loaded.append((version, engine, device, precision))
+    def model_loaded(
+        self, version: int, engine: str, device: str, precision: str, float_precision: str
+    ) -> None:
+        self.loaded.append((version, engine, device, precision, float_precision))
 
 
 def _store(tmp_path: Path, versions: int = 2) -> ModelStore:
@@ -51,7 +53,7 @@ def test_switching_loads_the_version_and_tells_the_observer(tmp_path: Path) -> N
         "fake",
         "CPU (fake)",
     )
-    assert observer.loaded == [(2, "fake", "CPU (fake)", "f32")]
+    assert observer.loaded == [(2, "fake", "CPU (fake)", "f32", "f32")]
 
 
 def test_a_batch_is_tagged_with_the_version_that_computed_it(tmp_path: Path) -> None:

@@ -227,7 +227,7 @@ class _LeftHalf:
     """An engine that looks at a photo's left half only: its mirror gets another answer."""
 
     name, precision, version, classes, batch_sizes = "fake", "f32", 1, ["dark", "bright"], (8,)
-    parallel_batches = 1
+    float_precision, parallel_batches = "f32", 1
 
     def __init__(self) -> None:
         self.calls: list[int] = []

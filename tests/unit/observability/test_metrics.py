@@ -21,14 +21,14 @@ def test_batches_count_images_and_the_loaded_model_replaces_the_last() -> None:
     metrics = Metrics()
     metrics.batch_done(6, 0.1)
     metrics.queue_depth(3)
-    metrics.model_loaded(1, "openvino", "CPU", "bf16")
-    metrics.model_loaded(2, "tensorflow", "GPU:0 (H200)", "f32")
+    metrics.model_loaded(1, "openvino", "CPU", "int8", "bf16")
+    metrics.model_loaded(2, "tensorflow", "GPU:0 (H200)", "f32", "f32")
     text = metrics.render().decode()
     assert "flowers_images_predicted_total 6.0" in text
     assert "flowers_batch_queue_depth 3.0" in text
     assert 'version="1"' not in text
-    loaded = 'device="GPU:0 (H200)",engine="tensorflow",precision="f32",version="2"'
-    assert f"flowers_model_info{{{loaded}}} 1.0" in text
+    loaded = 'device="GPU:0 (H200)",engine="tensorflow",float_precision="f32",precision="f32"'
+    assert f'flowers_model_info{{{loaded},version="2"}} 1.0' in text
 
 
 def test_each_instance_keeps_its_own_counts() -> None:
