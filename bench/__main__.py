@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from app.options import HelpFormatter, comma_list, in_range, positive
-from bench import load, protocols, raw, report, server
+from bench import accuracy, load, protocols, raw, report, server
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PHOTOS = REPO.parent / "shared" / "datasets" / "flower_photos_dev"
@@ -163,6 +163,9 @@ def _measure_engine(
     kind, precision, tta = [*kind.split(":"), "", ""][:3]
     store, largest = ModelStore(args.store), max(args.batch_sizes)
     engine = raw.load(store, kind, largest, precision or "auto", tta or "off")
+    active = store.active()
+    held_out = accuracy.recorded(active, engine) if active is not None else None
+    print(f"  {accuracy.line(held_out).removeprefix('- ').replace('**', '')}", flush=True)
     sweep = []
     for size in args.batch_sizes:
         sweep.append(raw.measure(engine, images, size, args.raw_seconds))
@@ -226,6 +229,7 @@ def _measure_engine(
         "best_raw_batch_size": best,
         "service": levels,
         "protocols": compared,
+        "held_out": held_out,
     }
 
 

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.accuracy import line as accuracy_line
+
 TARGET_SERVICE_VS_RAW = 0.85
 # the raw engine plus one decode per image (issue 26)
 TARGET_SERVICE_VS_PIPELINE = 0.90
@@ -98,10 +100,43 @@ def markdown(record: dict[str, Any]) -> str:
         lines += ["", _SERVICE_COLUMNS, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for mode in ("batching", "no_batching", "cluster"):
             lines += [_service_row(mode, level) for level in engine["service"].get(mode, [])]
-        lines += ["", *_ratio_lines(engine["ratios"]), *_cluster_lines(engine["service"]), ""]
+        lines += ["", *_ratio_lines(engine["ratios"]), *_cluster_lines(engine["service"])]
+        if "held_out" in engine:
+            lines.append(accuracy_line(engine["held_out"]))
+        lines.append("")
         if engine.get("protocols"):
             lines += [*_protocol_lines(engine["protocols"], engine["ratios"]), ""]
+    if len(record["engines"]) > 1:
+        lines += _side_by_side(record["engines"])
     return "\n".join(lines)
+
+
+def _side_by_side(engines: list[dict[str, Any]]) -> list[str]:
+    """The engines of the run in one table: raw at the best batch, the service at its most
+    clients of one photo each, and the held-out accuracy publishing recorded for each."""
+    lines = [
+        "### Side by side",
+        "",
+        "| engine | raw img/s, best batch | service img/s (clients) | service / pipeline limit "
+        "at 16 | held-out accuracy |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for engine in engines:
+        r = engine["ratios"]
+        ones = [lvl for lvl in engine["service"]["batching"] if lvl["images_per_request"] == 1]
+        busiest = max(ones, key=lambda lvl: lvl["concurrency"], default=None)
+        service = f"{busiest['images_per_s']:.1f} ({busiest['concurrency']})" if busiest else "-"
+        limit = r.get("service_c16_vs_pipeline_limit")
+        held_out = engine.get("held_out")
+        cells = [
+            engine["name"],
+            f"{r['best_raw_images_per_s']:.1f}",
+            service,
+            "-" if limit is None else f"{limit:.3f}",
+            "-" if not held_out else f"{held_out['accuracy']:.4f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _protocol_lines(compared: dict[str, Any], r: dict[str, Any]) -> list[str]:

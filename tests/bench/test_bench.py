@@ -60,6 +60,10 @@ def test_the_smoke_benchmark_writes_json_table_and_plot(tmp_path: Path) -> None:
     table = (tmp_path / "out" / "latest.md").read_text()
     assert "| server | conc. |" in table and "| V2 gRPC | 4 |" in table
     assert "None" not in table and "at c=16: not measured in this run" in table
+    # neither flips nor a version without an INT8 step has a held-out check to read
+    assert table.count("- held-out accuracy: none recorded for this arithmetic") == 2
+    side_by_side = table.split("### Side by side", 1)[1]
+    assert "| openvino+flip (f32) |" in side_by_side and "| tensorflow |" in side_by_side
     assert (tmp_path / "out" / "latest.png").read_bytes().startswith(b"\x89PNG")
     assert "written:" in result.stdout
 
