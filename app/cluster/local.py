@@ -279,6 +279,14 @@ def _absolute_paths() -> dict[str, str]:
     return {name: str(Path(os.environ[name]).resolve()) for name in names if os.environ.get(name)}
 
 
+def _engine_line(replica: dict[str, str]) -> str:
+    """'openvino in int8 (its float layers in bf16) on CPU', 'openvino in bf16 on CPU'."""
+    arithmetic = replica["precision"]
+    if arithmetic == "int8":
+        arithmetic += f" (its float layers in {replica['float_precision']})"
+    return f"{replica['engine']} in {arithmetic} on {replica['device']}"
+
+
 def _print_ready(base: str, cluster: LocalCluster) -> None:
     try:
         with urllib.request.urlopen(f"{base}/health/ready", timeout=10) as response:  # noqa: S310
@@ -287,7 +295,7 @@ def _print_ready(base: str, cluster: LocalCluster) -> None:
         replicas = json.loads(error.read()).get("replicas", [])
     lines = [
         f"  {r['deployment']:<8} on {r['node']} (pid {r['pid']})"
-        + (f": version {r['version']}, {r['engine']} on {r['device']}" if r["version"] else "")
+        + (f": version {r['version']}, {_engine_line(r)}" if r["version"] else "")
         for r in replicas
     ]
     print(

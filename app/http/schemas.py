@@ -58,6 +58,11 @@ class ReplicaInfo(BaseModel):
     pid: int
     version: str | None = Field(description="The version a Model replica serves")
     engine: str | None
+    precision: str | None = Field(
+        description="What a Model replica computes in, as /model's precision (replicas on CPUs "
+        "of different kinds may differ: int8 needs VNNI or AMX, bf16 its instructions)"
+    )
+    float_precision: str | None = Field(description="As /model's float_precision")
     device: str | None
     requests: int = Field(description="Requests this replica has answered since it started")
     images: int = Field(description="Images it has classified")
@@ -76,6 +81,8 @@ def replica_infos(replicas: list[ReplicaStatus]) -> list[ReplicaInfo]:
             pid=r.pid,
             version=str(r.model.number) if r.model else None,
             engine=r.model.engine if r.model else None,
+            precision=r.model.precision if r.model else None,
+            float_precision=r.model.float_precision if r.model else None,
             device=r.model.device if r.model else None,
             requests=r.requests,
             images=r.images,

@@ -53,6 +53,20 @@ def test_requests_are_served_by_ingress_and_model_replicas_on_both_nodes(
     assert set(models) == set(NODES) and all(count > 0 for count in models.values())
 
 
+def test_each_model_replica_names_the_arithmetic_it_serves_in(deployed: Deployed) -> None:
+    """Replicas on CPUs of different kinds may serve in different arithmetics: /model lists
+    each Model replica's (here one kind of CPU, so each is the top level's); Ingress has none."""
+    info = deployed.get("/model").json()
+    for replica in info["replicas"]:
+        arithmetic = (replica["precision"], replica["float_precision"])
+        print(f"\n  {replica['deployment']} on {replica['node']}: {arithmetic}")
+        if replica["deployment"] == "Model":
+            assert arithmetic == (info["precision"], info["float_precision"])
+            assert info["precision"] in ("f32", "bf16", "int8")
+        else:
+            assert arithmetic == (None, None)
+
+
 def test_no_ingress_replica_binds_the_grpc_port_its_environment_names(deployed: Deployed) -> None:
     """gRPC is started by ``python -m app.serve`` beside its app, never by the app: the two
     Ingress replicas, whose environment sets FLOWERS_GRPC_PORT, serve HTTP only."""

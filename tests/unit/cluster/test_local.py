@@ -111,3 +111,11 @@ def test_a_node_that_exits_at_every_start_stops_the_nodes_already_running(
     assert len(_starts(calls, "127.0.0.3")) == local.START_ATTEMPTS
     running = [p.info["cmdline"] or [] for p in psutil.process_iter(["cmdline"])]
     assert not [argv for argv in running if str(script) in argv]  # the head was stopped
+
+
+def test_the_ready_banner_names_each_model_replicas_arithmetic() -> None:
+    replica = {"engine": "openvino", "device": "CPU", "precision": "int8"}
+    replica["float_precision"] = "bf16"
+    assert local._engine_line(replica) == "openvino in int8 (its float layers in bf16) on CPU"
+    replica = {**replica, "precision": "f32", "float_precision": "f32"}
+    assert local._engine_line(replica) == "openvino in f32 on CPU"
