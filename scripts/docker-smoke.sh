@@ -215,8 +215,13 @@ model = json.load(open(sys.argv[1]))
 int8 = model["metadata"]["engines"]["openvino"]["int8"]
 print(f"INT8 IR: kept {int8['kept']} {int8.get('reason', '')} held out {int8.get('held_out')}; "
       f"in bf16 {int8.get('served', 'not checked (no bf16 here)')}; "
-      f"serving: {model['engine']} in {model['precision']}")
+      f"serving: {model['engine']} in {model['precision']}, "
+      f"its float layers in {model['float_precision']}")
 assert "held_out" in int8, int8
+floats = ("f32", "bf16") if model["precision"] == "int8" else (model["precision"],)
+assert model["float_precision"] in floats, model["float_precision"]
+if model["float_precision"] == "bf16" and model["precision"] == "int8":  # only as checked
+    assert int8["served"]["within_bounds"], int8
 PY
 
 # The Open Inference Protocol's gRPC service listens on 8001 in the image (FLOWERS_GRPC_PORT).
