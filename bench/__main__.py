@@ -163,9 +163,8 @@ def _measure_engine(
     kind, precision, tta = [*kind.split(":"), "", ""][:3]
     store, largest = ModelStore(args.store), max(args.batch_sizes)
     engine = raw.load(store, kind, largest, precision or "auto", tta or "off")
-    active = store.active()
-    held_out = accuracy.recorded(active, engine) if active is not None else None
-    print(f"  {accuracy.line(held_out).removeprefix('- ').replace('**', '')}", flush=True)
+    held_out = accuracy.recorded(store.get(engine.version), engine)  # the version it loaded
+    print(f"  {accuracy.summary(held_out)}", flush=True)
     sweep = []
     for size in args.batch_sizes:
         sweep.append(raw.measure(engine, images, size, args.raw_seconds))

@@ -19,13 +19,13 @@ def recorded(version: Version, engine: Engine) -> dict[str, Any] | None:
     """``accuracy`` and ``photos`` (and for int8 its ``agreement`` with the float IR) of the
     check in ``engine``'s arithmetic; None where publishing made no such check (no INT8 step,
     a CPU without bf16 for a bf16 engine) or the engine is not OpenVINO's."""
-    if engine.name != "openvino":
+    record = version.metadata.int8
+    if engine.name != "openvino" or record is None:
         return None
-    int8 = version.metadata.as_dict().get("engines", {}).get("openvino", {}).get("int8") or {}
+    int8 = record.model_dump()
     checks = {int8.get("compiled_in", "f32"): int8.get("held_out")}
-    served = int8.get("served")
-    if served:
-        checks[served.get("compiled_in", "bf16")] = served
+    if record.served is not None:
+        checks[record.served.compiled_in] = int8["served"]
     check = checks.get(engine.float_precision)
     if not check:
         return None
@@ -35,17 +35,17 @@ def recorded(version: Version, engine: Engine) -> dict[str, Any] | None:
     return {**found, "accuracy": check["float_accuracy"]}
 
 
-def line(found: dict[str, Any] | None) -> str:
-    """The report's line for one engine."""
+def summary(found: dict[str, Any] | None, bold: str = "") -> str:
+    """One engine's accuracy in words (``bold="**"``: the figure in bold, for the report)."""
     if found is None:
-        return "- held-out accuracy: none recorded for this arithmetic at publishing"
+        return "held-out accuracy: none recorded for this arithmetic at publishing"
     agreement = (
         f"; top-1 agreement with the float IR {found['agreement']:.4f}"
         if "agreement" in found
         else ""
     )
     return (
-        f"- held-out accuracy (recorded at publishing, {found['photos']} photos kept out of "
+        f"held-out accuracy (recorded at publishing, {found['photos']} photos kept out of "
         f"training and calibration, float layers in {found['arithmetic']}): "
-        f"**{found['accuracy']:.4f}**{agreement}"
+        f"{bold}{found['accuracy']:.4f}{bold}{agreement}"
     )

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.accuracy import line as accuracy_line
+from bench.accuracy import summary as accuracy_summary
 
 TARGET_SERVICE_VS_RAW = 0.85
 # the raw engine plus one decode per image (issue 26)
@@ -102,7 +102,7 @@ def markdown(record: dict[str, Any]) -> str:
             lines += [_service_row(mode, level) for level in engine["service"].get(mode, [])]
         lines += ["", *_ratio_lines(engine["ratios"]), *_cluster_lines(engine["service"])]
         if "held_out" in engine:
-            lines.append(accuracy_line(engine["held_out"]))
+            lines.append(f"- {accuracy_summary(engine['held_out'], bold='**')}")
         lines.append("")
         if engine.get("protocols"):
             lines += [*_protocol_lines(engine["protocols"], engine["ratios"]), ""]

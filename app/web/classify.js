@@ -46,7 +46,7 @@ async function describeModel() {
 
 // "int8, its float layers in f32,": an INT8 IR's layers kept in float are f32 or bf16
 function arithmetic(model) {
-  if (model.precision !== "int8" || !model.float_precision) return model.precision;
+  if (model.precision !== "int8") return model.precision;
   return `int8, its float layers in ${model.float_precision},`;
 }
 

@@ -60,7 +60,7 @@ def test_an_engine_without_a_check_in_its_arithmetic_has_none(tmp_path: Path) ->
     assert accuracy.recorded(version, engine) is None
     flipped = engines.FlipAveraged(engine)  # another computation than any check's
     assert accuracy.recorded(version, flipped) is None
-    assert accuracy.line(None) == (
+    assert f"- {accuracy.summary(None, bold='**')}" == (
         "- held-out accuracy: none recorded for this arithmetic at publishing"
     )
 
@@ -82,7 +82,7 @@ def test_the_report_sets_the_engines_side_by_side_with_their_accuracy() -> None:
         "| openvino (int8) | 243.2 | 140.4 (16) | 0.771 | 0.9349 |",
         "| tensorflow | 243.2 | 140.4 (16) | 0.771 | - |",
     ]
-    assert accuracy.line(found) == (
+    assert f"- {accuracy.summary(found, bold='**')}" == (
         "- held-out accuracy (recorded at publishing, 614 photos kept out of training and "
         "calibration, float layers in f32): **0.9349**; top-1 agreement with the float IR 1.0000"
     )
