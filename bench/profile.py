@@ -21,6 +21,7 @@ import collections
 import re
 import shutil
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -70,9 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    spy = shutil.which("py-spy")
-    if spy is None:
-        raise SystemExit("py-spy is not installed (pip install py-spy)")
+    spy = py_spy()
     from bench.__main__ import photos
 
     kind, _, precision = args.engine.partition(":")
@@ -110,6 +109,19 @@ def main(argv: list[str] | None = None) -> int:
     print(cpu.split(before, after, result.seconds, result.images, cpu.thread_names(dumped.stdout)))
     print(engine_busy(engine_before, engine_after, result.seconds))
     return 0
+
+
+def py_spy() -> str:
+    """The py-spy beside this interpreter (the dev extra installs it into the virtual environment,
+    whose bin/ need not be on PATH), else the one on PATH; a clear exit when there is none."""
+    beside = Path(sys.executable).with_name("py-spy")
+    found = str(beside) if beside.is_file() else shutil.which("py-spy")
+    if found is None:
+        raise SystemExit(
+            f"py-spy is not installed beside {sys.executable} or on PATH "
+            "(pip install -e '.[dev]', or pip install py-spy)"
+        )
+    return found
 
 
 def engine_busy(
