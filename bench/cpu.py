@@ -3,7 +3,10 @@
 py-spy's samples count a thread that waits for a core as busy; the kernel's counters do not.
 Reading ``/proc`` before and after a load shows what each thread of the server really ran
 (the engine's own threads, the decode pool, the event loop), what the load generator took from
-the same cores, and what stayed idle. Linux only.
+the same cores, and what stayed idle; and, from each thread's scheduler counters
+(``/proc/<pid>/task/<tid>/schedstat``), how long it ran, how long it was ready to run but waited
+for a core, and how long it slept (on a lock, a condition, I/O: for work or for another thread).
+Linux only.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import os
 import re
 import resource
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -26,10 +29,13 @@ class Snapshot:
     threads: dict[int, float]  # thread id -> CPU seconds so far
     machine: dict[str, float]  # /proc/stat's first line: user, system, idle, steal... (seconds)
     own: float  # this process's CPU seconds (the load generator's)
+    # thread id -> (seconds on a core, seconds ready but waiting for one), where the kernel keeps
+    # them (schedstat)
+    scheduled: dict[int, tuple[float, float]] = field(default_factory=dict)
 
 
 def snapshot(pid: int) -> Snapshot:
-    return Snapshot(thread_seconds(pid), machine_seconds(), own_seconds())
+    return Snapshot(thread_seconds(pid), machine_seconds(), own_seconds(), scheduled_seconds(pid))
 
 
 def thread_seconds(pid: int) -> dict[int, float]:
@@ -43,6 +49,19 @@ def thread_seconds(pid: int) -> dict[int, float]:
             continue
         fields = stat.rsplit(")", 1)[1].split()  # the name, in parentheses, may hold spaces
         out[int(task.name)] = (int(fields[11]) + int(fields[12])) / _TICK
+    return out
+
+
+def scheduled_seconds(pid: int) -> dict[int, tuple[float, float]]:
+    """Seconds each live thread of ``pid`` has run on a core and has waited on a run queue (ready,
+    no core free), from ``schedstat`` (nanoseconds); empty where the kernel does not keep it."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            running, waiting, _ = (task / "schedstat").read_text().split()
+        except (OSError, ValueError):  # the thread ended, or no schedstat here
+            continue
+        out[int(task.name)] = (int(running) / 1e9, int(waiting) / 1e9)
     return out
 
 
@@ -98,5 +117,29 @@ def split(
     lines += [
         f"| {name} | {spent:.2f} | {per_image(spent)} | {spent / seconds:.2f} |"
         for name, spent in rows
+    ]
+    return "\n".join(lines)
+
+
+def states(before: Snapshot, after: Snapshot, seconds: float, names: dict[int, str]) -> str:
+    """A table of each busy thread's time between two snapshots, as shares of the wall time: on a
+    core, ready but waiting for a core, and asleep (the rest: waiting for work, a lock, another
+    thread). Threads that neither ran nor waited for 1% of the time are left out."""
+    rows = []
+    for tid, (ran, waited) in after.scheduled.items():
+        ran_before, waited_before = before.scheduled.get(tid, (0.0, 0.0))
+        running, waiting = (ran - ran_before) / seconds, (waited - waited_before) / seconds
+        if running >= 0.01 or waiting >= 0.01:
+            name = names.get(tid, ENGINE_THREADS)
+            rows.append((name, tid, running, waiting))
+    if not rows:
+        return "no scheduler counters (/proc/<pid>/task/<tid>/schedstat) for this server"
+    lines = [
+        "| thread | on a core | ready, waiting for a core | asleep |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {name} ({tid}) | {running:.2f} | {waiting:.2f} | {max(1 - running - waiting, 0):.2f} |"
+        for name, tid, running, waiting in sorted(rows, key=lambda row: (row[0], row[1]))
     ]
     return "\n".join(lines)

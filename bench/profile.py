@@ -7,7 +7,8 @@ with py-spy meanwhile (``py-spy record --format raw``, every thread, idle exclud
 throughput and the top frames: by their own time (the leaf frame: where the CPU was) and by their
 inclusive time within the app's own code; writes the collapsed stacks for a flame graph. Then
 where the cores went (``bench.cpu``): the CPU each thread group of the server really ran, the
-load generator's, and the idle; and how busy the engine was (its batches' wall time). With
+load generator's, and the idle; each busy thread's share of the time on a core, ready but
+waiting for a core, and asleep; and how busy the engine was (its batches' wall time). With
 ``--no-sampling`` only the latter, without py-spy's own cost on the same cores.
 
 py-spy reads the server's memory (ptrace): run it as root or with CAP_SYS_PTRACE.
@@ -106,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         print(report(args.out.read_text(), args.top))
         print(f"collapsed stacks: {args.out}")
     print()
-    print(cpu.split(before, after, result.seconds, result.images, cpu.thread_names(dumped.stdout)))
+    names = cpu.thread_names(dumped.stdout)
+    print(cpu.split(before, after, result.seconds, result.images, names))
+    print()
+    print(cpu.states(before, after, result.seconds, names))
     print(engine_busy(engine_before, engine_after, result.seconds))
     return 0
 

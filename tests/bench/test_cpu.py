@@ -6,6 +6,8 @@ import os
 import threading
 import time
 
+import pytest
+
 from bench import cpu
 
 DUMP = """Process 4242: python -m app.serve
@@ -66,3 +68,50 @@ def test_no_images_leaves_the_per_image_column_empty() -> None:
     table = cpu.split(snap, later, 2.0, 0, {})
     assert f"| server: {cpu.ENGINE_THREADS} | 1.00 | - | 0.50 |" in table
     assert "| idle (the machine) | 2.00 | - | 1.00 |" in table
+
+
+def test_states_split_each_threads_time_into_running_waiting_and_asleep() -> None:
+    before = cpu.Snapshot({}, {}, 0.0, {7: (1.0, 0.5), 8: (0.0, 0.0), 9: (2.0, 0.0)})
+    after = cpu.Snapshot(
+        {}, {}, 0.0, {7: (3.0, 1.5), 8: (0.05, 0.0), 9: (2.0, 0.0), 10: (1.0, 0.0)}
+    )
+    table = cpu.states(before, after, 10.0, {7: "decode_0", 10: "MainThread"})
+    rows = table.splitlines()[2:]
+    assert rows == [
+        "| MainThread (10) | 0.10 | 0.00 | 0.90 |",  # new since the first snapshot: all counted
+        "| decode_0 (7) | 0.20 | 0.10 | 0.70 |",
+    ]  # 8 ran 0.5% of the time and 9 not at all: left out; unnamed threads are the engine's
+    assert cpu.states(before, before, 10.0, {}).startswith("no scheduler counters")
+
+
+def test_the_kernels_scheduler_counters_see_a_thread_spin_and_sleep() -> None:
+    pid = os.getpid()
+    ids: list[int] = []
+    done = threading.Event()
+
+    def spin_then_sleep() -> None:
+        ids.append(threading.get_native_id())
+        deadline = time.perf_counter() + 0.2
+        while time.perf_counter() < deadline:
+            pass
+        done.wait()
+
+    before = cpu.snapshot(pid)
+    started = time.perf_counter()
+    worker = threading.Thread(target=spin_then_sleep)
+    worker.start()
+    time.sleep(0.6)
+    after = cpu.snapshot(pid)
+    seconds = time.perf_counter() - started
+    done.set()
+    worker.join()
+    if not after.scheduled:
+        pytest.skip("this kernel keeps no /proc/<pid>/task/<tid>/schedstat")
+    line = next(
+        row
+        for row in cpu.states(before, after, seconds, {ids[0]: "spinner"}).splitlines()
+        if row.startswith("| spinner")
+    )
+    running, waiting, asleep = (float(cell) for cell in line.split("|")[2:5])
+    assert running + waiting >= 0.2 / seconds - 0.05  # it spun for 0.2 s of about 0.6
+    assert asleep >= 0.3  # then waited on an event
