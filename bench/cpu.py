@@ -15,6 +15,7 @@ import os
 import re
 import resource
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,17 +39,23 @@ def snapshot(pid: int) -> Snapshot:
     return Snapshot(thread_seconds(pid), machine_seconds(), own_seconds(), scheduled_seconds(pid))
 
 
-def thread_seconds(pid: int) -> dict[int, float]:
-    """CPU seconds (user + system) of each live thread of ``pid`` (a thread that ended between
-    two snapshots is missing from the later one: pools' threads live as long as the server)."""
-    out = {}
+def _each_thread(pid: int, file: str) -> Iterator[tuple[int, str]]:
+    """(thread id, text of ``/proc/<pid>/task/<tid>/<file>``) for each live thread of ``pid`` (a
+    thread that ended between two snapshots is missing from the later one: pools' threads live as
+    long as the server; so is every thread where the kernel does not keep the file)."""
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            stat = (task / "stat").read_text()
-        except OSError:  # the thread ended
+            yield int(task.name), (task / file).read_text()
+        except OSError:
             continue
+
+
+def thread_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each live thread of ``pid``."""
+    out = {}
+    for tid, stat in _each_thread(pid, "stat"):
         fields = stat.rsplit(")", 1)[1].split()  # the name, in parentheses, may hold spaces
-        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / _TICK
+        out[tid] = (int(fields[11]) + int(fields[12])) / _TICK
     return out
 
 
@@ -56,12 +63,9 @@ def scheduled_seconds(pid: int) -> dict[int, tuple[float, float]]:
     """Seconds each live thread of ``pid`` has run on a core and has waited on a run queue (ready,
     no core free), from ``schedstat`` (nanoseconds); empty where the kernel does not keep it."""
     out = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            running, waiting, _ = (task / "schedstat").read_text().split()
-        except (OSError, ValueError):  # the thread ended, or no schedstat here
-            continue
-        out[int(task.name)] = (int(running) / 1e9, int(waiting) / 1e9)
+    for tid, schedstat in _each_thread(pid, "schedstat"):
+        running, waiting, _ = schedstat.split()
+        out[tid] = (int(running) / 1e9, int(waiting) / 1e9)
     return out
 
 
@@ -130,8 +134,7 @@ def states(before: Snapshot, after: Snapshot, seconds: float, names: dict[int, s
         ran_before, waited_before = before.scheduled.get(tid, (0.0, 0.0))
         running, waiting = (ran - ran_before) / seconds, (waited - waited_before) / seconds
         if running >= 0.01 or waiting >= 0.01:
-            name = names.get(tid, ENGINE_THREADS)
-            rows.append((name, tid, running, waiting))
+            rows.append((names.get(tid, ENGINE_THREADS), tid, running, waiting))
     if not rows:
         return "no scheduler counters (/proc/<pid>/task/<tid>/schedstat) for this server"
     lines = [
@@ -140,6 +143,6 @@ def states(before: Snapshot, after: Snapshot, seconds: float, names: dict[int, s
     ]
     lines += [
         f"| {name} ({tid}) | {running:.2f} | {waiting:.2f} | {max(1 - running - waiting, 0):.2f} |"
-        for name, tid, running, waiting in sorted(rows, key=lambda row: (row[0], row[1]))
+        for name, tid, running, waiting in sorted(rows)  # by name, then thread id
     ]
     return "\n".join(lines)
