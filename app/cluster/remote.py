@@ -28,6 +28,7 @@ from app.inference.backend import Inference
 from app.inference.batching import Overloaded, ShuttingDown, TimedOut
 from app.inference.control import ReplicaStatus
 from app.inference.manager import NOT_READY, NoModel, ServingModel
+from app.inference.turns import Turns
 from app.jobs.records import Job, JobRecords
 from app.options import TrainOptions
 
@@ -68,6 +69,7 @@ class RemoteBackend:
         self._model = model
         self._coordinator = coordinator
         self.queue_limit = settings.queue_limit
+        self.turns = Turns.off()  # the batches compute in the replicas' processes
         self._view = ClusterView(active=None)
         self._outstanding = 0  # images of this ingress waiting for a Model replica
         self._idle = asyncio.Event()  # set while none is

@@ -22,6 +22,7 @@ from app.inference.batching import Batcher, Scored
 from app.inference.control import ReplicaStatus
 from app.inference.follower import StoreFollower
 from app.inference.manager import ModelManager, ServingModel
+from app.inference.turns import Turns
 from app.store.holds import RENEW_EVERY_S
 from app.store.versions import ModelStore
 
@@ -40,6 +41,8 @@ class Inference:
 
 
 class InferenceBackend(Protocol):
+    turns: Turns  # decodes and batches on this process's cores (off: batches run elsewhere)
+
     async def start(self) -> None: ...
 
     async def stop(self, drain_s: float) -> None: ...
@@ -77,6 +80,7 @@ class LocalBackend:
         self.models = models
         self.follower = follower
         self.batcher = batcher
+        self.turns = batcher.turns
         self.poll_interval_s = poll_interval_s
         self._background: list[asyncio.Task[None]] = []
 

@@ -13,8 +13,9 @@ from app.inference.backend import LocalBackend
 from app.inference.batching import Batcher, BatchObserver
 from app.inference.follower import StoreFollower
 from app.inference.manager import ModelManager, ModelObserver
+from app.inference.turns import Turns
 from app.ml.devices import DeviceInfo, configure_devices
-from app.ml.engines import Engine, EngineChoice, load_engine
+from app.ml.engines import Engine, EngineChoice, computes_on_the_cpu, load_engine
 from app.store.versions import ModelStore, Version
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,9 @@ def local_backend(
     model_observer: ModelObserver | None = None,
 ) -> LocalBackend:
     """A LocalBackend over ``settings``' store, on this process's device."""
-    models = ModelManager(ModelStore(settings.model_store), engine_loader(settings), model_observer)
+    loader = engine_loader(settings)
+    models = ModelManager(ModelStore(settings.model_store), loader, model_observer)
+    on_the_cpu = computes_on_the_cpu(settings.engine, loader.device)
     batcher = Batcher(
         models.run_batch,
         max_batch_size=settings.max_batch_size,
@@ -64,5 +67,6 @@ def local_backend(
         queue_limit=settings.queue_limit,
         observer=batch_observer,
         parallel=models.parallel_batches,
+        turns=Turns(settings.decode_turns_ms / 1000) if on_the_cpu else Turns.off(),
     )
     return LocalBackend(models, StoreFollower(models), batcher, settings.poll_interval_s)

@@ -102,10 +102,17 @@ class Predictor:
         self.decoding.take(cost, request_cost)
         loop = asyncio.get_running_loop()
         work = self._decoder.submit(self._decode, filename, data)
-        work.add_done_callback(lambda _: _call_soon(loop, self.decoding.give_back, cost))
+        self.backend.turns.decode_queued()
+        work.add_done_callback(lambda _: _call_soon(loop, self._decoded, cost))
         return asyncio.wrap_future(work, loop=loop)
 
+    def _decoded(self, cost: int) -> None:
+        """On the loop: a decode ended (or was dropped)."""
+        self.decoding.give_back(cost)
+        self.backend.turns.decode_finished()
+
     def _decode(self, filename: str, data: bytes) -> np.ndarray:
+        self.backend.turns.wait_for_batches()
         try:
             return imaging.preprocess(data, max_pixels=self.max_image_pixels)
         except imaging.ImageError as error:

@@ -411,6 +411,12 @@ def _rewritten(core: Any, xml: Path) -> Any:
     return model
 
 
+def computes_on_the_cpu(kind: EngineKind, device: DeviceInfo) -> bool:
+    """Whether the engine's batches use this process's cores: OpenVINO always, TensorFlow
+    where there is no GPU (``auto`` picks TensorFlow on a GPU)."""
+    return kind == "openvino" or device.kind == "CPU"
+
+
 def choose_kind(kind: EngineKind, version: Version, device: DeviceInfo) -> str:
     """``auto``: OpenVINO on CPU when installed and the version carries its artifact."""
     if kind != "auto":

@@ -12,6 +12,7 @@ import numpy as np
 from app.inference.backend import Inference
 from app.inference.batching import Overloaded
 from app.inference.manager import NoModel, ServingModel
+from app.inference.turns import Turns
 from app.store.metadata import VersionMetadata
 from app.store.versions import MODEL_FILE, ModelStore, Version
 
@@ -86,6 +87,7 @@ class FakeBackend:
         self.model = model
         self.room = room
         self.on_the_way = 0
+        self.turns = Turns.off()
         self.calls: list[tuple[int, int]] = []  # (images, requests on the way) per infer
 
     async def start(self) -> None:

@@ -18,6 +18,7 @@ from app.inference.batching import Overloaded, TimedOut
 from app.inference.decoding import DecodeBudget, DecodeBusy, RequestTooCostly
 from app.inference.manager import NoModel
 from app.inference.predictor import DecodingImage, ImageRejected, Predictor
+from app.inference.turns import Turns
 from tests.support import imagefactory as make
 from tests.support.fakes import FakeBackend, serving_model
 
@@ -222,6 +223,45 @@ def test_the_deadline_covers_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
             image = admitted.start_decoding("a.jpg", make.jpeg())
             with pytest.raises(TimedOut, match=r"0\.3s request timeout"):
                 await admitted.classify([image])
+        predictor.close()
+
+    asyncio.run(scenario())
+
+
+def test_with_turns_a_decode_waits_for_the_batch_computing_and_is_counted_until_done() -> None:
+    async def scenario() -> None:
+        backend = FakeBackend(serving_model())
+        backend.turns = Turns(0.05)
+        predictor = _predictor(backend)
+        release = threading.Event()
+        computing = threading.Event()
+
+        def batch() -> None:
+            with backend.turns.computing():
+                computing.set()
+                release.wait(5)
+
+        thread = threading.Thread(target=batch)
+        thread.start()
+        computing.wait(5)
+        with predictor.admit(None) as admitted:
+            good = admitted.start_decoding("a.jpg", make.jpeg())
+            assert backend.turns.pending == 1
+            await asyncio.sleep(0.2)
+            assert not good.decoding.done()  # its turn comes when the batch ends
+            release.set()
+            await admitted.classify([good])
+
+        async def bad_request() -> None:
+            with predictor.admit(None) as admitted:
+                bad = admitted.start_decoding("b.jpg", make.jpeg()[:200])
+                await admitted.classify([bad])
+
+        with pytest.raises(ImageRejected):
+            await bad_request()
+        thread.join()
+        await asyncio.sleep(0.05)
+        assert backend.turns.pending == 0
         predictor.close()
 
     asyncio.run(scenario())

@@ -1,0 +1,88 @@
+"""Decodes and batches take turns on the CPU's cores, instead of slowing each other down.
+
+An engine that computes on the CPU splits each layer of a batch across every core and waits at
+the end of the layer for the slowest share; a JPEG decode running beside it takes one of those
+cores, and costs the batch more than its own time (``python -m bench.contention``: one thread
+decoding flat out made a batch 1.85x slower on 2 cores).  So, while turns are on:
+
+- a decode waits while a batch computes (:meth:`Turns.wait_for_batches`, in a decode thread), for
+  at most :data:`DECODE_WAIT_S`, so that a batch that hangs cannot hold the decodes back for long;
+- a batch about to start waits for the decodes under way (:meth:`Turns.no_decodes`, in the
+  batcher), for at most ``wait_s`` after its first image was queued: their images join this batch
+  instead of being decoded beside it.
+
+The HTTP work on the event loop still runs beside a batch.  With the engine on a GPU turns are
+off (:meth:`Turns.off`): the GPU computes while the cores decode.  On 2 cores, INT8 and 16
+clients, turns served 10-13% more images/s than batches and decodes side by side, with the same
+latency at one client (``docs/benchmarks.md``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
+
+DECODE_WAIT_S = 1.0  # longest a decode waits for a batch to end
+
+
+class Turns:
+    def __init__(self, wait_s: float) -> None:
+        self.wait_s = wait_s  # longest a batch waits for the decodes under way; 0: turns off
+        self._changed = threading.Condition()
+        self._computing = 0  # batches computing (inference threads)
+        self._pending = 0  # decodes queued or running (counted on the event loop)
+        self._no_decodes = asyncio.Event()
+        self._no_decodes.set()
+
+    @classmethod
+    def off(cls) -> Turns:
+        """Batches and decodes side by side (an engine on a GPU, or in another process)."""
+        return cls(0.0)
+
+    @property
+    def on(self) -> bool:
+        return self.wait_s > 0
+
+    @property
+    def pending(self) -> int:
+        """Decodes queued or running."""
+        return self._pending
+
+    @contextlib.contextmanager
+    def computing(self) -> Iterator[None]:
+        """Around one batch's model call, in the inference thread."""
+        with self._changed:
+            self._computing += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._computing -= 1
+                self._changed.notify_all()
+
+    def wait_for_batches(self) -> None:
+        """In a decode thread, before decoding: wait until no batch computes (at most
+        DECODE_WAIT_S)."""
+        if not self.on:
+            return
+        with self._changed:
+            self._changed.wait_for(lambda: self._computing == 0, timeout=DECODE_WAIT_S)
+
+    def decode_queued(self) -> None:
+        """On the event loop: a decode was handed to the decode pool."""
+        if self.on:
+            self._pending += 1
+            self._no_decodes.clear()
+
+    def decode_finished(self) -> None:
+        """On the event loop: a decode queued by :meth:`decode_queued` ended (or was dropped)."""
+        if self.on:
+            self._pending -= 1
+            if self._pending == 0:
+                self._no_decodes.set()
+
+    async def no_decodes(self) -> None:
+        """Wait until no decode is queued or running."""
+        await self._no_decodes.wait()
