@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -87,6 +88,22 @@ def _image(value: int) -> np.ndarray:
     return np.full((4, 4, 3), value, np.uint8)
 
 
+def _started(
+    model: Callable[[np.ndarray], Scored[str]], turns: Turns, size: int = 8, streams: int = 1
+) -> Batcher[str]:
+    """A running batcher of batches up to ``size``, its engine running ``streams`` at once."""
+    batcher = Batcher(
+        model,
+        max_batch_size=size,
+        max_delay_s=0.001,
+        queue_limit=64,
+        parallel=lambda: streams,
+        turns=turns,
+    )
+    batcher.start()
+    return batcher
+
+
 async def _decode_then_queue(batcher: Batcher[str], value: int, after_s: float) -> None:
     """A request whose image is decoding for ``after_s``, then waits for the model."""
     batcher.turns.decode_queued()
@@ -100,15 +117,7 @@ def _batches_with(turns: Turns, streams: int = 1) -> list[int]:
     model = _Model()
 
     async def scenario() -> None:
-        batcher = Batcher(
-            model,
-            max_batch_size=8,
-            max_delay_s=0.001,
-            queue_limit=64,
-            parallel=lambda: streams,
-            turns=turns,
-        )
-        batcher.start()
+        batcher = _started(model, turns, streams=streams)
         decoding = [
             asyncio.create_task(_decode_then_queue(batcher, value, after_s))
             for value, after_s in ((2, 0.05), (3, 0.1))
@@ -145,11 +154,7 @@ def test_with_streams_a_decode_does_not_wait_for_batches() -> None:
         return Scored(images[:, 0, 0, :].astype(np.float32), "v1")
 
     async def scenario() -> float:
-        batcher = Batcher(
-            batch, max_batch_size=8, max_delay_s=0.001, queue_limit=64, parallel=lambda: 2,
-            turns=turns,
-        )  # fmt: skip
-        batcher.start()
+        batcher = _started(batch, turns, streams=2)
         waiting = asyncio.create_task(batcher.predict([_image(1)], 5))
         await asyncio.to_thread(computing.wait, 5)
         started = time.monotonic()
@@ -168,8 +173,7 @@ def test_the_wait_for_decodes_is_bounded() -> None:
 
     async def scenario() -> float:
         turns = Turns(0.2)
-        batcher = Batcher(model, max_batch_size=8, max_delay_s=0.001, queue_limit=64, turns=turns)
-        batcher.start()
+        batcher = _started(model, turns)
         turns.decode_queued()  # a decode that never ends
         started = time.monotonic()
         await batcher.predict([_image(1)], 5)
@@ -186,8 +190,7 @@ def test_a_full_batch_does_not_wait_for_decodes() -> None:
 
     async def scenario() -> None:
         turns = Turns(30.0)
-        batcher = Batcher(model, max_batch_size=4, max_delay_s=0.001, queue_limit=64, turns=turns)
-        batcher.start()
+        batcher = _started(model, turns, size=4)
         turns.decode_queued()  # would hold a batch that has room for 30 s
         await asyncio.wait_for(batcher.predict([_image(i) for i in range(4)], 5), 5)
         await batcher.stop(0.1)
