@@ -74,10 +74,11 @@ class Settings(BaseSettings):
         50.0,
         ge=0,
         le=1000,
-        description="Engines on the CPU: decodes wait while a batch computes, and a batch waits up "
-        "to this long after its first image for the decodes under way, so that the two take "
-        "turns on the cores instead of slowing each other. 0: side by side. On 2 cores, INT8, 16 "
-        "clients: 10-13% more images/s than 0, the same at 1 client (docs/benchmarks.md).",
+        description="An engine on the CPU computing one batch at a time (FLOWERS_ENGINE_STREAMS="
+        "1): decodes wait while a batch computes, and a batch waits up to this long after its "
+        "first image for the decodes under way, so that the two take turns on the cores instead "
+        "of slowing each other. 0: side by side. On 2 cores, INT8, 16 clients: 14% more images/s "
+        "than 0, the same at 1 client (docs/benchmarks.md).",
     )
     queue_limit: int = Field(
         256, ge=1, description="Images that may wait for the model; beyond it: 503 + Retry-After."

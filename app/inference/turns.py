@@ -12,9 +12,10 @@ decoding flat out made a batch 1.85x slower on 2 cores).  So, while turns are on
   instead of being decoded beside it.
 
 The HTTP work on the event loop still runs beside a batch.  With the engine on a GPU turns are
-off (:meth:`Turns.off`): the GPU computes while the cores decode.  On 2 cores, INT8 and 16
-clients, turns served 10-13% more images/s than batches and decodes side by side, with the same
-latency at one client (``docs/benchmarks.md``).
+off (:meth:`Turns.off`): the GPU computes while the cores decode; with OpenVINO's streams the
+batcher does not take turns (:meth:`app.inference.batching.Batcher._taking_turns`).  On 2 cores,
+INT8 and 16 clients, turns served 14% more images/s than batches and decodes side by side, with
+the same latency at one client (``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
