@@ -102,14 +102,8 @@ class Predictor:
         self.decoding.take(cost, request_cost)
         loop = asyncio.get_running_loop()
         work = self._decoder.submit(self._decode, filename, data)
-        self.backend.turns.decode_queued()
-        work.add_done_callback(lambda _: _call_soon(loop, self._decoded, cost))
+        work.add_done_callback(lambda _: _call_soon(loop, self.decoding.give_back, cost))
         return asyncio.wrap_future(work, loop=loop)
-
-    def _decoded(self, cost: int) -> None:
-        """On the loop: a decode ended (or was dropped)."""
-        self.decoding.give_back(cost)
-        self.backend.turns.decode_finished()
 
     def _decode(self, filename: str, data: bytes) -> np.ndarray:
         self.backend.turns.wait_for_batches()
@@ -163,6 +157,7 @@ class Admitted:
         cost = self._predictor.decode_cost(name, data)
         self._cost += cost
         image = DecodingImage(name, self._predictor.decode_later(name, data, cost, self._cost))
+        self._predictor.backend.turns.image_decoding()
         self._started.append(image)
         return image
 
@@ -181,7 +176,11 @@ class Admitted:
         return await self._predictor.infer(decoded, max(remaining, 0.001))
 
     def release(self) -> None:
-        """End the admission (once); decodes not waited for are dropped."""
+        """End the admission (once); decodes not waited for are dropped.  Its images are
+        queued for the model next, in the same step of the event loop, or dropped."""
+        turns = self._predictor.backend.turns
         for image in self._started:
             image.decoding.cancel()
+            turns.image_done()
+        self._started = []
         self._held.close()

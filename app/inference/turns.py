@@ -33,7 +33,7 @@ class Turns:
         self.wait_s = wait_s  # longest a batch waits for the decodes under way; 0: turns off
         self._changed = threading.Condition()
         self._computing = 0  # batches computing (inference threads)
-        self._pending = 0  # decodes queued or running (counted on the event loop)
+        self._pending = 0  # images decoding, or decoded and not yet queued (on the event loop)
         self._no_decodes = asyncio.Event()
         self._no_decodes.set()
 
@@ -48,7 +48,8 @@ class Turns:
 
     @property
     def pending(self) -> int:
-        """Decodes queued or running."""
+        """Images whose decode is queued or running, or that are decoded but not yet queued
+        for the model (their request is still waiting for its other images)."""
         return self._pending
 
     @contextlib.contextmanager
@@ -71,19 +72,21 @@ class Turns:
         with self._changed:
             self._changed.wait_for(lambda: self._computing == 0, timeout=DECODE_WAIT_S)
 
-    def decode_queued(self) -> None:
-        """On the event loop: a decode was handed to the decode pool."""
+    def image_decoding(self) -> None:
+        """On the event loop: an image was handed to the decode pool."""
         if self.on:
             self._pending += 1
             self._no_decodes.clear()
 
-    def decode_finished(self) -> None:
-        """On the event loop: a decode queued by :meth:`decode_queued` ended (or was dropped)."""
+    def image_done(self) -> None:
+        """On the event loop: an image counted by :meth:`image_decoding` is queued for the model
+        (its request's images are all decoded) or dropped.  Counting until then, not until its
+        decode ends, means a batch that saw the last one done finds every image in its queue."""
         if self.on:
             self._pending -= 1
             if self._pending == 0:
                 self._no_decodes.set()
 
     async def no_decodes(self) -> None:
-        """Wait until no decode is queued or running."""
+        """Wait until no image is decoding or decoded and not yet queued."""
         await self._no_decodes.wait()

@@ -228,7 +228,7 @@ def test_the_deadline_covers_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
     asyncio.run(scenario())
 
 
-def test_with_turns_a_decode_waits_for_the_batch_computing_and_is_counted_until_done() -> None:
+def test_with_turns_a_decode_waits_for_the_batch_computing_and_is_counted_until_queued() -> None:
     async def scenario() -> None:
         backend = FakeBackend(serving_model())
         backend.turns = Turns(0.05)
@@ -250,7 +250,10 @@ def test_with_turns_a_decode_waits_for_the_batch_computing_and_is_counted_until_
             await asyncio.sleep(0.2)
             assert not good.decoding.done()  # its turn comes when the batch ends
             release.set()
+            await good.decoding
+            assert backend.turns.pending == 1  # decoded, not yet queued for the model
             await admitted.classify([good])
+            assert backend.turns.pending == 0
 
         async def bad_request() -> None:
             with predictor.admit(None) as admitted:

@@ -52,17 +52,17 @@ def test_a_batch_that_hangs_holds_a_decode_back_for_a_bounded_time(
     assert 0.08 <= _decode_beside_a_batch(Turns(0.05), batch_s=1.5) < 1.0
 
 
-def test_decodes_are_counted_until_each_one_ends() -> None:
+def test_images_are_counted_until_each_one_is_done() -> None:
     async def scenario() -> None:
         turns = Turns(0.05)
-        turns.decode_queued()
-        turns.decode_queued()
-        turns.decode_finished()
+        turns.image_decoding()
+        turns.image_decoding()
+        turns.image_done()
         assert turns.pending == 1
         waiting = asyncio.create_task(turns.no_decodes())
         await asyncio.sleep(0.02)
         assert not waiting.done()
-        turns.decode_finished()
+        turns.image_done()
         await asyncio.wait_for(waiting, 1)
         assert turns.pending == 0
 
@@ -71,7 +71,7 @@ def test_decodes_are_counted_until_each_one_ends() -> None:
 
 def test_turns_off_counts_nothing() -> None:
     turns = Turns.off()
-    turns.decode_queued()
+    turns.image_decoding()
     assert turns.pending == 0 and not turns.on
 
 
@@ -106,9 +106,9 @@ def _started(
 
 async def _decode_then_queue(batcher: Batcher[str], value: int, after_s: float) -> None:
     """A request whose image is decoding for ``after_s``, then waits for the model."""
-    batcher.turns.decode_queued()
+    batcher.turns.image_decoding()
     await asyncio.sleep(after_s)
-    batcher.turns.decode_finished()
+    batcher.turns.image_done()
     await batcher.predict([_image(value)], 5)
 
 
@@ -174,7 +174,7 @@ def test_the_wait_for_decodes_is_bounded() -> None:
     async def scenario() -> float:
         turns = Turns(0.2)
         batcher = _started(model, turns)
-        turns.decode_queued()  # a decode that never ends
+        turns.image_decoding()  # an image whose decode never ends
         started = time.monotonic()
         await batcher.predict([_image(1)], 5)
         waited = time.monotonic() - started
@@ -191,7 +191,7 @@ def test_a_full_batch_does_not_wait_for_decodes() -> None:
     async def scenario() -> None:
         turns = Turns(30.0)
         batcher = _started(model, turns, size=4)
-        turns.decode_queued()  # would hold a batch that has room for 30 s
+        turns.image_decoding()  # would hold a batch that has room for 30 s
         await asyncio.wait_for(batcher.predict([_image(i) for i in range(4)], 5), 5)
         await batcher.stop(0.1)
 
