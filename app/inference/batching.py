@@ -262,9 +262,7 @@ class Batcher(Generic[Tag]):
 
     def _computing(self, images: np.ndarray) -> Scored[Tag]:
         """In an inference thread: the model call, while the decodes wait their turn."""
-        if not self._taking_turns():
-            return self._run_batch(images)
-        with self.turns.computing():
+        with self.turns.computing() if self._taking_turns() else contextlib.nullcontext():
             return self._run_batch(images)
 
     async def stop(self, drain_s: float) -> None:
