@@ -196,6 +196,18 @@ class Batcher(Generic[Tag]):
     async def _next_batch(self) -> list[_Item[Tag]]:
         first = await self._queue.get()
         batch = [first]
+        try:
+            await self._gather(batch)
+        except asyncio.CancelledError:  # stop(): these images have left the queue; fail them
+            _fail(batch, _stopped())
+            raise
+        self._observer.queue_depth(self.depth)
+        return batch
+
+    async def _gather(self, batch: list[_Item[Tag]]) -> None:
+        """Add to ``batch`` (its first image in it) until it is full, the delay has passed or
+        nothing more is on its way; then, taking turns, the images of the decodes under way."""
+        first = batch[0]
         deadline = first.queued_at + self.max_delay_s
         while len(batch) < self.max_batch_size:
             remaining = deadline - time.monotonic()
@@ -209,8 +221,6 @@ class Batcher(Generic[Tag]):
                 break
         if self._taking_turns():
             await self._join_the_decodes(batch, first.queued_at + self.turns.wait_s)
-        self._observer.queue_depth(self.depth)
-        return batch
 
     async def _join_the_decodes(self, batch: list[_Item[Tag]], deadline: float) -> None:
         """Turns on: before the batch starts, take the images whose decodes are under way, as
@@ -275,7 +285,7 @@ class Batcher(Generic[Tag]):
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-        stopped = ShuttingDown("the server shut down before this image ran")
+        stopped = _stopped()
         running = list(self._running)
         _fail([item for task in running for item in self._running[task]], stopped)
         _fail(self._take_ready(self.depth), stopped)
@@ -283,6 +293,10 @@ class Batcher(Generic[Tag]):
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _stopped() -> ShuttingDown:
+    return ShuttingDown("the server shut down before this image ran")
 
 
 def _fail(batch: Sequence[_Item[Tag]], error: BatcherError) -> None:

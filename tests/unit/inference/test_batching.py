@@ -262,3 +262,20 @@ def test_stop_fails_what_cannot_drain_in_time_and_refuses_new_work() -> None:
             await batcher.predict([_image(1)], 1)
 
     asyncio.run(scenario())
+
+
+def test_stop_fails_the_images_of_a_batch_still_gathering() -> None:
+    async def scenario() -> None:
+        model = FakeModel()
+        batcher = await _with_batcher(model, max_delay_s=30)
+        with batcher.images_on_the_way():  # another request uploading: the batch waits for it
+            waiting = asyncio.ensure_future(batcher.predict([_image(1), _image(2)], 10))
+            await asyncio.sleep(0.05)  # the batch being gathered holds both images
+            assert batcher.depth == 0
+            await batcher.stop(drain_s=0)
+            outcomes = await asyncio.gather(waiting, return_exceptions=True)
+        # a 503 at once (not a 504 when the request's timeout ends)
+        assert isinstance(outcomes[0], ShuttingDown), outcomes
+        assert model.batches == []
+
+    asyncio.run(scenario())

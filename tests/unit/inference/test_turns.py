@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from app.inference import turns as turns_module
-from app.inference.batching import Batcher, Scored
+from app.inference.batching import Batcher, Scored, ShuttingDown
 from app.inference.turns import Turns
 from app.ml.devices import DeviceInfo
 from app.ml.engines import computes_on_the_cpu
@@ -209,3 +209,21 @@ def test_turns_apply_where_the_batches_use_the_cpus_cores(
 ) -> None:
     info = DeviceInfo(kind=device, name=device, backend="tensorflow")
     assert computes_on_the_cpu(engine, info) is expected  # type: ignore[arg-type]
+
+
+def test_stop_fails_the_images_of_a_batch_waiting_for_decodes() -> None:
+    model = _Model()
+
+    async def scenario() -> None:
+        turns = Turns(30.0)
+        batcher = _started(model, turns)
+        turns.image_decoding()  # an image whose decode never ends holds the batch
+        waiting = asyncio.ensure_future(batcher.predict([_image(1)], 10))
+        await asyncio.sleep(0.05)  # the batch holds its image, waiting for the decode
+        assert batcher.depth == 0
+        await batcher.stop(drain_s=0)
+        outcomes = await asyncio.gather(waiting, return_exceptions=True)
+        assert isinstance(outcomes[0], ShuttingDown), outcomes  # at once, not at the timeout
+
+    asyncio.run(scenario())
+    assert model.batches == []
