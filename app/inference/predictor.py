@@ -84,8 +84,11 @@ class Predictor:
 
     async def wait_for_room(self, body_bytes: int, timeout_s: float) -> None:
         """Wait until a body of ``body_bytes`` fits in the upload budget (503 past
-        ``timeout_s``); admit it before the next await."""
-        await self.admission.wait_for_room(body_bytes, timeout_s)
+        ``timeout_s``); admit it before the next await.  Its images are on their way meanwhile,
+        as a body's are while it uploads (a batch forming waits for them, up to its delay): at
+        the default limits gRPC reads one message at a time (each may be 16 images of 10 MB)."""
+        with self.backend.images_on_the_way():
+            await self.admission.wait_for_room(body_bytes, timeout_s)
 
     def decode_cost(self, filename: str, data: bytes) -> int:
         """What decoding an upload will cost, from its header (ImageRejected for a bad one)."""

@@ -92,6 +92,26 @@ def test_the_admission_ends_before_the_images_wait_for_the_model() -> None:
     asyncio.run(scenario())
 
 
+def test_a_call_waiting_for_room_to_read_its_message_is_on_its_way() -> None:
+    """gRPC reads one message at a time when each may be as large as the budget allows: a batch
+    forming while calls wait their turn to read waits for their images (up to its delay), as
+    it does for a body uploading, instead of running without them."""
+
+    async def scenario() -> None:
+        backend = FakeBackend(serving_model())
+        predictor = _predictor(backend)
+        with predictor.admit(held_bytes=6 * MIB):  # a call reading its message
+            waiting = asyncio.ensure_future(predictor.wait_for_room(6 * MIB, 5))
+            await asyncio.sleep(0.01)
+            assert not waiting.done()
+            assert backend.on_the_way == 2  # the call reading and the call waiting to read
+        await asyncio.wait_for(waiting, 5)
+        assert backend.on_the_way == 0  # the caller admits it at once (on its way again)
+        predictor.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_body_that_outgrows_the_budget_is_refused_as_it_arrives() -> None:
     async def scenario() -> None:
         predictor = _predictor(FakeBackend(serving_model()), budget=2 * MIB)
