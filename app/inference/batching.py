@@ -194,8 +194,7 @@ class Batcher(Generic[Tag]):
             self._idle.set()
 
     async def _next_batch(self) -> list[_Item[Tag]]:
-        first = await self._queue.get()
-        batch = [first]
+        batch = [await self._queue.get()]
         try:
             await self._gather(batch)
         except asyncio.CancelledError:  # stop(): these images have left the queue; fail them
