@@ -36,6 +36,7 @@ from app.http import (
 from app.http.auth import require_admin
 from app.http.deps import Service
 from app.http.middleware import RequestContextMiddleware
+from app.inference import memory
 from app.inference.admission import Admission
 from app.inference.backend import InferenceBackend, LocalBackend
 from app.inference.control import ModelControl
@@ -199,6 +200,14 @@ def __getattr__(name: str) -> FastAPI:
     # free of side effects (settings, logging) for tests and tools.
     if name != "app":
         raise AttributeError(name)
-    application = create_app(configure_logging=True)
+    application = create_app(configure_logging=True, build_service=_built_then_frozen)
     globals()["app"] = application
     return application
+
+
+def _built_then_frozen(settings: Settings, metrics: Metrics) -> Service:
+    """uvicorn's service, its startup objects then frozen as ``python -m app.serve`` freezes
+    its own (:func:`app.inference.memory.freeze_startup_objects`; not for tests' apps)."""
+    service = build_local_service(settings, metrics)
+    memory.freeze_startup_objects()
+    return service

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Final
 from app import options
 from app.config import Settings, SettingsError, help_epilog, load_settings
 from app.http.server import ConnectionLimits, hardened_protocol
+from app.inference import memory
 from app.main import build_local_service, create_app
 from app.observability import logs
 from app.observability.metrics import Metrics
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     _raise_file_limit(settings)
     service = build_local_service(settings, Metrics())
     http = _http_server(create_app(settings, service=service), settings, args.host, args.port)
+    memory.freeze_startup_objects()  # the imports are done; the model loads once started
     with asyncio.Runner(loop_factory=http.config.get_loop_factory()) as runner:
         runner.run(serve(service, http, listener))
     return 0

@@ -18,6 +18,7 @@ from ray.serve.handle import DeploymentHandle
 from app.cluster.registry import MODEL
 from app.cluster.replica import StatusReporter, identity
 from app.config import Settings
+from app.inference import memory
 from app.inference.backend import Inference
 from app.inference.control import ReplicaStatus
 from app.observability import logs
@@ -50,6 +51,7 @@ class Model:
         self._counts = _Counts()
         from app.inference.loading import local_backend  # TensorFlow: in this replica only
 
+        memory.freeze_startup_objects()  # the imports are done; the model loads next
         self._backend = local_backend(settings, batch_observer=self._counts)
         await self._backend.load()  # a failure is logged: 503s meanwhile, the store followed
         await self._backend.start()

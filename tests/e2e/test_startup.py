@@ -25,6 +25,8 @@ from tests.support.servers import running_server
 
 pytestmark = pytest.mark.slow
 
+FROZEN = "startup objects kept out of the garbage collector's full passes"
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
@@ -81,6 +83,19 @@ def test_the_banner_follows_readiness_in_the_process_that_listens(
     assert f"The flower classifier is ready at http://localhost:{server.port}" in output
     assert output.index("now serving version 1") < output.index("is ready at")
     assert output.count("is ready at") == 1
+    # the imports' objects are frozen before the model loads (a swap must free a model's)
+    assert output.index(FROZEN) < output.index("loading version 1")
+
+
+def test_uvicorns_app_freezes_its_startup_objects_before_the_model_loads(
+    store: Path, tmp_path: Path
+) -> None:
+    log = tmp_path / "uvicorn.log"
+    uvicorn = [sys.executable, "-m", "uvicorn", "app.main:app"]
+    with running_server({"FLOWERS_MODEL_STORE": str(store)}, command=uvicorn, log=log):
+        output = log.read_text()
+    assert output.count(FROZEN) == 1
+    assert output.index(FROZEN) < output.index("loading version 1")
 
 
 def test_a_first_training_that_fails_leaves_the_server_live_not_ready(tmp_path: Path) -> None:

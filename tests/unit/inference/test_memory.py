@@ -1,11 +1,15 @@
-"""Giving memory back: the free pages of a large, freed body go back to the system."""
+"""A server's memory: the startup objects kept out of full collections, and the free pages of a
+large, freed body given back to the system."""
 
 from __future__ import annotations
 
 import asyncio
 import ctypes.util
+import gc
 import platform
 import threading
+import weakref
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,3 +60,46 @@ def test_trim_soon_trims_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> 
 
     asyncio.run(scenario())
     assert trimmed_in and trimmed_in[0] != threading.get_ident()
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.itself = self  # a cycle: only the collector frees it
+
+
+@pytest.fixture
+def unfrozen() -> Iterator[None]:
+    """The test process's objects back within the collector's reach afterwards."""
+    yield
+    gc.unfreeze()
+
+
+def _walked_by_full_collections(thing: object) -> bool:
+    return any(candidate is thing for candidate in gc.get_objects())  # generations 0 to 2
+
+
+def test_the_objects_alive_at_startup_leave_the_collectors_full_passes(unfrozen: None) -> None:
+    modules_like = [[index] for index in range(1000)]
+    assert _walked_by_full_collections(modules_like)
+    frozen = memory.freeze_startup_objects()
+    assert frozen == gc.get_freeze_count() >= 1000
+    assert not _walked_by_full_collections(modules_like)
+    assert not any(_walked_by_full_collections(item) for item in modules_like[:10])
+
+
+def test_garbage_left_by_startup_is_collected_not_frozen(unfrozen: None) -> None:
+    garbage = weakref.ref(_Node())
+    assert garbage() is not None  # a cycle, not freed by reference counting
+    memory.freeze_startup_objects()
+    assert garbage() is None
+
+
+def test_what_loads_after_it_stays_collectable(unfrozen: None) -> None:
+    """A model's objects: a hot swap must be able to free the version it replaced."""
+    memory.freeze_startup_objects()
+    model = _Node()
+    assert _walked_by_full_collections(model)
+    replaced = weakref.ref(model)
+    del model
+    gc.collect()
+    assert replaced() is None
