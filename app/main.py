@@ -206,8 +206,7 @@ def __getattr__(name: str) -> FastAPI:
 
 
 def _built_then_frozen(settings: Settings, metrics: Metrics) -> Service:
-    """uvicorn's service, its startup objects then frozen as ``python -m app.serve`` freezes
-    its own (:func:`app.inference.memory.freeze_startup_objects`; not for tests' apps)."""
-    service = build_local_service(settings, metrics)
-    memory.freeze_startup_objects()
-    return service
+    """uvicorn's service, built as ``python -m app.serve`` builds its own
+    (:func:`app.inference.memory.startup`; not for tests' apps)."""
+    with memory.startup():
+        return build_local_service(settings, metrics)

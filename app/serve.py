@@ -115,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(stop_signal, _stopped)
     logs.configure(settings.log_level, settings.log_format)
     _raise_file_limit(settings)
-    service = build_local_service(settings, Metrics())
-    http = _http_server(create_app(settings, service=service), settings, args.host, args.port)
-    memory.freeze_startup_objects()  # the imports are done; the model loads once started
+    with memory.startup():  # the imports; the model loads once the service starts
+        service = build_local_service(settings, Metrics())
+        http = _http_server(create_app(settings, service=service), settings, args.host, args.port)
     with asyncio.Runner(loop_factory=http.config.get_loop_factory()) as runner:
         runner.run(serve(service, http, listener))
     return 0

@@ -49,9 +49,9 @@ class Model:
         self._settings = settings = Settings()
         logs.configure(settings.log_level, settings.log_format)
         self._counts = _Counts()
-        from app.inference.loading import local_backend  # TensorFlow: in this replica only
+        with memory.startup():  # the imports; the model loads next
+            from app.inference.loading import local_backend  # TensorFlow: in this replica only
 
-        memory.freeze_startup_objects()  # the imports are done; the model loads next
         self._backend = local_backend(settings, batch_observer=self._counts)
         await self._backend.load()  # a failure is logged: 503s meanwhile, the store followed
         await self._backend.start()

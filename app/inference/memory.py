@@ -4,7 +4,8 @@ back to the system after a large request.
 Importing TensorFlow, Keras and their kin leaves about 400,000 objects that live as long as the
 process.  Each full collection walked all of them, stopping every Python thread for about 200 ms
 (one batch of 16 answered 190 ms late, 0.5 s into the first burst of traffic on a 2-core Xeon);
-``gc.freeze`` after the imports takes them out of the collector's reach for good.
+``gc.freeze`` after the imports takes them out of the collector's reach for good, and the
+collector stays off while they are made.
 
 glibc keeps the pages a large body's many small buffers used (gRPC reads a message as slices),
 in whichever thread's arena allocated them: without a trim, 16 messages of 150 MiB left a
@@ -15,11 +16,12 @@ every arena back.  Elsewhere than glibc, nothing is done.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import gc
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Final
 
 logger = logging.getLogger(__name__)
@@ -47,6 +49,21 @@ def trim() -> None:
 def trim_soon() -> None:
     """Trim from a worker thread (a heap of gigabytes takes milliseconds to walk)."""
     asyncio.get_running_loop().run_in_executor(None, trim)
+
+
+@contextlib.contextmanager
+def startup() -> Iterator[None]:
+    """Import and build with the collector off (its passes over the growing heap took 0.5 of the
+    3 s that importing TensorFlow and the app takes), then freeze what is alive
+    (:func:`freeze_startup_objects`) and turn it back on, also when the block fails."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+        freeze_startup_objects()
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def freeze_startup_objects() -> int:

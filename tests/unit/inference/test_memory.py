@@ -103,3 +103,21 @@ def test_what_loads_after_it_stays_collectable(unfrozen: None) -> None:
     del model
     gc.collect()
     assert replaced() is None
+
+
+def test_startup_builds_with_the_collector_off_then_freezes_what_it_built(unfrozen: None) -> None:
+    with memory.startup():
+        assert not gc.isenabled()
+        built = [[index] for index in range(100)]
+    assert gc.isenabled()
+    assert not _walked_by_full_collections(built)
+
+
+def test_a_startup_that_fails_turns_the_collector_back_on_and_freezes_nothing(
+    unfrozen: None,
+) -> None:
+    frozen_before = gc.get_freeze_count()
+    with pytest.raises(ImportError), memory.startup():
+        raise ImportError("no module named tensorflow")
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == frozen_before
