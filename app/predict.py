@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Final, TextIO
 
 from app.config import Settings, SettingsError, load_settings
+from app.inference import memory
 from app.options import positive
 from app.scoring import report
 from app.scoring.inputs import NoInputs, collect
@@ -162,9 +163,10 @@ def _scorer(args: argparse.Namespace, settings: Settings) -> Scorer:
     if args.url is None:
         from app.scoring.local import LocalScorer  # TensorFlow or OpenVINO: only to run here
 
-        return LocalScorer(
-            settings.model_copy(update={"max_batch_size": args.batch_size}), args.number
-        )
+        with memory.startup():  # its imports; the one model of the run is frozen too: harmless
+            return LocalScorer(
+                settings.model_copy(update={"max_batch_size": args.batch_size}), args.number
+            )
     from app.scoring.remote import RestScorer, V2Scorer
 
     limits = (args.batch_size, args.timeout, settings.max_upload_bytes)
