@@ -23,6 +23,7 @@ from app.cluster.remote import RemoteBackend, RemoteJobs
 from app.cluster.replica import identity
 from app.config import Settings
 from app.http.deps import Service
+from app.inference import memory
 from app.jobs.records import JobRecords
 from app.main import assemble, create_app
 from app.observability.metrics import Metrics
@@ -50,7 +51,9 @@ def cluster_service(
     settings: Settings,
     metrics: Metrics,
 ) -> Service:
-    """The service of an Ingress replica: decoding here, the model and the jobs elsewhere."""
-    backend = RemoteBackend(model, coordinator, settings, identity())
-    jobs = RemoteJobs(coordinator, JobRecords(settings.model_store / "jobs"))
-    return assemble(settings, metrics, backend, backend, jobs)
+    """The service of an Ingress replica: decoding here, the model and the jobs elsewhere (its
+    startup objects frozen, as every serving process's are: no model is ever loaded here)."""
+    with memory.startup():
+        backend = RemoteBackend(model, coordinator, settings, identity())
+        jobs = RemoteJobs(coordinator, JobRecords(settings.model_store / "jobs"))
+        return assemble(settings, metrics, backend, backend, jobs)
