@@ -5,7 +5,6 @@ behaviour, end to end, is tests/e2e/test_predict_cli.py's)."""
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,12 +14,6 @@ from app import predict
 from app.inference import memory
 from app.store.versions import ModelStore
 from tests.support.modelfactory import COLOURS, publish_tiny
-
-
-@pytest.fixture
-def unfrozen() -> Iterator[None]:
-    yield
-    gc.unfreeze()
 
 
 def test_a_local_run_builds_its_engine_with_the_collector_off_then_frozen(

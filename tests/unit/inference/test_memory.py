@@ -9,7 +9,6 @@ import gc
 import platform
 import threading
 import weakref
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -65,13 +64,6 @@ def test_trim_soon_trims_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> 
 class _Node:
     def __init__(self) -> None:
         self.itself = self  # a cycle: only the collector frees it
-
-
-@pytest.fixture
-def unfrozen() -> Iterator[None]:
-    """The test process's objects back within the collector's reach afterwards."""
-    yield
-    gc.unfreeze()
 
 
 def _walked_by_full_collections(thing: object) -> bool:
