@@ -22,6 +22,9 @@ from tests.conftest import REPO, write_class_folders
 from tests.support.modelfactory import COLOURS
 
 FAST = ["--weights", "none", "--folds", "3", "--batch-size", "8"]
+# For the activation decisions, which compare fold and folder accuracies: no conv5 fine-tuning and
+# no OpenVINO export, 12 of a run's 28 s here, which those decisions never read.
+DECIDE = [*FAST, "--fine-tune-epochs", "0", "--no-openvino"]
 MLP = ["--weights", "none", "--head", "mlp", "--epochs", "2", "--folds", "0", "--batch-size", "8"]
 
 
@@ -177,7 +180,7 @@ def test_if_better_measures_both_recipes_on_the_same_folds(tmp_path: Path) -> No
     this run's own folds (issue 25), not with a figure measured on other photos."""
     data = write_class_folders(tmp_path / "data", {"cats": 6, "dogs": 5, "owls": 5})
     store = tmp_path / "store"
-    common = ["--data-dir", str(data), "--model-store", str(store), *FAST]
+    common = ["--data-dir", str(data), "--model-store", str(store), *DECIDE]
 
     def metadata(number: int) -> dict:
         return json.loads((store / str(number) / "metadata.json").read_text())
@@ -231,7 +234,7 @@ def test_an_evaluation_folder_keeps_a_dataset_made_worse_from_being_activated(
     (held / "green" / "copy.jpg").write_bytes((data / "green" / "green_0.jpg").read_bytes())
     store = tmp_path / "store"
     common = ["--data-dir", str(data), "--model-store", str(store), "--eval-dir", str(held)]
-    first = _train_cli(*common, *FAST)
+    first = _train_cli(*common, *DECIDE)
     assert first.returncode == 0, first.stderr
 
     def metadata(number: int) -> dict:
@@ -246,7 +249,7 @@ def test_an_evaluation_folder_keeps_a_dataset_made_worse_from_being_activated(
         photo.rename(data / ("blue", "green")[index % 2] / f"was_red_{index}.jpg")
     for index, photo in enumerate(sorted((data / "blue").glob("blue_*.jpg"))[:3]):
         photo.rename(data / "red" / f"was_blue_{index}.jpg")
-    worse = _train_cli(*common, *FAST, "--activate", "if_better")
+    worse = _train_cli(*common, *DECIDE, "--activate", "if_better")
     assert worse.returncode == 0, worse.stderr
     activation, on_folder = metadata(2)["activation"], metadata(2)["evaluation_set"]
     assert on_folder["active"] == {
@@ -262,7 +265,7 @@ def test_an_evaluation_folder_keeps_a_dataset_made_worse_from_being_activated(
     assert ModelStore(store).active_number() == 1
     # Other photos, and a policy that compares nothing: the active model is not run on them
     (held / "blue" / "blue_0.jpg").unlink()
-    kept = _train_cli(*common, *FAST, "--activate", "never")
+    kept = _train_cli(*common, *DECIDE, "--activate", "never")
     assert kept.returncode == 0, kept.stderr
     assert metadata(3)["evaluation_set"]["active"] == {
         "version": 1,
