@@ -28,9 +28,10 @@ from tests.support.servers import running_server
 
 pytestmark = pytest.mark.slow
 
-# Seconds after the trainer enters its publish phase (about 15 s here: model, plots, OpenVINO
-# export, fsync, rename, pointer): early kills land in the staging writes, late ones after.
-TRAINER_KILLS = [0.0, 2.0, 5.0, 9.0, 13.0, 30.0]
+# Where in its publish phase (model, plots, OpenVINO export, fsync, rename, pointer) the trainer is
+# killed, as shares of that phase's length, measured first by a run left to finish: fixed seconds
+# went stale (the phase took 15 s once, 6 s now, and half the kills landed after it).
+KILL_AT = [0.0, 0.2, 0.4, 0.6, 0.8, 0.95]
 
 
 def _assert_store_is_sound(store: ModelStore) -> list[int]:
@@ -82,20 +83,38 @@ def test_killing_the_trainer_while_it_publishes_leaves_only_complete_versions(
     store = ModelStore(tmp_path / "store")
     publish_tiny(store, sorted(COLOURS))
     data = write_colour_dataset(tmp_path / "data", per_class=4)
+    # The phase's length: a run left to finish (the version it publishes is the "after" case)
+    trainer = _train(store, data, tmp_path / "events-whole.jsonl")
+    _wait_for_publish_phase(tmp_path / "events-whole.jsonl", trainer)
+    began = time.monotonic()
+    assert trainer.wait(timeout=300) == 0
+    phase = time.monotonic() - began
+    _assert_store_is_sound(store)
     outcomes = []
-    for attempt, delay in enumerate(TRAINER_KILLS):
+    for attempt, share in enumerate(KILL_AT):
         events = tmp_path / f"events-{attempt}.jsonl"
         trainer = _train(store, data, events)
         _wait_for_publish_phase(events, trainer)
-        time.sleep(delay)
+        # killed that far into publishing, or not at all where it had already finished by then
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            trainer.wait(timeout=share * phase)
         trainer.send_signal(signal.SIGKILL)
         trainer.wait()
         versions = _assert_store_is_sound(store)
-        outcomes.append((delay, versions[-1], store.active_number()))
+        killed = trainer.returncode == -signal.SIGKILL
+        outcomes.append(
+            (
+                round(share * phase, 1),
+                "killed" if killed else "done",
+                versions[-1],
+                store.active_number(),
+            )
+        )
     staging = [p.name for p in store.root.glob(".staging-*")]
     print(
-        f"\ntrainer killed {len(TRAINER_KILLS)} times (s after publish began, newest version, "
-        f"active): {outcomes}; hidden staging folders left: {len(staging)}"
+        f"\npublish phase {phase:.1f} s; trainer killed at {KILL_AT} of it (s after publish "
+        f"began, killed or done by then, newest version, active): {outcomes}; hidden staging "
+        f"folders left: {len(staging)}"
     )
     with running(make_settings(store.root)) as client:
         response = client.post("/predict", files={"file": ("a.jpg", make.jpeg(), "image/jpeg")})
