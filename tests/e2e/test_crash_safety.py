@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2 as httpx
@@ -45,8 +46,10 @@ def _assert_store_is_sound(store: ModelStore) -> list[int]:
     return complete
 
 
-def _train(store: ModelStore, data: Path, events: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
+@contextlib.contextmanager
+def _training(store: ModelStore, data: Path, events: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A trainer subprocess, killed on the way out should the test leave before it ends."""
+    trainer = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -66,6 +69,12 @@ def _train(store: ModelStore, data: Path, events: Path) -> subprocess.Popen[byte
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    try:
+        yield trainer
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+            trainer.wait()
 
 
 def _wait_for_publish_phase(events: Path, process: subprocess.Popen[bytes]) -> None:
@@ -84,32 +93,24 @@ def test_killing_the_trainer_while_it_publishes_leaves_only_complete_versions(
     publish_tiny(store, sorted(COLOURS))
     data = write_colour_dataset(tmp_path / "data", per_class=4)
     # The phase's length: a run left to finish (the version it publishes is the "after" case)
-    trainer = _train(store, data, tmp_path / "events-whole.jsonl")
-    _wait_for_publish_phase(tmp_path / "events-whole.jsonl", trainer)
-    began = time.monotonic()
-    assert trainer.wait(timeout=300) == 0
-    phase = time.monotonic() - began
+    with _training(store, data, tmp_path / "events-whole.jsonl") as trainer:
+        _wait_for_publish_phase(tmp_path / "events-whole.jsonl", trainer)
+        began = time.monotonic()
+        assert trainer.wait(timeout=300) == 0
+        phase = time.monotonic() - began
     _assert_store_is_sound(store)
     outcomes = []
     for attempt, share in enumerate(KILL_AT):
         events = tmp_path / f"events-{attempt}.jsonl"
-        trainer = _train(store, data, events)
-        _wait_for_publish_phase(events, trainer)
-        # killed that far into publishing, or not at all where it had already finished by then
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            trainer.wait(timeout=share * phase)
-        trainer.send_signal(signal.SIGKILL)
-        trainer.wait()
+        with _training(store, data, events) as trainer:
+            _wait_for_publish_phase(events, trainer)
+            # killed that far into publishing, or not at all where it had already finished by then
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                trainer.wait(timeout=share * phase)
+            trainer.send_signal(signal.SIGKILL)
+            outcome = "killed" if trainer.wait() == -signal.SIGKILL else "done"
         versions = _assert_store_is_sound(store)
-        killed = trainer.returncode == -signal.SIGKILL
-        outcomes.append(
-            (
-                round(share * phase, 1),
-                "killed" if killed else "done",
-                versions[-1],
-                store.active_number(),
-            )
-        )
+        outcomes.append((round(share * phase, 1), outcome, versions[-1], store.active_number()))
     staging = [p.name for p in store.root.glob(".staging-*")]
     print(
         f"\npublish phase {phase:.1f} s; trainer killed at {KILL_AT} of it (s after publish "
