@@ -13,7 +13,7 @@ from app.http.schemas import (
     ExampleInfo,
     ModelResponse,
     UploadLimitsInfo,
-    replica_infos,
+    cluster_fields,
 )
 
 router = APIRouter(tags=["model"])
@@ -30,7 +30,7 @@ async def classes(backend: BackendDep) -> ClassesResponse:
     "/model",
     response_model=ModelResponse,
     responses=responses(503),
-    response_model_exclude_unset=True,  # `replicas` only on a cluster
+    response_model_exclude_unset=True,  # `replicas` and `versions_served` only on a cluster
 )
 async def model_info(
     backend: BackendDep, control: ControlDep, settings: SettingsDep
@@ -38,8 +38,6 @@ async def model_info(
     """The serving version's metadata, the engine and device, and the batching settings."""
     model = backend.ready_model()
     metadata = model.metadata
-    replicas = control.replicas()
-    cluster = {} if replicas is None else {"replicas": replica_infos(replicas)}
     return ModelResponse(
         version=str(model.number),
         classes=model.classes,
@@ -71,5 +69,5 @@ async def model_info(
             for index, photo in enumerate(metadata.examples.photos)
         ],
         metadata=metadata.public_dict(),
-        **cluster,
+        **cluster_fields(control.replicas()),
     )

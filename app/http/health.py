@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.http.deps import MetricsDep, Service
 from app.http.errors import RETRY_AFTER_S
-from app.http.schemas import Health, replica_infos
+from app.http.schemas import Health, cluster_fields
 from app.inference.manager import ServingModel
 
 router = APIRouter(tags=["operations"])
@@ -46,10 +46,9 @@ def _serving(request: Request) -> ServingModel | None:
 
 
 def _replicas(request: Request) -> dict[str, Any]:
-    """On a cluster: ``{"replicas": [...]}``; nothing for one process."""
+    """On a cluster: ``replicas`` and ``versions_served``; nothing for one process."""
     service: Service | None = request.app.state.service
-    replicas = service.control.replicas() if service is not None else None
-    return {} if replicas is None else {"replicas": replica_infos(replicas)}
+    return cluster_fields(service.control.replicas() if service is not None else None)
 
 
 @router.get(

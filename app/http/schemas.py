@@ -72,7 +72,22 @@ class ReplicaInfo(BaseModel):
     )
 
 
-def replica_infos(replicas: list[ReplicaStatus]) -> list[ReplicaInfo]:
+VERSIONS_SERVED = (
+    "On a Ray cluster: the versions its Model replicas serve now, each once. More than one "
+    "during a swap, for a moment, or where a replica did not load the active version (the "
+    "admin API's activation logs it); `replicas` says which serves what"
+)
+
+
+def cluster_fields(replicas: list[ReplicaStatus] | None) -> dict[str, Any]:
+    """``replicas`` and ``versions_served`` on a cluster; nothing for one process (None)."""
+    if replicas is None:
+        return {}
+    served = sorted({r.model.number for r in replicas if r.model is not None})
+    return {"replicas": _replica_infos(replicas), "versions_served": [str(n) for n in served]}
+
+
+def _replica_infos(replicas: list[ReplicaStatus]) -> list[ReplicaInfo]:
     return [
         ReplicaInfo(
             deployment=r.deployment,
@@ -135,6 +150,7 @@ class ModelResponse(BaseModel):
     replicas: list[ReplicaInfo] | None = Field(
         None, description="On a Ray cluster: every replica, where it runs and what it serves"
     )
+    versions_served: list[str] | None = Field(None, description=VERSIONS_SERVED, examples=[["3"]])
 
 
 class Health(BaseModel):
@@ -143,6 +159,7 @@ class Health(BaseModel):
     replicas: list[ReplicaInfo] | None = Field(
         None, description="On a Ray cluster: every replica, where it runs and what it serves"
     )
+    versions_served: list[str] | None = Field(None, description=VERSIONS_SERVED, examples=[["3"]])
 
 
 class ValidationErrors(BaseModel):

@@ -128,6 +128,28 @@ class LoadResult:
         return 1000 * ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
+class Readiness:
+    """/health/ready polled every 0.1 s in a thread: its answers, in ``views``."""
+
+    def __init__(self, deployed: Deployed) -> None:
+        self.deployed = deployed
+        self.views: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> Readiness:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.1):
+            self.views.append(self.deployed.get("/health/ready").json())
+
+
 class Load:
     """``clients`` closed-loop clients posting photos through both nodes' proxies, in a thread."""
 

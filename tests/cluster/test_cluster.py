@@ -11,13 +11,22 @@ import os
 import signal
 import socket
 import time
+from collections import Counter
 from typing import Any
 
 import httpx2 as httpx
 import psutil
 import pytest
 
-from tests.cluster.conftest import AUTH, NODES, Deployed, Load, LoadResult, counts_by_node
+from tests.cluster.conftest import (
+    AUTH,
+    NODES,
+    Deployed,
+    Load,
+    LoadResult,
+    Readiness,
+    counts_by_node,
+)
 
 pytest.importorskip("ray", reason="the cluster tests need Ray Serve: pip install -e '.[ray]'")
 
@@ -103,7 +112,7 @@ def test_batches_form_in_the_model_replicas_at_concurrency_16(
 def test_hot_swaps_under_load_fail_no_request(deployed: Deployed) -> None:
     swaps = [2, 1, 2, 1, 2, 1]  # ends on version 1, where the retrain test starts
     seconds: list[float] = []
-    with Load(deployed, clients=16) as load:
+    with Load(deployed, clients=16) as load, Readiness(deployed) as readiness:
         for version in swaps:
             time.sleep(1.5)
             started = time.monotonic()
@@ -111,14 +120,29 @@ def test_hot_swaps_under_load_fail_no_request(deployed: Deployed) -> None:
             seconds.append(time.monotonic() - started)
             assert response.status_code == 200, response.text
             deployed.wait_for(lambda v=version: _all_serve(deployed, v), 10, f"all on {version}")
+            assert deployed.get("/model").json()["versions_served"] == [str(version)]
         time.sleep(1.5)
     result = load.result
     print(f"\n{len(swaps)} swaps under 16 clients: {result.requests} requests, {result.statuses}")
     took = ", ".join(f"{s:.1f}" for s in seconds)
     print(f"  answers by version: {dict(result.versions)}; each swap took {took} s")
+    served = Counter(str(view["versions_served"]) for view in readiness.views)
+    print(f"  /health/ready's versions_served, polled through the swaps: {dict(served)}")
+    mixed = next((view for view in readiness.views if len(view["versions_served"]) > 1), None)
+    if mixed is not None:
+        models = [
+            (r["node"], r["version"]) for r in mixed["replicas"] if r["deployment"] == "Model"
+        ]
+        top = {key: mixed[key] for key in ("status", "model_version", "versions_served")}
+        print(f"  the first answer with two: {top}, Model replicas {models}")
     assert result.failures == []
     assert set(result.versions) == {"1", "2"}
     assert deployed.store.active_number() == 1
+    # the top level names every version a Model replica serves, in each answer, and only those
+    for view in readiness.views:
+        models = {r["version"] for r in view["replicas"] if r["deployment"] == "Model"}
+        assert view["versions_served"] == sorted(models, key=int), view
+        assert view["model_version"] in view["versions_served"], view
 
 
 def test_a_retrain_task_cancelled_from_another_node_publishes_nothing(deployed: Deployed) -> None:
@@ -159,6 +183,7 @@ def test_a_retrain_on_the_cluster_publishes_a_version_every_replica_serves(
     assert any("fine-tuned           conv5, 4 epochs" in line for line in job["log_tail"])
     assert deployed.store.active_number() == 3
     assert {r["version"] for r in replicas} == {"3"} and len(replicas) == 2
+    assert deployed.get("/model").json()["versions_served"] == ["3"]
 
 
 def _all_serve(deployed: Deployed, version: int) -> bool:
