@@ -14,6 +14,8 @@ TARGET_SERVICE_VS_PIPELINE = 0.90
 TARGET_BATCHING_GAIN = 1.3
 TARGET_P50_SLACK_MS = 10.0
 TARGET_PROTOCOL_VS_PREDICT = 0.95
+# INT8 against bf16, raw, where the CPU has VNNI or AMX (issue 26)
+TARGET_INT8_VS_BF16 = 1.6
 PROTOCOLS = {"predict": "/predict", "v2_rest": "V2 REST (binary)", "v2_grpc": "V2 gRPC"}
 
 
@@ -108,7 +110,43 @@ def markdown(record: dict[str, Any]) -> str:
             lines += [*_protocol_lines(engine["protocols"], engine["ratios"]), ""]
     if len(record["engines"]) > 1:
         lines += _side_by_side(record["engines"])
+        lines += _precision_lines(record["engines"])
     return "\n".join(lines)
+
+
+def precision_ratios(engines: list[dict[str, Any]], over: str) -> dict[str, float] | None:
+    """OpenVINO's INT8 raw img/s over its ``over`` precision's in the same run: at each batch
+    size both measured (``"1"``, ``"8"``...) and at each one's best (``"best"``); None unless
+    the run measured both."""
+    by_name = {engine["name"]: engine for engine in engines}
+    int8, other = by_name.get("openvino (int8)"), by_name.get(f"openvino ({over})")
+    if int8 is None or other is None:
+        return None
+    theirs = {r["batch_size"]: r["images_per_s"] for r in other["raw"]}
+    out = {
+        str(r["batch_size"]): round(r["images_per_s"] / theirs[r["batch_size"]], 2)
+        for r in int8["raw"]
+        if theirs.get(r["batch_size"])
+    }
+    best = max(theirs.values(), default=0)
+    if best:
+        out["best"] = round(max(r["images_per_s"] for r in int8["raw"]) / best, 2)
+    return out
+
+
+def _precision_lines(engines: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for over in ("bf16", "f32"):
+        ratios = precision_ratios(engines, over)
+        if not ratios:
+            continue
+        sizes = [f"**{r:.2f}x** at batch {size}" for size, r in ratios.items() if size != "best"]
+        best = [f"**{ratios['best']:.2f}x** at each one's best batch"] if "best" in ratios else []
+        target = f" (target >= {TARGET_INT8_VS_BF16}x where the CPU has VNNI or AMX)"
+        lines.append(
+            f"- INT8 / {over}, raw: {', '.join([*sizes, *best])}{target if over == 'bf16' else ''}"
+        )
+    return [*lines, ""] if lines else []
 
 
 def _side_by_side(engines: list[dict[str, Any]]) -> list[str]:
