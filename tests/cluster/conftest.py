@@ -129,11 +129,14 @@ class LoadResult:
 
 
 class Readiness:
-    """/health/ready polled every 0.1 s in a thread: its answers, in ``views``."""
+    """/health/ready polled every 0.1 s in a thread: its answers, in ``views``. A poll that
+    fails ends the polling, and leaving the ``with`` block raises it: a test never reads a
+    silently shortened list of answers."""
 
     def __init__(self, deployed: Deployed) -> None:
         self.deployed = deployed
         self.views: list[dict[str, Any]] = []
+        self._error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -144,10 +147,15 @@ class Readiness:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=60)
+        if self._error is not None and exc[0] is None:
+            raise AssertionError(f"polling /health/ready failed: {self._error!r}") from self._error
 
     def _poll(self) -> None:
-        while not self._stop.wait(0.1):
-            self.views.append(self.deployed.get("/health/ready").json())
+        try:
+            while not self._stop.wait(0.1):
+                self.views.append(self.deployed.get("/health/ready").json())
+        except Exception as error:  # handed to the test in __exit__
+            self._error = error
 
 
 class Load:

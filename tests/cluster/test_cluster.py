@@ -130,11 +130,11 @@ def test_hot_swaps_under_load_fail_no_request(deployed: Deployed) -> None:
     print(f"  /health/ready's versions_served, polled through the swaps: {dict(served)}")
     mixed = next((view for view in readiness.views if len(view["versions_served"]) > 1), None)
     if mixed is not None:
-        models = [
+        by_node = [
             (r["node"], r["version"]) for r in mixed["replicas"] if r["deployment"] == "Model"
         ]
         top = {key: mixed[key] for key in ("status", "model_version", "versions_served")}
-        print(f"  the first answer with two: {top}, Model replicas {models}")
+        print(f"  the first answer with two: {top}, Model replicas {by_node}")
     assert result.failures == []
     assert set(result.versions) == {"1", "2"}
     assert deployed.store.active_number() == 1
@@ -191,9 +191,9 @@ def _all_serve(deployed: Deployed, version: int) -> bool:
 
 
 def _served_alone(deployed: Deployed, version: int) -> bool:
-    """/model's versions_served is ``[version]``. Each Ingress replica refreshes its own view of
-    the cluster (every 0.5 s), and the proxy may route this request to the other one than the
-    request before it: so /model says so soon after /health/ready, not on the next request."""
+    """/model's versions_served is ``[version]``. Poll it: each Ingress replica refreshes its
+    view of the cluster every 0.5 s, and the proxy may route this request to another Ingress
+    replica than the last one, so /model can lag /health/ready by up to half a second."""
     served: list[str] = deployed.get("/model").json()["versions_served"]
     return served == [str(version)]
 
