@@ -1,4 +1,4 @@
-"""The OpenVINO engine against the TensorFlow one on every dev photo, with the real model."""
+"""The OpenVINO engine against the TensorFlow one on dev photos, with the real model."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ def test_openvino_and_tensorflow_agree_on_the_dev_photos(
 ) -> None:
     version = ModelStore(flowers_store).active()
     assert version is not None
-    photos = sorted(flowers_dev.glob("*/*.jpg"))
+    # every 4th in path order, so of every class, 310 in all: TensorFlow takes 40 ms a photo on
+    # 2 cores, and the INT8 test below runs both OpenVINO IRs on all 1,238
+    photos = sorted(flowers_dev.glob("*/*.jpg"))[::4]
     images = np.stack([preprocess(p.read_bytes()) for p in photos])
     tensorflow = engines.KerasEngine(version, 32, configure_devices())
     # the float IR at the float precision auto serves it in (INT8 has its own check, below)
