@@ -56,8 +56,8 @@ def flowers_store(flowers_dev: Path, tmp_path_factory: pytest.TempPathFactory) -
     Trained once per session with the real CLI and the default recipe, but for one epoch of
     conv5's fine-tuning instead of 4: each epoch takes about 45 s on 2 cores, and no test of this
     store is about how well fine-tuning converges (the recipe's own tests are in
-    tests/unit/training/test_finetune.py). About 3 minutes with the features and conv4
-    activations in :data:`FEATURE_CACHE` (4.5 to fill it), INT8 accuracy control included; the
+    tests/unit/training/test_finetune.py). About 2.5 minutes with the features and conv4
+    activations in :data:`FEATURE_CACHE` (4 to fill it), INT8 accuracy control included; the
     tests that need a real flower model share it.
     """
     import subprocess
@@ -81,7 +81,7 @@ def flowers_store(flowers_dev: Path, tmp_path_factory: pytest.TempPathFactory) -
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=1800,  # ~3 minutes alone on 2 cores (INT8 included); far longer beside other work
+        timeout=1800,  # ~2.5 minutes alone on 2 cores (INT8 included); far longer beside other work
     )
     if result.returncode != 0:
         if "could not obtain the ImageNet ResNet-50 weights" in result.stderr:
